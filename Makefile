@@ -1,0 +1,45 @@
+# Every target but `help` uses .venv/ and creates it first when it is missing.
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+CONFIG  ?= experiments/configs/digits_mlp.py
+WORKDIR ?= runs/$(basename $(notdir $(CONFIG)))
+ARGS    ?=
+RUNS    ?=
+EXP     ?=
+OUT     ?= runs/report
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test demo train report sweep bench
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name OUT=$(OUT)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv/ with everything (dev tools included) from pyproject.toml
+
+test: $(STAMP)  ## run the whole pytest suite (CPU only, offline)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)  ## UFM+/UFM solves, digits training with and without ReLU, and the report (offline, minutes)
+	$(BIN)/python -m experiments.demo --out runs/demo
+
+train: $(STAMP)  ## train: make train CONFIG=experiments/configs/NAME.py [WORKDIR=...] [ARGS="--config.a=b"]
+	$(BIN)/python -m deepnet.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
+
+report: $(STAMP)  ## build a report: make report RUNS="workdir1 ufm_out2 ..." [OUT=runs/report]
+	$(BIN)/python -m experiments.report --out $(OUT) $(RUNS)
+
+sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes others): make sweep EXP=name
+	$(BIN)/python -m experiments.sweep $(EXP)
+
+bench: $(STAMP)  ## benchmarks; prints ratios measured in one run
+	$(BIN)/python -m benchmarks.run

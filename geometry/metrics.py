@@ -1,0 +1,204 @@
+"""Geometry metrics of PAPER.md section 5, shared by the UFM solver and the trainer.
+
+Everything is accumulated and computed in NumPy float64 (PAPER.md 10.11). The metrics only
+need per-class sums, counts and the total second moment, so a data set of any size is
+evaluated chunk by chunk with `GeometryAccumulator` without an N x N matrix;
+`geometry_report` is the one-call form and gives the same result.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_f64(x):
+  return np.asarray(x, dtype=np.float64)
+
+
+def class_means(embeddings, labels, num_classes: int, *, where=None):
+  """Masked class means `[K, d]` and counts `[K]` (a class with no example gets a zero mean)."""
+  acc = GeometryAccumulator(num_classes, np.shape(embeddings)[1])
+  acc.update(embeddings, labels, where=where)
+  return acc.means, acc.counts
+
+
+def gram(means) -> np.ndarray:
+  """G_M = M M^T for class means as rows `[K, d]`."""
+  m = _as_f64(means)
+  return m @ m.T
+
+
+def dist_of(means) -> float:
+  """|| G_M / ||G_M||_F - I_K / sqrt(K) ||_F with uncentered means (0 for an OF)."""
+  g = gram(means)
+  k = g.shape[0]
+  return float(np.linalg.norm(g / np.linalg.norm(g) - np.eye(k) / np.sqrt(k)))
+
+
+def centered_means(means, weights=None) -> np.ndarray:
+  """Means minus their mean: unweighted (the paper's metric) or weighted by `weights`."""
+  m = _as_f64(means)
+  w = np.ones(len(m)) if weights is None else _as_f64(weights)
+  return m - (w @ m) / w.sum()
+
+
+def dist_etf(means, weights=None) -> float:
+  """|| G_c/||G_c||_F - (I - 11^T/K)/sqrt(K-1) ||_F, means centered by the unweighted mean of
+  the class means (pass class sizes as `weights` for the weighted variant of PAPER.md 6.6)."""
+  g = gram(centered_means(means, weights))
+  k = g.shape[0]
+  target = (np.eye(k) - np.full((k, k), 1.0 / k)) / np.sqrt(k - 1)
+  return float(np.linalg.norm(g / np.linalg.norm(g) - target))
+
+
+def cosines(means) -> np.ndarray:
+  """`[K, K]` cosines between class means."""
+  m = _as_f64(means)
+  norms = np.linalg.norm(m, axis=1)
+  return (m @ m.T) / np.maximum(np.outer(norms, norms), np.finfo(np.float64).tiny)
+
+
+def mean_cos(means) -> float:
+  """Average cosine over ordered class pairs c != c' (OF 0, ETF -1/(K-1))."""
+  cos = cosines(means)
+  k = cos.shape[0]
+  return float((cos.sum() - np.trace(cos)) / (k * (k - 1)))
+
+
+def angle_values(means) -> np.ndarray:
+  """1 - theta_{cc'}/pi for every ordered pair c != c' (PAPER.md 5.5, without the sign
+  factor): 0.5 for an OF, 1 - arccos(-1/(K-1))/pi for an ETF."""
+  cos = np.clip(cosines(means), -1.0, 1.0)
+  off = ~np.eye(cos.shape[0], dtype=bool)
+  return 1.0 - np.arccos(cos[off]) / np.pi
+
+
+def nc1(within_cov, means) -> float:
+  """Tr(Sigma_W Sigma_B^+) with Sigma_B = (1/K) sum_c (mu_c - mu_bar)(mu_c - mu_bar)^T and
+  its pseudo-inverse from the top K-1 singular triplets (no division by K, as the code)."""
+  centered = centered_means(means)
+  k = centered.shape[0]
+  sigma_b = centered.T @ centered / k
+  u, s, vt = np.linalg.svd(sigma_b)
+  rank = min(k - 1, int(np.sum(s > s[0] * 1e-12))) if s.size and s[0] > 0 else 0
+  pinv = (vt[:rank].T / s[:rank]) @ u[:, :rank].T
+  return float(np.trace(_as_f64(within_cov) @ pinv))
+
+
+class GeometryAccumulator:
+  """Sums and counts for the geometry metrics, fed chunk by chunk.
+
+  Two kinds of statistics: per-class sums / counts and the second moment sum_i h_i h_i^T
+  (enough for the class means, the within-class covariance and so every geometry metric),
+  and, when `reference_means` is given, per-class nearest-class-centre hits. NCC on a set with
+  its own means therefore needs a second pass (or `geometry_report`, which does it).
+
+  Example:
+    >>> acc = GeometryAccumulator(num_classes=10, dim=512)
+    >>> for h, y in chunks:
+    ...   acc.update(h, y)
+    >>> report = acc.result()
+  """
+
+  def __init__(self, num_classes: int, dim: int, reference_means=None):
+    self.num_classes = num_classes
+    self.sums = np.zeros((num_classes, dim))
+    self.counts = np.zeros(num_classes, np.int64)
+    self.second_moment = np.zeros((dim, dim))
+    self.reference_means = None if reference_means is None else _as_f64(reference_means)
+    self.ncc_hits = np.zeros(num_classes, np.int64)
+
+  def update(self, embeddings, labels, *, where=None) -> "GeometryAccumulator":
+    h = _as_f64(embeddings)
+    y = np.asarray(labels).astype(np.int64)
+    if where is not None:
+      keep = np.asarray(where, bool)
+      h, y = h[keep], y[keep]
+    if y.size and (y.min() < 0 or y.max() >= self.num_classes):
+      raise ValueError(f"labels must lie in [0, {self.num_classes})")
+    np.add.at(self.sums, y, h)
+    self.counts += np.bincount(y, minlength=self.num_classes)
+    self.second_moment += h.T @ h
+    if self.reference_means is not None:
+      pred = ncc_predict(h, self.reference_means)
+      self.ncc_hits += np.bincount(y[pred == y], minlength=self.num_classes)
+    return self
+
+  @property
+  def means(self) -> np.ndarray:
+    return self.sums / np.maximum(self.counts, 1)[:, None]
+
+  def result(self, *, majority=None) -> dict:
+    """All metrics as a JSON-ready dict (keys of `result.json` / `metrics.jsonl`)."""
+    means, counts = self.means, self.counts
+    total = max(int(counts.sum()), 1)
+    # N Sigma_W = sum_i h_i h_i^T - sum_c n_c mu_c mu_c^T
+    within = (self.second_moment - (means * counts[:, None]).T @ means) / total
+    k = self.num_classes
+    value_nc1 = nc1(within, means)
+    out = {
+        "dist_of": dist_of(means),
+        "dist_etf": dist_etf(means),
+        "nc1": value_nc1,
+        "nc1_over_k": value_nc1 / k,
+        "mean_cos": mean_cos(means),
+        "class_mean_norms": np.linalg.norm(means, axis=1).tolist(),
+        "counts": counts.tolist(),
+        "gram": gram(means).tolist(),
+        "angle_values": angle_values(means).tolist(),
+    }
+    if self.reference_means is not None:
+      out.update(ncc_accuracies(self.ncc_hits, counts, majority=majority))
+    return out
+
+
+def ncc_predict(embeddings, means) -> np.ndarray:
+  """Nearest class centre: argmin_c ||h - mu_c||_2."""
+  h, m = _as_f64(embeddings), _as_f64(means)
+  dist2 = (h * h).sum(1)[:, None] - 2.0 * h @ m.T + (m * m).sum(1)[None, :]
+  return np.argmin(dist2, axis=1)
+
+
+def ncc_accuracies(hits, counts, *, majority=None) -> dict:
+  """Balanced (mean of per-class accuracies), majority and minority NCC accuracy.
+
+  `majority` lists the majority classes (default the first floor(K/2)); classes with no
+  example are left out of the averages.
+  """
+  hits, counts = np.asarray(hits), np.asarray(counts)
+  k = len(counts)
+  major = np.zeros(k, bool)
+  major[list(range(k // 2)) if majority is None else list(majority)] = True
+  present = counts > 0
+  per_class = np.where(present, hits / np.maximum(counts, 1), np.nan)
+
+  def avg(mask):
+    mask = mask & present
+    return float(per_class[mask].mean()) if mask.any() else float("nan")
+
+  return {"ncc_acc": avg(np.ones(k, bool)), "ncc_maj": avg(major), "ncc_min": avg(~major),
+          "ncc_per_class": [None if np.isnan(a) else float(a) for a in per_class]}
+
+
+def geometry_report(embeddings, labels, num_classes: int, *, where=None, reference_means=None,
+                    majority=None) -> dict:
+  """Every metric of PAPER.md section 5 for one set of embeddings, as a dict.
+
+  Keys: ``dist_of``, ``dist_etf``, ``nc1``, ``nc1_over_k``, ``mean_cos``,
+  ``class_mean_norms``, ``counts``, ``gram`` (G_M), ``angle_values``, and the NCC accuracies
+  ``ncc_acc`` (balanced), ``ncc_maj``, ``ncc_min``, ``ncc_per_class``.
+
+  Args:
+    embeddings: `[N, d]` (normalised) embeddings.
+    labels: `[N]` labels in [0, K).
+    num_classes: K.
+    where: optional `[N]` mask of rows to use.
+    reference_means: class means used for NCC (the train means when evaluating a test set);
+      by default the set's own means.
+    majority: majority classes for the NCC split (default the first floor(K/2)).
+  """
+  dim = np.shape(embeddings)[1]
+  if reference_means is None:
+    reference_means, _ = class_means(embeddings, labels, num_classes, where=where)
+  acc = GeometryAccumulator(num_classes, dim, reference_means=reference_means)
+  return acc.update(embeddings, labels, where=where).result(majority=majority)
