@@ -1,0 +1,193 @@
+"""Tests of deepnet.models: shapes, unit norm, the final-ReLU switch, d and parameter counts."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepnet import models
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+# Tiny members of each family, with an input size whose last feature map is 1x1 (so pooling
+# is the identity and the final-ReLU relation below holds exactly).
+TINY = {
+    "resnet18": (dict(name="resnet18", width=1 / 16), (8, 8, 1)),
+    "densenet40": (dict(name="densenet40", width=1 / 6), (16, 16, 3)),
+    "mlp": (dict(name="mlp", mlp_widths=(24, 12)), (8, 8, 1)),
+}
+
+
+def _tiny_dim(name):
+  """d by hand: resnet 512/16; densenet growth 2, stem 11: 11+12=23 -> 11 -> 23 -> 11 -> 23."""
+  return {"resnet18": 32, "densenet40": 23, "mlp": 12}[name]
+
+
+def _run(config, shape, *, batch=8, classifier=False, train=True, seed=0, num_classes=5):
+  model = models.create_model(config, num_classes, classifier=classifier)
+  x = jax.random.normal(jax.random.key(seed), (batch,) + shape)
+  variables = jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))(x)
+  apply = jax.jit(lambda v, x: model.apply(v, x, train=train,
+                                           mutable=["batch_stats"] if train else False))
+  out = apply(variables, x)
+  if train:
+    out, _ = out
+  return model, variables, jax.tree.map(np.asarray, out)
+
+
+@functools.lru_cache(maxsize=None)
+def _run_tiny(name, final_relu):
+  """Train-mode outputs of the tiny model with a classifier (shared by tests: compiles once)."""
+  config, shape = TINY[name]
+  return _run(dict(config, final_relu=final_relu), shape, classifier=True)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_shapes_unit_norm_and_non_negative_with_relu(name):
+  config, _ = TINY[name]
+  d = _tiny_dim(name)
+  assert models.embedding_dim(dict(config, final_relu=True), 5) == d
+  _, variables, out = _run_tiny(name, True)
+  assert set(out) == {"embedding", "features", "logits"}
+  assert out["embedding"].shape == (8, d) and out["embedding"].dtype == np.float32
+  assert out["features"].shape == (8, d)
+  assert out["logits"].shape == (8, 5)
+  np.testing.assert_allclose(np.linalg.norm(out["embedding"], axis=1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      out["embedding"], out["features"] / np.linalg.norm(out["features"], axis=1, keepdims=True),
+      rtol=1e-5, atol=1e-7)
+  assert (out["features"] >= 0).all() and (out["embedding"] >= 0).all()
+  assert "batch_stats" in variables
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_without_final_relu_only_the_last_relu_is_removed(name):
+  _, _, with_relu = _run_tiny(name, True)
+  _, _, without = _run_tiny(name, False)
+  # Same parameters (same init key and tree), last map 1x1: pooling commutes with the ReLU,
+  # so features(with ReLU) = max(features(without), 0) exactly.
+  assert (without["features"] < 0).any()
+  np.testing.assert_allclose(with_relu["features"], np.maximum(without["features"], 0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(without["embedding"], axis=1), 1.0, rtol=1e-5)
+  if name != "resnet18":
+    # There the last op is a BatchNorm with bias 0: in train mode every output channel
+    # averages to 0 over the batch (and the 1x1 map), so the features are centered.
+    np.testing.assert_allclose(without["features"].mean(axis=0), 0.0, atol=1e-5)
+
+
+def test_classifier_off_has_no_logits_and_eval_mode_runs():
+  config, shape = TINY["resnet18"]
+  _, _, out = _run(config, shape, classifier=False, train=False)
+  assert set(out) == {"embedding", "features"}
+
+
+def test_extra_linear_keeps_relu_but_features_take_both_signs():
+  config, shape = TINY["mlp"]
+  _, variables, out = _run(dict(config, extra_linear=True), shape)
+  assert "extra_linear" in variables["params"]
+  assert (out["features"] < 0).any() and (out["features"] > 0).any()
+
+
+def test_projection_head_output_is_normalised():
+  config, shape = TINY["resnet18"]
+  config = dict(config, head_dim=7)
+  assert models.embedding_dim(config, 5) == 7
+  _, _, out = _run(config, shape, classifier=True)
+  assert out["embedding"].shape == (8, 7) and out["backbone"].shape == (8, 32)
+  assert out["logits"].shape == (8, 5)
+  assert (out["features"] >= 0).all()
+  np.testing.assert_allclose(np.linalg.norm(out["embedding"], axis=1), 1.0, rtol=1e-5)
+  # Without the final ReLU only the head's output may go negative; the backbone keeps its ReLU.
+  _, _, out = _run(dict(config, final_relu=False), shape)
+  assert (out["backbone"] >= 0).all() and (out["features"] < 0).any()
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+  config, shape = TINY["resnet18"]
+  _, variables, out = _run(dict(config, dtype="bfloat16"), shape, classifier=True)
+  dtypes = {leaf.dtype for leaf in jax.tree.leaves(variables)}
+  assert dtypes == {jnp.dtype(jnp.float32)}
+  assert out["embedding"].dtype == np.float32 and out["logits"].dtype == np.float32
+  np.testing.assert_allclose(np.linalg.norm(out["embedding"], axis=1), 1.0, rtol=1e-5)
+
+
+def test_zero_features_give_finite_embedding_and_gradient():
+  f = jnp.zeros((2, 3))
+  grad = jax.grad(lambda f: models.l2_normalize(f).sum())(f)
+  assert np.isfinite(np.asarray(models.l2_normalize(f))).all()
+  assert np.isfinite(np.asarray(grad)).all()
+
+
+def _shapes(config, image_shape, num_classes=10, classifier=False):
+  model = models.create_model(config, num_classes, classifier=classifier)
+  x = jax.ShapeDtypeStruct((2,) + image_shape, jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  return variables, out
+
+
+def _num_params(tree):
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
+
+
+def test_resnet18_full_width_dimension_and_parameter_count():
+  config = dict(name="resnet18")
+  assert models.embedding_dim(config, 10) == 512
+  variables, out = _shapes(config, (32, 32, 3), classifier=True)
+  assert out["embedding"].shape == (2, 512) and out["logits"].shape == (2, 10)
+  # The CIFAR ResNet-18 with a 10-way head has 11,173,962 parameters (torchvision's 11,689,512
+  # minus the 1000-way fc (513,000) plus a 10-way fc (5,130), minus 7x7 stem 9,408 plus 3x3
+  # stem 1,728). BN scale/bias are parameters there too; running statistics are not.
+  assert _num_params(variables["params"]) == 11_173_962
+  _, out = _shapes(config, (28, 28, 1))
+  assert out["embedding"].shape == (2, 512)
+
+
+def _densenet_params_by_hand(num_classes):
+  """torchvision DenseNet(growth 12, blocks (6,6,6), bn_size 4, 64 stem maps) count."""
+  total = 7 * 7 * 3 * 64 + 2 * 64
+  channels = 64
+  for block in range(3):
+    for _ in range(6):
+      total += 2 * channels + channels * 48 + 2 * 48 + 3 * 3 * 48 * 12
+      channels += 12
+    if block < 2:
+      total += 2 * channels + channels * (channels // 2)
+      channels //= 2
+  total += 2 * channels                         # final BN
+  return channels, total + channels * num_classes + num_classes
+
+
+def test_densenet40_full_width_dimension_and_parameter_count():
+  config = dict(name="densenet40")
+  d, params = _densenet_params_by_hand(10)
+  assert d == 142 and models.embedding_dim(config, 10) == 142
+  variables, out = _shapes(config, (32, 32, 3), classifier=True)
+  assert out["embedding"].shape == (2, 142)
+  assert _num_params(variables["params"]) == params
+  _, out = _shapes(config, (28, 28, 1))
+  assert out["embedding"].shape == (2, 142)
+
+
+def test_densenet_rejects_tiny_images_and_bad_configs():
+  with pytest.raises(ValueError, match="at least 13x13"):
+    _shapes(dict(name="densenet40"), (8, 8, 1))
+  with pytest.raises(ValueError, match="model.name"):
+    models.create_model(dict(name="vgg"), 10)
+  with pytest.raises(ValueError, match="model.dtype"):
+    models.create_model(dict(name="mlp", dtype="float8"), 10)
+  with pytest.raises(ValueError, match="model.width"):
+    models.create_model(dict(name="resnet18", width=0.0), 10)
+
+
+def test_config_dict_is_accepted():
+  ml_collections = pytest.importorskip("ml_collections")
+  config = ml_collections.ConfigDict(dict(
+      name="mlp", width=1.0, final_relu=False, extra_linear=False, head_dim=0,
+      mlp_widths=(16, 6), dtype="float32"))
+  assert models.embedding_dim(config, 3) == 6
+  _, _, out = _run(config, (5,), batch=4)
+  assert out["embedding"].shape == (4, 6)
