@@ -1,0 +1,125 @@
+"""Entry point of the training runs (``make train``).
+
+  python -m deepnet.main --config=experiments/configs/digits_mlp.py --workdir=runs/digits \
+      [--config.model.final_relu=False ...] [--distributed]
+
+``--config`` is an ml_collections config file (its ``get_config()``); ``--config.FIELD=VALUE``
+overrides any field. Starting the same command again resumes from the workdir's last
+checkpoint. Multi-host: ``--distributed`` (or ``config.distributed=True``, or the environment
+variable ``JAX_COORDINATOR_ADDRESS``) calls ``jax.distributed.initialize`` with
+``--coordinator_address`` / ``--num_processes`` / ``--process_id`` or, when those are not
+given, ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or the
+cluster's auto-detection (SLURM, Open MPI, TPU pods).
+
+Bad input (an unknown flag, a bad config value, a data set that is not prepared, a workdir of
+another run) prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config "
+                                          "file (experiments/configs/NAME.py).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (config.json, "
+                               "metrics.jsonl, checkpoints/, embeddings_final.npz).")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 "
+                                   "(default $JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes "
+                                      "(default $JAX_NUM_PROCESSES).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index "
+                                   "(default $JAX_PROCESS_ID).")
+
+
+class UsageError(Exception):
+  """Bad command-line input."""
+
+
+def _env_int(name: str) -> int | None:
+  value = os.environ.get(name)
+  if value in (None, ""):
+    return None
+  try:
+    return int(value)
+  except ValueError as e:
+    raise UsageError(f"${name} must be an integer, got {value!r}") from e
+
+
+def _initialize_distributed(config) -> None:
+  """jax.distributed.initialize when asked for by a flag, the config or the environment."""
+  wanted = (_DISTRIBUTED.value or bool(config.get("distributed", False))
+            or bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
+  if not wanted:
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  kwargs = {}
+  address = _COORDINATOR.value or os.environ.get("JAX_COORDINATOR_ADDRESS")
+  num_processes = (_NUM_PROCESSES.value if _NUM_PROCESSES.value is not None
+                   else _env_int("JAX_NUM_PROCESSES"))
+  process_id = (_PROCESS_ID.value if _PROCESS_ID.value is not None
+                else _env_int("JAX_PROCESS_ID"))
+  if address:
+    kwargs["coordinator_address"] = address
+  if num_processes is not None:
+    kwargs["num_processes"] = num_processes
+  if process_id is not None:
+    kwargs["process_id"] = process_id
+  jax.distributed.initialize(**kwargs)
+
+
+def _one_line(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return text or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = list(sys.argv if argv is None else argv)
+  try:
+    # ml_collections reports a bad override as AttributeError / KeyError / ValueError /
+    # TypeError, and a config file that fails to load as OSError when it is first used.
+    flags.FLAGS(argv)
+    if not flags.FLAGS["config"].present:
+      raise UsageError("--config=experiments/configs/NAME.py is required")
+    if not _WORKDIR.value:
+      raise UsageError("--workdir=DIR is required")
+    config = _CONFIG.value
+    config.get("loss")
+  except (AttributeError, KeyError) as e:
+    field = _one_line(e).strip("\"'")
+    print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
+          file=sys.stderr)
+    return 2
+  except (flags.Error, UsageError, ValueError, TypeError, OSError, SyntaxError,
+          ImportError) as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    return 2
+
+  # Imported after the flags so that `--help` and usage errors answer fast.
+  from deepnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  from deepnet import train as train_lib  # pylint: disable=g-import-not-at-top
+
+  try:
+    _initialize_distributed(config)
+    trainer = train_lib.Trainer(config, _WORKDIR.value)
+  except (UsageError, train_lib.ConfigError, data_lib.MissingDatasetError) as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    return 2
+  try:
+    trainer.run()
+  except train_lib.ConfigError as e:   # e.g. a workdir that holds another run
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("interrupted; start the same command again to resume from the last checkpoint",
+          file=sys.stderr)
+    return 130
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

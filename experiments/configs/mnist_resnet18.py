@@ -1,0 +1,14 @@
+"""ResNet-18 on MNIST (28x28, one channel) with SCL, the CIFAR-10 recipe otherwise (GPU).
+
+n_max = 5000 as in the paper (MNIST is subsampled to 5000 per class even at R = 1).
+
+  make train CONFIG=experiments/configs/mnist_resnet18.py WORKDIR=runs/mnist_R10
+"""
+
+from experiments.configs import cifar10_resnet18
+
+
+def get_config():
+  config = cifar10_resnet18.get_config()
+  config.data.name = "mnist"
+  return config
