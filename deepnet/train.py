@@ -420,6 +420,8 @@ class Trainer:
     self._train_x = None
     self._test_x = None
     self._union_unique = False
+    self._union_certificate = None
+    self._union_epochs = 0
 
   # -- pure functions (jitted) -------------------------------------------------------------
 
@@ -555,16 +557,19 @@ class Trainer:
     out = {"of_unique_epoch": cert["of_unique"],
            "c1_disconnected_epoch": [int(c) for c, ok in cert["c1_connected"].items() if not ok],
            "c2_pairs_missing_epoch": len(cert["c2_pairs_missing"])}
-    # The union only gains edges, so once it certifies the OF it does for every later epoch.
+    # The union only gains ties: feed the epochs not seen yet (all of them after a resume)
+    # into one incremental certificate, and stop once it certifies the OF.
     if not self._union_unique:
-      if self.config.batching == "fixed" or epoch == 1:
-        self._union_unique = cert["of_unique"]
-      else:
-        union = np.concatenate([epoch_schedule(self.config, self.train_y_host,
-                                               self.num_classes, e)
-                                for e in range(1, epoch + 1)], 0)
-        self._union_unique = batching_lib.batch_certificate(
-            self.train_y_host, union, self.num_classes)["of_unique"]
+      if self._union_certificate is None:
+        self._union_certificate = batching_lib.BatchCertificate(self.train_y_host,
+                                                                self.num_classes)
+        self._union_epochs = 0
+      for e in range(self._union_epochs + 1, epoch + 1):
+        self._union_certificate.update(
+            schedule if e == epoch else
+            epoch_schedule(self.config, self.train_y_host, self.num_classes, e))
+      self._union_epochs = epoch
+      self._union_unique = self._union_certificate.result()["of_unique"]
     out["of_unique_so_far"] = self._union_unique
     return out
 

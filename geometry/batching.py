@@ -89,6 +89,49 @@ class _UnionFind:
     self.parent[self.find(i)] = self.find(j)
 
 
+class BatchCertificate:
+  """The C1/C2 certificate of PAPER.md 6.3, accumulated over any number of batches.
+
+  Feed one epoch's batches, or several epochs' (the union only gains ties), with `update`;
+  `result` gives the certificate of everything fed so far. See `batch_certificate`.
+  """
+
+  def __init__(self, labels, num_classes: int | None = None):
+    self.labels = np.asarray(labels)
+    self.num_classes = int(self.labels.max()) + 1 if num_classes is None else num_classes
+    self._components = _UnionFind(len(self.labels))
+    self._tied = np.zeros((self.num_classes, self.num_classes), bool)
+
+  def update(self, batches: Sequence) -> "BatchCertificate":
+    labels, k = self.labels, self.num_classes
+    for batch in batches:
+      batch = np.asarray(batch, np.int64)
+      if batch.size == 0:
+        continue
+      if batch.min() < 0 or batch.max() >= len(labels):
+        raise ValueError(f"batch index out of range [0, {len(labels)})")
+      batch_labels = labels[batch]
+      counts = np.bincount(batch_labels, minlength=k)
+      present = counts > 0
+      for c in np.flatnonzero(counts >= 2):
+        members = batch[batch_labels == c]
+        for j in members[1:]:
+          self._components.union(members[0], j)
+      anchored = counts >= 2
+      self._tied |= (present[:, None] & present[None, :]) & (anchored[:, None] | anchored[None, :])
+    return self
+
+  def result(self) -> dict:
+    c1 = {}
+    for c in range(self.num_classes):
+      roots = {self._components.find(i) for i in np.flatnonzero(self.labels == c)}
+      c1[c] = len(roots) <= 1
+    k = self.num_classes
+    missing = [[a, b] for a in range(k) for b in range(a + 1, k) if not self._tied[a, b]]
+    return {"c1_connected": c1, "c2_pairs_missing": missing,
+            "of_unique": bool(all(c1.values()) and not missing)}
+
+
 def batch_certificate(labels, batches: Sequence, num_classes: int | None = None) -> dict:
   """Whether the OF is the unique minimizer of mini-batch UFM+ (Theorem 2, PAPER.md 6.3).
 
@@ -98,34 +141,10 @@ def batch_certificate(labels, batches: Sequence, num_classes: int | None = None)
   - C2: every pair of classes (c, c') is tied in some batch: both present and at least one of
     them with >= 2 rows there (orthogonality is forced only through anchors with positives).
 
-  `batches` may be one epoch or the union of several epochs.
+  `batches` may be one epoch or the union of several epochs (or use `BatchCertificate`
+  to add epochs incrementally).
 
   Returns:
     ``{"c1_connected": {c: bool}, "c2_pairs_missing": [[c, c'], ...], "of_unique": bool}``.
   """
-  labels = np.asarray(labels)
-  k = int(labels.max()) + 1 if num_classes is None else num_classes
-  uf = _UnionFind(len(labels))
-  tied = np.zeros((k, k), bool)
-  for batch in batches:
-    batch = np.asarray(batch, np.int64)
-    if batch.size == 0:
-      continue
-    if batch.min() < 0 or batch.max() >= len(labels):
-      raise ValueError(f"batch index out of range [0, {len(labels)})")
-    counts = np.bincount(labels[batch], minlength=k)
-    present = counts > 0
-    for c in np.flatnonzero(present):
-      members = batch[labels[batch] == c]
-      for j in members[1:]:
-        uf.union(members[0], j)
-    anchored = counts >= 2
-    tied |= (present[:, None] & present[None, :]) & (anchored[:, None] | anchored[None, :])
-  c1 = {}
-  for c in range(k):
-    members = np.flatnonzero(labels == c)
-    roots = {uf.find(i) for i in members}
-    c1[c] = len(roots) <= 1
-  missing = [[a, b] for a in range(k) for b in range(a + 1, k) if not tied[a, b]]
-  return {"c1_connected": c1, "c2_pairs_missing": missing,
-          "of_unique": bool(all(c1.values()) and not missing)}
+  return BatchCertificate(labels, num_classes).update(batches).result()

@@ -77,3 +77,13 @@ def test_bad_batch_size():
     batching.random_partition(10, 1, 0)
   with pytest.raises(ValueError):
     batching.binding_indices(np.array([0, 0, 1]), per_class=2)
+
+
+def test_incremental_certificate_equals_union():
+  labels = np.repeat(np.arange(4), [20, 20, 2, 2])
+  epochs = [batching.random_partition(len(labels), 4, seed=0, epoch=e) for e in range(6)]
+  acc = batching.BatchCertificate(labels)
+  for e, batches in enumerate(epochs):
+    acc.update(batches)
+    union = np.concatenate(epochs[: e + 1])
+    assert acc.result() == batching.batch_certificate(labels, union)
