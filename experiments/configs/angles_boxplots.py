@@ -1,0 +1,33 @@
+"""Angle box-plots: final pairwise angle values 1 - theta/pi for R in {1, 10, 100}.
+
+PAPER.md 9 (angle box-plots, 5.5): CIFAR-10, step imbalance, the "augment" second view, with
+the OF (0.5) and simplex-ETF reference lines; a ReLU network should sit at 0.5 for every R.
+The no-ReLU runs are added for contrast.
+
+- cpu preset: MLP on digits (augment views, the digits config's 1000 epochs), with and
+  without ReLU: 6 runs, about 8 minutes on 2 cores.
+- paper preset: ResNet-18 on CIFAR-10 (views augment, 350 epochs, GPU): 6 runs.
+
+  make sweep EXP=angles_boxplots
+  python -m experiments.sweep angles_boxplots --preset paper --set data.data_dir=$TFDS_DATA_DIR
+"""
+
+from experiments.sweep import ratio_name, train_run
+
+
+def get_experiment(preset="cpu"):
+  config = ("experiments/configs/digits_mlp.py" if preset == "cpu"
+            else "experiments/configs/cifar10_resnet18.py")
+  runs = []
+  for relu in (True, False):
+    for ratio in (1.0, 10.0, 100.0):
+      runs.append(train_run(f"{'relu' if relu else 'norelu'}_{ratio_name(ratio)}", config, {
+          "data.imbalance": "step", "data.ratio": ratio, "data.views": "augment",
+          "model.final_relu": relu}))
+  return {
+      "name": "angles_boxplots",
+      "title": "Angle box-plots: pairwise angles of the final class means across R",
+      "description": "Final pairwise angle values 1 - theta/pi of the train class means, step "
+                     f"imbalance, augment views ({preset} preset).",
+      "runs": runs,
+  }

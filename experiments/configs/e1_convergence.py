@@ -1,0 +1,54 @@
+"""E1: OF convergence of deep networks with a final ReLU, over imbalance types, data sets and R.
+
+PAPER.md 9 E1 (sections 3, E.3): dist_of, NC1 and mean cosine against epoch, one curve per R,
+the zero-error epoch dashed; rows step / exp imbalance, columns data sets. Expected: dist_of
+-> ~0 for every R, continuing after zero training error.
+
+- cpu preset: MLPs on the embedded digits data set (the digits config's 1000 epochs of 11
+  steps), step and exp imbalance, and MNIST-1D (200 epochs of 44 steps), step imbalance; R in
+  {1, 10, 100}: 9 runs, about 10 minutes on 2 cores.
+- paper preset: ResNet-18 on CIFAR-10, MNIST and Fashion-MNIST, and DenseNet-40 on CIFAR-10,
+  step and exp imbalance, R in {1, 5, 10, 50, 100}, 350 epochs (PAPER.md 7.3): 40 runs, GPU,
+  TFDS data prepared beforehand.
+
+  make sweep EXP=e1_convergence
+  python -m experiments.sweep e1_convergence --preset paper --set data.data_dir=$TFDS_DATA_DIR
+"""
+
+from experiments.sweep import ratio_name, train_run
+
+# (name, config, epochs or None for the config's, imbalance types)
+CPU_DATA = (("digits", "experiments/configs/digits_mlp.py", None, ("step", "exp")),
+            ("mnist1d", "experiments/configs/mnist1d_mlp.py", 200, ("step",)))
+PAPER_DATA = (("cifar10", "experiments/configs/cifar10_resnet18.py", None),
+              ("mnist", "experiments/configs/mnist_resnet18.py", None),
+              ("fashion_mnist", "experiments/configs/fashion_mnist_resnet18.py", None),
+              ("cifar10_densenet40", "experiments/configs/cifar10_resnet18.py", "densenet40"))
+
+
+def get_experiment(preset="cpu"):
+  runs = []
+  if preset == "cpu":
+    for name, config, epochs, imbalances in CPU_DATA:
+      for imbalance in imbalances:
+        for ratio in (1.0, 10.0, 100.0):
+          overrides = {"data.imbalance": imbalance, "data.ratio": ratio}
+          if epochs:
+            overrides["num_epochs"] = epochs
+          runs.append(train_run(f"{name}_{imbalance}_{ratio_name(ratio)}", config, overrides))
+  else:
+    for name, config, model in PAPER_DATA:
+      for imbalance in ("step", "exp"):
+        for ratio in (1.0, 5.0, 10.0, 50.0, 100.0):
+          overrides = {"data.imbalance": imbalance, "data.ratio": ratio}
+          if model:
+            overrides["model.name"] = model
+          runs.append(train_run(f"{name}_{imbalance}_{ratio_name(ratio)}", config, overrides))
+  return {
+      "name": "e1_convergence",
+      "title": "E1: OF convergence of ReLU networks across imbalance, data sets and R",
+      "description": "SCL with a final ReLU: train-set dist_of, dist_etf, NC1 and mean cosine "
+                     "against epoch, one line per R, for step and exp imbalance "
+                     f"({preset} preset). The paper expects dist_of -> 0 for every R.",
+      "runs": runs,
+  }

@@ -1,0 +1,53 @@
+"""E2: with vs without the final ReLU, and the UFM / UFM+ predictions beside them.
+
+PAPER.md 9 E2 (Figs. 1-2, E.2, E.3.3): Gram heatmaps and dist_of / dist_etf across R for SCL
+with a final ReLU, SCL without it (PAPER.md 10.4) and CE, plus UFM+ and UFM solves with the
+same number of classes and the same imbalance. Expected: with ReLU an OF at every R (as UFM+
+predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
+
+- cpu preset: MLP on digits (step imbalance, R in {1, 10, 100}, the digits config's 1000
+  epochs) with and without ReLU, CE at R = 10: 7 runs, and UFM+ / UFM solves (K = 10, d = 16,
+  tau = 0.1, 20 / 2 examples per class) at R = 1 and 10: about 10 minutes on 2 cores.
+- paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU, TFDS data), same R grid with CE at
+  every R, and the UFM solves also at R = 100 (200 / 2 per class: a minority class needs two
+  examples for Thm 1, and this K = 10, n = 1010 problem is slow and has spurious stationary
+  points, PAPER.md 3, hence 8 seeds).
+
+  make sweep EXP=e2_relu
+  python -m experiments.sweep e2_relu --preset paper --set data.data_dir=$TFDS_DATA_DIR
+"""
+
+from experiments.sweep import ratio_name, train_run, ufm_run
+
+RATIOS = (1.0, 10.0, 100.0)
+
+
+def get_experiment(preset="cpu"):
+  config = ("experiments/configs/digits_mlp.py" if preset == "cpu"
+            else "experiments/configs/cifar10_resnet18.py")
+  runs = []
+  for ratio in RATIOS:
+    r = ratio_name(ratio)
+    # The UFM problems of the same K and imbalance; tau = 0.1 as in training, since the UFM
+    # (no ReLU) geometry depends on tau. Every minority class keeps two examples.
+    if ratio < 100 or preset == "paper":
+      n_max, seeds = (20, 2) if ratio < 100 else (200, 8)
+      common = ("--classes", 10, "--imbalance", f"step:{int(ratio)}", "--n-max", n_max,
+                "--dim", 16, "--tau", 0.1, "--seeds", seeds)
+      runs.append(ufm_run(f"ufm_plus_{r}", *common, "--relu"))
+      runs.append(ufm_run(f"ufm_{r}", *common, "--no-relu"))
+    base = {"data.imbalance": "step", "data.ratio": ratio}
+    runs.append(train_run(f"relu_{r}", config, {**base, "model.final_relu": True}))
+    runs.append(train_run(f"norelu_{r}", config, {**base, "model.final_relu": False}))
+    if preset == "paper" or ratio == 10.0:
+      runs.append(train_run(f"ce_{r}", config, {**base, "loss": "ce"}))
+  heatmaps = [f"{kind}_R10" for kind in ("ufm_plus", "ufm", "relu", "norelu", "ce")]
+  return {
+      "name": "e2_relu",
+      "title": "E2: SCL with vs without the final ReLU, beside the UFM+ / UFM predictions",
+      "description": "Class-mean Gram matrices and geometry across R for SCL with a final ReLU, "
+                     "without it, and CE, with the UFM+ and UFM solves of the same problem "
+                     f"({preset} preset).",
+      "runs": runs,
+      "report": {"heatmaps": heatmaps},
+  }

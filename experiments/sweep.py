@@ -1,0 +1,410 @@
+"""Runs an experiment's grid of UFM solves and training runs into one folder, then its report.
+
+Usage::
+
+  python -m experiments.sweep NAME [--preset cpu|paper] [--out DIR] [--dry-run]
+                              [--only RUN ...] [--set FIELD=VALUE ...] [--no-report]
+  make sweep EXP=NAME                      # e.g. make sweep EXP=e2_relu
+  make sweep EXP="e1_convergence --preset paper --set data.data_dir=/data/tfds"
+
+NAME is an experiment config in ``experiments/configs/`` (``e2_relu``, or a unique prefix such
+as ``e2``) or a path to one. Without NAME the experiments are listed.
+
+**Experiment configs.** A plain Python module with ``get_experiment(preset="cpu")``
+(``preset`` is ``"cpu"``, embedded data sets, minutes on a laptop, or ``"paper"``, the paper's
+scale on TFDS data and a GPU) returning a dict::
+
+  {"name": "e2_relu", "title": ..., "description": ...,
+   "runs": [ufm_run("ufm_plus", "--classes", "10", ...),             # `ufm solve` arguments
+            train_run("relu_R10", "experiments/configs/digits_mlp.py",
+                      {"model.final_relu": True, "data.ratio": 10.0})],
+   "report": {"heatmaps": [run names], "thresholds": {...}}}        # optional report hints
+
+**Where runs go.** ``DIR`` (default ``runs/sweeps/NAME``, or ``runs/sweeps/NAME-paper`` for
+the paper preset) gets one folder per run (``DIR/<run name>/``), the logs
+(``DIR/logs/<run name>.log``), ``DIR/sweep.json`` (commands and status) and the report
+(``DIR/report/index.html``).
+
+**Skipping and resuming.** A run is finished when its completion marker exists
+(``result.json`` for a UFM solve, ``embeddings_final.npz`` for a training run, which the
+trainer writes last). Finished runs are skipped. Any other run is started with its command;
+for an interrupted training run this is the same command, so the trainer resumes from its
+last checkpoint. Runs go one after another (a failed run is reported and the others still
+run; the exit status is then 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "experiments" / "configs"
+PRESETS = ("cpu", "paper")
+MARKERS = {"ufm": "result.json", "train": "embeddings_final.npz"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+
+
+class SweepError(Exception):
+  """Bad sweep input (reported on one line)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Building experiments (used by the configs in experiments/configs/e*_*.py).
+
+
+def ufm_run(name: str, *args) -> dict:
+  """A `ufm solve` run: `args` are its command-line arguments (without --out)."""
+  return {"kind": "ufm", "name": name, "args": [str(a) for a in args]}
+
+
+def train_run(name: str, config: str, overrides: dict | None = None) -> dict:
+  """A training run of `config` (a path relative to the repository root) with
+  `--config.FIELD=VALUE` overrides."""
+  return {"kind": "train", "name": name, "config": config, "overrides": dict(overrides or {})}
+
+
+def ratio_name(ratio: float) -> str:
+  """R=10.0 -> "R10", R=1.5 -> "R1.5" (run names)."""
+  return f"R{int(ratio)}" if float(ratio).is_integer() else f"R{ratio:g}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading experiments.
+
+
+def experiment_files() -> list[Path]:
+  """Experiment configs: modules in experiments/configs/ that define get_experiment."""
+  return [p for p in sorted(CONFIG_DIR.glob("*.py"))
+          if "def get_experiment" in p.read_text()]
+
+
+def _resolve(name: str) -> Path:
+  if name.endswith(".py") or os.sep in name:
+    path = Path(name)
+    if not path.is_file() and (REPO / name).is_file():
+      path = REPO / name
+    if not path.is_file():
+      raise SweepError(f"no experiment config file {name}")
+    return path
+  files = experiment_files()
+  exact = [p for p in files if p.stem == name]
+  if exact:
+    return exact[0]
+  prefixed = [p for p in files if p.stem.startswith(name + "_") or p.stem.startswith(name)]
+  if len(prefixed) == 1:
+    return prefixed[0]
+  known = ", ".join(p.stem for p in files)
+  if not prefixed:
+    raise SweepError(f"unknown experiment {name!r}; known: {known}")
+  raise SweepError(f"experiment {name!r} is ambiguous: "
+                   + ", ".join(p.stem for p in prefixed))
+
+
+def load_experiment(name: str, preset: str = "cpu") -> dict:
+  """The experiment dict of config `name` (see the module docstring), validated."""
+  if preset not in PRESETS:
+    raise SweepError(f"preset must be one of {PRESETS}, got {preset!r}")
+  path = _resolve(name)
+  module_name = (f"experiments.configs.{path.stem}" if path.parent.resolve() == CONFIG_DIR
+                 else f"_experiment_{path.stem}")
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_experiment"):
+    raise SweepError(f"{path} has no get_experiment(preset)")
+  exp = module.get_experiment(preset)
+  exp.setdefault("name", path.stem)
+  exp.setdefault("title", exp["name"])
+  exp.setdefault("description", (module.__doc__ or "").strip().split("\n\n")[0])
+  exp.setdefault("report", {})
+  exp["preset"] = preset
+  validate(exp)
+  return exp
+
+
+def validate(exp: dict) -> None:
+  names = set()
+  for run in exp.get("runs", []):
+    kind, name = run.get("kind"), run.get("name", "")
+    if kind not in MARKERS:
+      raise SweepError(f"run {name!r}: kind must be 'ufm' or 'train', got {kind!r}")
+    if not _NAME.match(name):
+      raise SweepError(f"run name {name!r}: use letters, digits and _ . = + - only")
+    if name in names:
+      raise SweepError(f"duplicate run name {name!r}")
+    names.add(name)
+    if kind == "train" and not (REPO / run["config"]).is_file() and \
+        not Path(run["config"]).is_file():
+      raise SweepError(f"run {name!r}: no training config {run['config']}")
+  if not names:
+    raise SweepError(f"experiment {exp.get('name')!r} has no runs")
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands and status.
+
+
+def format_override(value) -> str:
+  """A Python value as ml_collections' --config.FIELD=VALUE text."""
+  if isinstance(value, bool):
+    return "True" if value else "False"
+  if isinstance(value, (list, tuple)):
+    return "(" + ",".join(format_override(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+  if value is None:
+    return "None"
+  return str(value)
+
+
+def command(run: dict, run_dir: Path, overrides: dict | None = None) -> list[str]:
+  """The argv of one run (its folder is `run_dir`); `overrides` apply to training runs."""
+  if run["kind"] == "ufm":
+    return [sys.executable, "-m", "ufm.cli", "solve", *run["args"], "--out", str(run_dir)]
+  config = run["config"]
+  merged = {**run.get("overrides", {}), **(overrides or {})}
+  return ([sys.executable, "-m", "deepnet.main", f"--config={config}", f"--workdir={run_dir}"]
+          + [f"--config.{k}={format_override(v)}" for k, v in merged.items()])
+
+
+def display(argv: Sequence[str]) -> str:
+  """The command as a user would type it (`ufm solve ...`, `python -m deepnet.main ...`)."""
+  argv = list(argv)
+  if argv[1:3] == ["-m", "ufm.cli"]:
+    argv = ["ufm"] + argv[3:]
+  elif argv[0] == sys.executable:
+    argv = ["python"] + argv[1:]
+  return shlex.join(argv)
+
+
+def signature(run: dict, overrides: dict | None = None) -> str:
+  """What a run computes (its arguments or its config and overrides), independent of where
+  its folder is; a finished run made with another signature is not reused."""
+  if run["kind"] == "ufm":
+    return json.dumps(["ufm", run["args"]])
+  merged = {**run.get("overrides", {}), **(overrides or {})}
+  return json.dumps(["train", run["config"], {k: format_override(v) for k, v in merged.items()}],
+                    sort_keys=True)
+
+
+def _shown_path(path: Path) -> str:
+  try:
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+  except ValueError:
+    return str(path)
+
+
+def status(run: dict, run_dir: Path) -> str:
+  """"done" (completion marker present), "resume" (started, not finished) or "new"."""
+  if (run_dir / MARKERS[run["kind"]]).exists():
+    return "done"
+  if run_dir.exists() and any(run_dir.iterdir()):
+    return "resume"
+  return "new"
+
+
+def default_out(exp: dict) -> Path:
+  suffix = "" if exp.get("preset", "cpu") == "cpu" else f"-{exp['preset']}"
+  return Path("runs") / "sweeps" / f"{exp['name']}{suffix}"
+
+
+def _now() -> str:
+  return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = False,
+                   only: Sequence[str] | None = None, overrides: dict | None = None,
+                   report: bool = True, log: Callable[[str], None] = print,
+                   env: dict | None = None) -> dict:
+  """Runs the experiment's runs (skipping finished ones) and builds its report.
+
+  Returns a summary {"runs": {name: {"status", "seconds", "returncode", "command"}},
+  "failed": [names], "report": html path or None}.
+  """
+  out_dir = Path(out_dir).resolve()
+  runs = exp["runs"]
+  if only:
+    unknown = sorted(set(only) - {r["name"] for r in runs})
+    if unknown:
+      raise SweepError(f"unknown run(s) {', '.join(unknown)}; runs: "
+                       + ", ".join(r["name"] for r in runs))
+    runs = [r for r in runs if r["name"] in only]
+  state_path = out_dir / "sweep.json"
+  state = json.loads(state_path.read_text()) if state_path.exists() else {}
+  state.update({"experiment": exp["name"], "preset": exp.get("preset"),
+                "title": exp.get("title")})
+  state.setdefault("runs", {})
+  summary = {"runs": {}, "failed": [], "report": None}
+  if not dry_run:
+    (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+  for i, run in enumerate(runs, 1):
+    run_dir = out_dir / run["name"]
+    run_overrides = overrides if run["kind"] == "train" else None
+    argv = command(run, run_dir, run_overrides)
+    shown = display(command(run, Path(_shown_path(run_dir)), run_overrides))
+    sig = signature(run, run_overrides)
+    before = status(run, run_dir)
+    entry = {"kind": run["kind"], "command": shown, "signature": sig, "status": before}
+    prefix = f"[{i}/{len(runs)}] {run['name']}"
+    if dry_run:
+      log(f"{prefix} ({before}): {shown}")
+      summary["runs"][run["name"]] = entry
+      continue
+    old_sig = state["runs"].get(run["name"], {}).get("signature")
+    if before != "new" and old_sig is not None and old_sig != sig:
+      log(f"{prefix}: FAILED: {run_dir} was made by a different command; remove it (or use "
+          "another output folder) to run this one")
+      summary["failed"].append(run["name"])
+      summary["runs"][run["name"]] = {**entry, "status": "conflict"}
+      continue
+    if before == "done":
+      log(f"{prefix}: finished already, skipped")
+      summary["runs"][run["name"]] = {**state["runs"].get(run["name"], {}), **entry}
+      continue
+    log(f"{prefix}: {'resuming' if before == 'resume' else 'starting'}: {shown}")
+    state["runs"][run["name"]] = {**entry, "status": "running", "started_at": _now()}
+    _write_state(state_path, state)
+    start = time.time()
+    log_path = out_dir / "logs" / f"{run['name']}.log"
+    with open(log_path, "a") as log_file:
+      log_file.write(f"\n=== {_now()} {before}: {shown}\n")
+      log_file.flush()
+      proc = subprocess.Popen(argv, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
+                              env={**os.environ, **(env or {})})
+      try:
+        code = proc.wait()
+      except KeyboardInterrupt:
+        # Ctrl-C reaches the child too (same process group) and it stops by itself; a SIGINT
+        # sent to the sweep alone is passed on. Checkpoints are written atomically, so even
+        # the final kill leaves a resumable run.
+        try:
+          proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+          proc.send_signal(signal.SIGINT)
+          try:
+            proc.wait(timeout=60)
+          except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        state["runs"][run["name"]] = {**entry, "status": "interrupted"}
+        _write_state(state_path, state)
+        raise
+    seconds = time.time() - start
+    after = status(run, run_dir)
+    entry.update({"status": after if code == 0 else "failed", "returncode": code,
+                  "seconds": round(seconds, 1), "finished_at": _now(),
+                  "log": str(log_path.relative_to(out_dir))})
+    if code != 0 or after != "done":
+      summary["failed"].append(run["name"])
+      last = _last_line(log_path)
+      log(f"{prefix}: FAILED (exit {code}) after {seconds:.0f} s: {last} (log: {log_path})")
+    else:
+      log(f"{prefix}: done in {seconds:.0f} s")
+    state["runs"][run["name"]] = entry
+    summary["runs"][run["name"]] = entry
+    _write_state(state_path, state)
+  if report and not dry_run:
+    summary["report"] = str(build_report(exp, out_dir, log=log))
+  return summary
+
+
+def _write_state(path: Path, state: dict) -> None:
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(state, indent=1))
+  tmp.replace(path)
+
+
+def _last_line(path: Path) -> str:
+  lines = [l.strip() for l in path.read_text(errors="replace").splitlines() if l.strip()]
+  return lines[-1][:300] if lines else "(no output)"
+
+
+def build_report(exp: dict, out_dir: Path, log: Callable[[str], None] = print) -> Path | None:
+  """The report of every run of `exp` that has output in `out_dir` (into out_dir/report)."""
+  from experiments import report as report_lib  # pylint: disable=g-import-not-at-top
+  dirs = [out_dir / r["name"] for r in exp["runs"]
+          if (out_dir / r["name"] / "result.json").exists()
+          or ((out_dir / r["name"] / "metrics.jsonl").exists()
+              and (out_dir / r["name"] / "config.json").exists())]
+  if not dirs:
+    log("no run has output yet; no report")
+    return None
+  hints = exp.get("report", {})
+  path = report_lib.build_report(dirs, out_dir / "report", title=exp.get("title", exp["name"]),
+                                 description=exp.get("description", ""),
+                                 thresholds=hints.get("thresholds"), hints=hints)
+  return path
+
+
+def _parse_sets(items: Sequence[str]) -> dict:
+  out = {}
+  for item in items:
+    if "=" not in item:
+      raise SweepError(f"--set expects FIELD=VALUE, got {item!r}")
+    key, value = item.split("=", 1)
+    out[key.removeprefix("config.")] = value
+  return out
+
+
+def list_experiments() -> str:
+  lines = ["experiments (python -m experiments.sweep NAME, make sweep EXP=NAME):"]
+  for path in experiment_files():
+    text = path.read_text()
+    doc = re.search(r'"""(.*?)(\n|""")', text, re.S)
+    lines.append(f"  {path.stem:24s} {doc.group(1).strip() if doc else ''}")
+  return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog="python -m experiments.sweep",
+      description="Run an experiment's grid of UFM solves and training runs into one folder "
+                  "(finished runs are skipped, interrupted ones resumed), then build its report.")
+  parser.add_argument("name", nargs="?", help="experiment (e.g. e2_relu or e2); none: list them")
+  parser.add_argument("--preset", default="cpu", choices=PRESETS,
+                      help="cpu: embedded data, minutes; paper: the paper's scale (TFDS, GPU)")
+  parser.add_argument("--out", default=None, help="sweep folder [runs/sweeps/NAME(-paper)]")
+  parser.add_argument("--dry-run", action="store_true", help="list the commands and statuses")
+  parser.add_argument("--only", nargs="+", default=None, metavar="RUN", help="only these runs")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="override a training config field in every training run "
+                           "(e.g. data.data_dir=/data/tfds); repeatable")
+  parser.add_argument("--no-report", action="store_true", help="skip the report")
+  args = parser.parse_args(argv)
+  if not args.name:
+    print(list_experiments())
+    return 0
+  try:
+    exp = load_experiment(args.name, args.preset)
+    out = Path(args.out) if args.out else default_out(exp)
+    print(f"experiment {exp['name']} ({exp['title']}), preset {args.preset}: "
+          f"{len(exp['runs'])} runs into {out}")
+    summary = run_experiment(exp, out, dry_run=args.dry_run, only=args.only,
+                             overrides=_parse_sets(args.set), report=not args.no_report)
+  except SweepError as e:
+    print(f"sweep: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("sweep: interrupted; run the same command again to resume", file=sys.stderr)
+    return 130
+  if summary["report"]:
+    print(f"report: {summary['report']}")
+  if summary["failed"]:
+    print(f"sweep: {len(summary['failed'])} run(s) failed: {', '.join(summary['failed'])}",
+          file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

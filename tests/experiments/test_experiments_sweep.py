@@ -1,0 +1,151 @@
+"""The sweep runner: finished runs are skipped, an interrupted training run is resumed.
+
+Real commands throughout: a `ufm solve` and two tiny digits trainings. The sweep is started in
+its own process group; once the long training run has written its first checkpoint the group
+is frozen (SIGSTOP, so the run cannot finish meanwhile), interrupted with SIGINT (Ctrl-C) and
+let go. Running the sweep again must skip the two finished runs (their files untouched) and
+resume the interrupted one from its checkpoint to the end.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments import sweep
+
+REPO = Path(__file__).resolve().parents[2]
+
+EXPERIMENT = '''
+from experiments.sweep import train_run, ufm_run
+
+TINY = {"model.mlp_widths": (32, 32), "data.imbalance": "step", "data.ratio": 10.0}
+
+
+def get_experiment(preset="cpu"):
+  return {"name": "tiny", "title": "tiny sweep", "runs": [
+      ufm_run("ufm_plus", "--sizes", "10,10,2,2", "--dim", 8, "--tau", 1),
+      train_run("short", "experiments/configs/digits_mlp.py",
+                {**TINY, "num_epochs": NUM_SHORT, "log_epochs": (1, NUM_SHORT)}),
+      train_run("long", "experiments/configs/digits_mlp.py",
+                {**TINY, "num_epochs": 150, "checkpoint_every_epochs": 5,
+                 "log_epochs": (1, 75, 150)}),
+  ]}
+'''
+
+
+def _write_experiment(path: Path, num_short: int = 2) -> Path:
+  path.write_text(EXPERIMENT.replace("NUM_SHORT", str(num_short)))
+  return path
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+  ckpt = run_dir / "checkpoints"
+  return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def _epochs(path: Path):
+  return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
+  exp_file = _write_experiment(tmp_path / "tiny_exp.py")
+  out = tmp_path / "sweep"
+  proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", str(exp_file), "--out",
+                           str(out), "--no-report"], cwd=REPO, start_new_session=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 300
+  try:
+    while not _has_checkpoint(out / "long"):
+      assert proc.poll() is None, proc.stdout.read()
+      assert time.time() < deadline, "the long run wrote no checkpoint in time"
+      time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGSTOP)
+    # Frozen mid-run: the long run must not be finished, or the test would prove nothing.
+    assert not (out / "long" / "embeddings_final.npz").exists()
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGCONT)
+    output, _ = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  assert proc.returncode != 0, output
+  assert "run the same command again to resume" in output
+  assert not (out / "long" / "embeddings_final.npz").exists()
+  state = json.loads((out / "sweep.json").read_text())
+  assert state["runs"]["long"]["status"] == "interrupted"
+  assert state["runs"]["ufm_plus"]["status"] == "done"
+  assert state["runs"]["short"]["status"] == "done"
+  logged_before = _epochs(out / "long" / "metrics.jsonl")
+  assert logged_before and logged_before[-1] < 150
+
+  finished = [out / "ufm_plus" / "result.json", out / "short" / "embeddings_final.npz",
+              out / "short" / "metrics.jsonl"]
+  stamps = [p.stat().st_mtime_ns for p in finished]
+
+  # The dry run reports what will happen.
+  exp = sweep.load_experiment(str(exp_file))
+  lines = []
+  sweep.run_experiment(exp, out, dry_run=True, log=lines.append)
+  assert [l.split(":")[0].split()[-1] for l in lines] == ["(done)", "(done)", "(resume)"]
+
+  lines = []
+  summary = sweep.run_experiment(exp, out, report=False, log=lines.append)
+  assert summary["failed"] == []
+  text = "\n".join(lines)
+  assert "ufm_plus: finished already, skipped" in text
+  assert "short: finished already, skipped" in text
+  assert "long: resuming" in text
+  assert [p.stat().st_mtime_ns for p in finished] == stamps
+  # The trainer resumed from its checkpoint (not from scratch) and finished.
+  log = (out / "logs" / "long.log").read_text()
+  assert "resuming" in log and "from the checkpoint of epoch" in log
+  assert (out / "long" / "embeddings_final.npz").exists()
+  assert _epochs(out / "long" / "metrics.jsonl") == [1, 75, 150]
+  # The UFM run solved PAPER.md 8.1's problem: the Thm 1 value at tau = 1.
+  result = json.loads((out / "ufm_plus" / "result.json").read_text())
+  assert result["loss"] == pytest.approx(61.824906, abs=1e-5)
+
+  # A finished run is never reused for a different command.
+  _write_experiment(exp_file, num_short=3)
+  lines = []
+  summary = sweep.run_experiment(sweep.load_experiment(str(exp_file)), out, report=False,
+                                 log=lines.append)
+  assert summary["failed"] == ["short"]
+  assert any("different command" in l for l in lines)
+  assert [p.stat().st_mtime_ns for p in finished] == stamps
+
+
+def test_commands_and_loading(tmp_path):
+  exp = sweep.load_experiment("e4")     # a unique prefix
+  assert exp["name"] == "e4_minibatch_ufm" and exp["preset"] == "cpu"
+  argv = sweep.command(exp["runs"][0], tmp_path / "x")
+  assert argv[:4] == [sys.executable, "-m", "ufm.cli", "solve"]
+  assert argv[-2:] == ["--out", str(tmp_path / "x")]
+  run = sweep.train_run("r", "experiments/configs/digits_mlp.py",
+                        {"model.final_relu": False, "model.mlp_widths": (8, 4), "lr": 0.5})
+  argv = sweep.command(run, tmp_path / "w", {"data.data_dir": "/d"})
+  assert argv[3:] == ["--config=experiments/configs/digits_mlp.py", f"--workdir={tmp_path / 'w'}",
+                      "--config.model.final_relu=False", "--config.model.mlp_widths=(8,4)",
+                      "--config.lr=0.5", "--config.data.data_dir=/d"]
+  for name in ("e1", "e2", "e3", "e4", "e5", "e6", "e7", "angles", "demo"):
+    for preset in ("cpu", "paper"):
+      exp = sweep.load_experiment(name, preset)
+      assert exp["runs"] and exp["title"]
+  with pytest.raises(sweep.SweepError, match="unknown experiment"):
+    sweep.load_experiment("nope")
+  with pytest.raises(sweep.SweepError, match="ambiguous"):
+    sweep.load_experiment("e")
+
+
+def test_bad_input_is_one_line():
+  proc = subprocess.run([sys.executable, "-m", "experiments.sweep", "nope"], cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2
+  assert len(proc.stderr.strip().splitlines()) == 1 and "unknown experiment" in proc.stderr
