@@ -553,7 +553,8 @@ class Trainer:
 
   def certificates(self, epoch: int, schedule: np.ndarray) -> dict:
     """C1/C2 certificate (PAPER.md 6.3) of the epoch's batches and of the union so far."""
-    cert = batching_lib.batch_certificate(self.train_y_host, schedule, self.num_classes)
+    cert = batching_lib.batch_certificate(self.train_y_host, schedule, self.num_classes,
+                                          views=self.num_views)
     out = {"of_unique_epoch": cert["of_unique"],
            "c1_disconnected_epoch": [int(c) for c, ok in cert["c1_connected"].items() if not ok],
            "c2_pairs_missing_epoch": len(cert["c2_pairs_missing"])}
@@ -561,8 +562,8 @@ class Trainer:
     # into one incremental certificate, and stop once it certifies the OF.
     if not self._union_unique:
       if self._union_certificate is None:
-        self._union_certificate = batching_lib.BatchCertificate(self.train_y_host,
-                                                                self.num_classes)
+        self._union_certificate = batching_lib.BatchCertificate(
+            self.train_y_host, self.num_classes, views=self.num_views)
         self._union_epochs = 0
       for e in range(self._union_epochs + 1, epoch + 1):
         self._union_certificate.update(

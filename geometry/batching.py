@@ -96,8 +96,9 @@ class BatchCertificate:
   `result` gives the certificate of everything fed so far. See `batch_certificate`.
   """
 
-  def __init__(self, labels, num_classes: int | None = None):
+  def __init__(self, labels, num_classes: int | None = None, *, views: int = 1):
     self.labels = np.asarray(labels)
+    self.views = views
     self.num_classes = int(self.labels.max()) + 1 if num_classes is None else num_classes
     self._components = _UnionFind(len(self.labels))
     self._tied = np.zeros((self.num_classes, self.num_classes), bool)
@@ -113,11 +114,11 @@ class BatchCertificate:
       batch_labels = labels[batch]
       counts = np.bincount(batch_labels, minlength=k)
       present = counts > 0
-      for c in np.flatnonzero(counts >= 2):
+      for c in np.flatnonzero(counts >= 2):  # views of one example are equal anyway
         members = batch[batch_labels == c]
         for j in members[1:]:
           self._components.union(members[0], j)
-      anchored = counts >= 2
+      anchored = self.views * counts >= 2
       self._tied |= (present[:, None] & present[None, :]) & (anchored[:, None] | anchored[None, :])
     return self
 
@@ -132,7 +133,8 @@ class BatchCertificate:
             "of_unique": bool(all(c1.values()) and not missing)}
 
 
-def batch_certificate(labels, batches: Sequence, num_classes: int | None = None) -> dict:
+def batch_certificate(labels, batches: Sequence, num_classes: int | None = None, *,
+                      views: int = 1) -> dict:
   """Whether the OF is the unique minimizer of mini-batch UFM+ (Theorem 2, PAPER.md 6.3).
 
   - C1: for each class c, the graph on class-c examples with an edge whenever two examples
@@ -142,9 +144,10 @@ def batch_certificate(labels, batches: Sequence, num_classes: int | None = None)
     them with >= 2 rows there (orthogonality is forced only through anchors with positives).
 
   `batches` may be one epoch or the union of several epochs (or use `BatchCertificate`
-  to add epochs incrementally).
+  to add epochs incrementally). With `views` >= 2 rows per example (two-view training) every
+  class present in a batch has an anchor with a positive, so every pair present is tied.
 
   Returns:
     ``{"c1_connected": {c: bool}, "c2_pairs_missing": [[c, c'], ...], "of_unique": bool}``.
   """
-  return BatchCertificate(labels, num_classes).update(batches).result()
+  return BatchCertificate(labels, num_classes, views=views).update(batches).result()

@@ -87,3 +87,10 @@ def test_incremental_certificate_equals_union():
     acc.update(batches)
     union = np.concatenate(epochs[: e + 1])
     assert acc.result() == batching.batch_certificate(labels, union)
+
+
+def test_two_views_tie_singletons():
+  y = np.array([0, 0, 1, 1])
+  batches = [[0, 1], [2, 3], [0, 2]]
+  assert batching.batch_certificate(y, batches)["c2_pairs_missing"] == [[0, 1]]
+  assert batching.batch_certificate(y, batches, views=2)["of_unique"] is True
