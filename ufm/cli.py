@@ -1,0 +1,366 @@
+"""The `ufm` command: solve a UFM / UFM+ problem, or certify a batch schedule (DESIGN.md).
+
+  ufm solve --classes 10 --imbalance step:10 --n-max 40 --dim 10 --tau 0.1 --seeds 4 --out runs/ufm
+  ufm check-batches experiments/schedules/c1_violation.json --binding 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from ufm import problem as problem_lib
+from ufm.problem import ProblemError
+
+OF_THRESHOLD = 1e-3   # dist_of below this counts as "reached the OF" (fraction_of)
+DEFAULT_OUT = "runs/ufm"
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse with a one-line error message (no usage block) and exit status 2."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+  parser = _Parser(prog="ufm", description=(
+      "Solve the unconstrained-features model (UFM / UFM+) with supervised-contrastive or "
+      "cross-entropy loss, and certify mini-batch schedules (Kini et al., ICLR 2024)."))
+  sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+  sub.required = True
+
+  solve = sub.add_parser("solve", help="solve a UFM / UFM+ problem from random starts")
+  solve.add_argument("--sizes", help="explicit class sizes, e.g. 500,500,50,50")
+  solve.add_argument("--classes", type=int, help="number of classes K (with --imbalance, --n-max)")
+  solve.add_argument("--imbalance", default="none", help="none, step:R or exp:R (PAPER.md 7.1)")
+  solve.add_argument("--n-max", type=int, help="size of the largest class for --classes")
+  solve.add_argument("--rho", type=float, default=0.5, help="fraction of majority classes for step imbalance (default 0.5)")
+  solve.add_argument("--dim", type=int, required=True, help="embedding dimension d")
+  solve.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1)")
+  solve.add_argument("--relu", action=argparse.BooleanOptionalAction, default=True,
+                     help="UFM+ (non-negative unit rows, the default); --no-relu is the UFM (unit rows)")
+  solve.add_argument("--loss", default="scl", choices=problem_lib.LOSSES,
+                     help="scl (default), or ce: ridge-regularised CE-UFM with a free classifier")
+  solve.add_argument("--lambda-h", type=float, default=5e-4, help="CE ridge weight on H (default 5e-4)")
+  solve.add_argument("--lambda-w", type=float, default=5e-4, help="CE ridge weight on W (default 5e-4)")
+  solve.add_argument("--batching", default="full",
+                     help="full (default), shuffle:B, fixed:B or fixed:FILE (a schedule JSON file)")
+  solve.add_argument("--binding", type=int, default=0,
+                     help="binding examples per class appended to every batch (default 0)")
+  solve.add_argument("--steps", type=int, default=20000,
+                     help="step budget per seed, warm-up included (default 20000)")
+  solve.add_argument("--tol", type=float, default=None,
+                     help="stop when the projected-gradient RMS and the relative objective "
+                          "change over a chunk are both below it [default: 1e-9 for float64, "
+                          "1e-5 for float32]")
+  solve.add_argument("--lr", type=float, default=None,
+                     help="Adam step size, halved when a chunk increases the objective "
+                          "[default: 1e-2 for scl, 5e-2 for ce]")
+  solve.add_argument("--seeds", type=int, default=1, help="number of seeds, solved together in one vmapped call (default 1)")
+  solve.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+  solve.add_argument("--dtype", default="float64", choices=problem_lib.DTYPES,
+                     help="default float64")
+  solve.add_argument("--block-size", type=int, default=None,
+                     help="streaming SCL block size [default: automatic, dense when it fits]")
+  solve.add_argument("--no-continuation", dest="continuation", action="store_false",
+                     help="UFM+ SCL: skip the warm-up phase (balanced anchor weights, peaky-rows "
+                          "reward, noise)")
+  solve.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+  solve.add_argument("--quiet", action="store_true", help="no summary on stdout")
+
+  check = sub.add_parser("check-batches", help="print the C1/C2 certificate of a schedule file")
+  check.add_argument("file", help='JSON {"labels": [...], "batches": [[...], ...]}')
+  check.add_argument("--binding", type=int, default=0,
+                     help="binding examples per class appended to every batch")
+  return parser
+
+
+def _problem_from_args(args) -> problem_lib.Problem:
+  is_file = args.batching.startswith("fixed:") and not args.batching[6:].lstrip("-").isdigit()
+  sizes = None
+  if args.sizes is not None and args.classes is not None:
+    raise ProblemError("give either --sizes or --classes, not both")
+  if args.sizes is not None:
+    sizes = problem_lib.parse_sizes(args.sizes)
+  elif args.classes is not None:
+    if args.n_max is None:
+      raise ProblemError("--classes needs --n-max (the size of the largest class)")
+    sizes = problem_lib.sizes_from_recipe(args.classes, args.imbalance, args.n_max, args.rho)
+  elif not is_file:
+    raise ProblemError("give the class sizes: --sizes 500,500,50,50 or --classes K "
+                       "--imbalance step:R --n-max N (or --batching fixed:FILE)")
+  for name in ("steps", "seeds"):
+    if getattr(args, name) < 1:
+      raise ProblemError(f"--{name} must be >= 1, got {getattr(args, name)}")
+  if args.block_size is not None and args.block_size < 1:
+    raise ProblemError(f"--block-size must be >= 1, got {args.block_size}")
+  if args.tol is not None and not (math.isfinite(args.tol) and args.tol > 0):
+    raise ProblemError(f"--tol must be a finite number > 0, got {args.tol}")
+  if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+    raise ProblemError(f"--lr must be a finite number > 0, got {args.lr}")
+  return problem_lib.make_problem(
+      sizes=sizes, dim=args.dim, tau=args.tau, relu=args.relu, loss=args.loss,
+      lambda_h=args.lambda_h, lambda_w=args.lambda_w, batching=args.batching,
+      binding=args.binding, seed=args.seed, dtype=args.dtype)
+
+
+class _Progress:
+  """A live `\\r` progress line on a terminal (stderr); silent otherwise."""
+
+  def __init__(self, problem, of_loss, stream=sys.stderr):
+    self.stream = stream
+    self.enabled = stream.isatty()
+    self.of_loss = of_loss
+    self.problem = problem
+
+  def __call__(self, info):
+    if not self.enabled:
+      return
+    gap = "" if self.of_loss is None or not info["final"] else \
+        f" gap {info['loss'] - self.of_loss:.3e}"
+    phase = "" if info["final"] else f" (warm-up {info['phase'] + 1})"
+    self.stream.write(f"\rstep {info['step']:>7d}{phase} loss {info['loss']:.8g}{gap} "
+                      f"dist_of {info['dist_of']:.3e} pg {info['pg']:.1e}   ")
+    self.stream.flush()
+
+  def close(self):
+    if self.enabled:
+      self.stream.write("\n")
+      self.stream.flush()
+
+
+def _setup_name(problem) -> str:
+  kind = "CE" if problem.loss == "ce" else "SCL"
+  model = "UFM+" if problem.relu else "UFM"
+  sizes = problem.sizes
+  shown = ",".join(map(str, sizes)) if len(sizes) <= 6 else \
+      f"{sizes[0]},...,{sizes[-1]} (K={len(sizes)})"
+  bind = f", binding {problem.binding}" if problem.binding else ""
+  return (f"{model} {kind}, sizes {shown}, d={problem.dim}, tau={problem.tau:g}, "
+          f"{problem.batching}{bind}")
+
+
+def _seed_fields(problem, solution, s: int, of_loss, optimal_loss) -> dict:
+  """Loss, closed forms and geometry (PAPER.md 5) of seed index s."""
+  from geometry import metrics
+  k = problem.num_classes
+  h = solution.embeddings[s]
+  geo = metrics.geometry_report(h, problem.labels, k)
+  means, _ = metrics.class_means(h, problem.labels, k)
+  loss = float(solution.loss[s])
+  fields = {
+      "seed": solution.seeds[s], "loss": loss, "of_loss": of_loss,
+      "optimal_loss": optimal_loss,
+      "gap": None if optimal_loss is None else loss - optimal_loss,
+      "loss_minus_of": None if of_loss is None else loss - of_loss,
+      "dist_of": geo["dist_of"], "dist_etf": geo["dist_etf"], "nc1": geo["nc1"],
+      "nc1_over_k": geo["nc1_over_k"], "mean_cos": geo["mean_cos"],
+      "class_mean_norms": [float(x) for x in geo["class_mean_norms"]],
+      "gram": np.asarray(geo["gram"]).tolist(),
+      "cosines": metrics.cosines(means).tolist(),
+      "min_cos": float(_offdiag(metrics.cosines(means)).min()),
+      "max_cos": float(_offdiag(metrics.cosines(means)).max()),
+      "reached_of": bool(geo["dist_of"] < OF_THRESHOLD),
+      "converged": bool(solution.converged[s]), "steps": int(solution.steps[s]),
+      "pg_norm": float(solution.pg_norm[s]), "rel_change": float(solution.rel_change[s]),
+  }
+  if solution.classifier is not None:
+    w = solution.classifier[s]
+    fields["classifier"] = {"dist_etf": metrics.dist_etf(w), "dist_of": metrics.dist_of(w),
+                            "mean_cos": metrics.mean_cos(w),
+                            "norms": np.linalg.norm(w, axis=1).tolist(),
+                            "cosines": metrics.cosines(w).tolist()}
+    fields["embedding_norms_mean"] = float(np.linalg.norm(h, axis=1).mean())
+  return fields
+
+
+def _offdiag(a):
+  a = np.asarray(a)
+  return a[~np.eye(len(a), dtype=bool)]
+
+
+def build_result(problem, options, solution) -> dict:
+  """The result.json dictionary (DESIGN.md): best seed at the top level, every seed listed."""
+  from geometry import frames
+  is_scl = problem.loss == "scl"
+  of_loss = problem.of_loss(solution.final_epoch) if is_scl else None
+  optimal_loss = of_loss if (is_scl and problem.relu) else None
+  per_seed = [_seed_fields(problem, solution, s, of_loss, optimal_loss)
+              for s in range(len(solution.seeds))]
+  best = int(np.nanargmin(solution.loss))
+  result = dict(per_seed[best])
+  # The problem definition sits at the top level, except its "loss" (scl/ce), which would
+  # clash with the objective value: it is "loss_fn" there and "loss" inside "problem".
+  definition = problem.describe()
+  result["problem"] = dict(definition)
+  definition["loss_fn"] = definition.pop("loss")
+  result.update(definition)
+  result["seed"] = per_seed[best]["seed"]
+  result["seconds"] = solution.seconds
+  result["setup"] = _setup_name(problem)
+  result["loss_form"] = (
+      "sum over anchors (paper form)" + ("" if problem.full_batch else
+      f" and over the {len(problem.epoch_batches(solution.final_epoch))} batches of one epoch "
+      f"(epoch {solution.final_epoch}'s schedule)") + ("" if is_scl else
+      ", plus lambda_h/2 ||H||^2 + lambda_w/2 ||W||^2"))
+  if is_scl and problem.full_batch:
+    result["etf_loss"] = frames.collapsed_scl_loss(problem.sizes, frames.etf_gram(
+        problem.num_classes), problem.tau)
+  if not problem.full_batch:
+    from geometry import batching as batching_lib
+    cert = batching_lib.batch_certificate(problem.labels,
+                                          problem.epoch_batches(solution.final_epoch))
+    result["certificate"] = {"c1_connected": {str(c): v for c, v in cert["c1_connected"].items()},
+                             "c2_pairs_missing": cert["c2_pairs_missing"],
+                             "of_unique": cert["of_unique"]}
+  dist = np.array([f["dist_of"] for f in per_seed])
+  result["seeds"] = per_seed
+  result["num_seeds"] = len(per_seed)
+  result["fraction_of"] = float(np.mean(dist < OF_THRESHOLD))
+  result["fraction_converged"] = float(np.mean([f["converged"] for f in per_seed]))
+  result["spread"] = {"loss_min": float(np.min(solution.loss)),
+                      "loss_max": float(np.max(solution.loss)),
+                      "dist_of_min": float(dist.min()), "dist_of_max": float(dist.max()),
+                      "dist_of_median": float(np.median(dist))}
+  result["solver"] = {"steps_budget": options.steps, "tol": options.resolved_tol(problem.dtype),
+                      "learning_rate": options.resolved_lr(problem.loss),
+                      "continuation": [dict(tau=p.tau, mix=p.mix, steps=p.steps, final=p.final)
+                                       for p in solution.phases],
+                      "block_size": solution.block_size, "seconds_total": solution.seconds}
+  return result
+
+
+def write_outputs(out_dir, problem, solution, result) -> None:
+  """result.json, embeddings.npy (best seed), labels.npy and gram.png."""
+  os.makedirs(out_dir, exist_ok=True)
+  best = int(np.nanargmin(solution.loss))
+  with open(os.path.join(out_dir, "result.json"), "w") as f:
+    json.dump(result, f, indent=1, default=_json_default)
+  np.save(os.path.join(out_dir, "embeddings.npy"), solution.embeddings[best])
+  np.save(os.path.join(out_dir, "labels.npy"), problem.labels)
+  if solution.classifier is not None:
+    np.save(os.path.join(out_dir, "classifier.npy"), solution.classifier[best])
+  _plot_gram(os.path.join(out_dir, "gram.png"), result)
+
+
+def _json_default(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, np.bool_):
+    return bool(x)
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def _plot_gram(path, result) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  cos = np.asarray(result["cosines"])
+  k = len(cos)
+  fig, ax = plt.subplots(figsize=(4.8, 4.2))
+  image = ax.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
+  fig.colorbar(image, ax=ax, fraction=0.046)
+  if k <= 12:
+    for i in range(k):
+      for j in range(k):
+        ax.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", fontsize=6)
+  ax.set_xlabel("class")
+  ax.set_ylabel("class")
+  ax.set_title(f"class-mean cosines: {result['setup']}\n"
+               f"dist_of {result['dist_of']:.2e}, dist_etf {result['dist_etf']:.2e}",
+               fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def summary(result, out_dir) -> str:
+  """A short human summary of a solve."""
+  lines = [f"ufm solve: {result['setup']}"]
+  gap = "" if result["gap"] is None else f", gap {result['gap']:.3e}"
+  of = "" if result["of_loss"] is None else f" (OF value {result['of_loss']:.8g}{gap})"
+  lines.append(f"  loss {result['loss']:.8g}{of}")
+  lines.append(f"  dist_of {result['dist_of']:.3e}, dist_etf {result['dist_etf']:.3e}, "
+               f"nc1 {result['nc1']:.2e}, mean_cos {result['mean_cos']:.4f}")
+  lines.append(f"  converged {result['converged']} after {result['steps']} steps, "
+               f"{result['seconds']:.1f} s")
+  if result["num_seeds"] > 1:
+    spread = result["spread"]
+    lines.append(f"  seeds {result['num_seeds']}: fraction reaching the OF (dist_of < 1e-3) "
+                 f"{result['fraction_of']:.2f}, dist_of {spread['dist_of_min']:.2e}.."
+                 f"{spread['dist_of_max']:.2e}, loss {spread['loss_min']:.8g}.."
+                 f"{spread['loss_max']:.8g}")
+  if "classifier" in result:
+    lines.append(f"  classifier W: dist_etf {result['classifier']['dist_etf']:.3e}")
+  lines.append(f"  wrote {out_dir}/result.json, embeddings.npy, labels.npy, gram.png")
+  return "\n".join(lines)
+
+
+def _cmd_solve(args) -> int:
+  problem = _problem_from_args(args)
+  # Imported here so that bad input is rejected before JAX starts.
+  from ufm import solver as solver_lib
+  options = solver_lib.SolverOptions(
+      steps=args.steps, tol=args.tol, learning_rate=args.lr, block_size=args.block_size,
+      continuation=args.continuation, seeds=args.seeds)
+  of_loss = problem.of_loss() if problem.loss == "scl" else None
+  progress = _Progress(problem, of_loss if problem.relu else None)
+  try:
+    solution = solver_lib.solve(problem, options, progress=progress)
+  finally:
+    progress.close()
+  result = build_result(problem, options, solution)
+  write_outputs(args.out, problem, solution, result)
+  if not args.quiet:
+    print(summary(result, args.out))
+  return 0
+
+
+def _cmd_check_batches(args) -> int:
+  from geometry import batching as batching_lib
+  labels, batches = problem_lib.load_schedule(args.file)
+  if args.binding < 0:
+    raise ProblemError(f"--binding must be a non-negative integer, got {args.binding}")
+  if args.binding:
+    counts = np.bincount(labels)
+    if counts.min() < args.binding:
+      raise ProblemError(f"--binding {args.binding}: class {int(counts.argmin())} has only "
+                         f"{int(counts.min())} example(s)")
+    batches = batching_lib.add_binding(batches, batching_lib.binding_indices(labels, args.binding))
+  cert = batching_lib.batch_certificate(labels, batches)
+  cert = {"c1_connected": {str(c): bool(v) for c, v in cert["c1_connected"].items()},
+          "c2_pairs_missing": [[int(a), int(b)] for a, b in cert["c2_pairs_missing"]],
+          "of_unique": bool(cert["of_unique"])}
+  print(json.dumps(cert))
+  return 0
+
+
+def main(argv=None) -> int:
+  parser = _build_parser()
+  args = parser.parse_args(argv)
+  try:
+    if args.command == "solve":
+      return _cmd_solve(args)
+    return _cmd_check_batches(args)
+  except ProblemError as e:
+    print(f"ufm: error: {e}", file=sys.stderr)
+    return 2
+  except BrokenPipeError:
+    # The reader went away (e.g. `| head`): nothing left to say.
+    sys.stderr.close()
+    return 1
+  except KeyboardInterrupt:
+    print("ufm: interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,535 @@
+r"""A jitted first-order solver for the UFM / UFM+ with SCL, and for the ridge-regularised CE-UFM.
+
+The variables are the free embeddings H (`[n, d]`, one row per example) and, for CE, the
+classifier W (`[K, d]`). For SCL the feasible set is the product of unit spheres (UFM), or its
+intersection with the non-negative orthant (UFM+, PAPER.md 3). Each optimiser step:
+
+1. takes the Euclidean gradient G of the current batch's loss (sum form, `geometry.losses`);
+2. for SCL, keeps only its tangent part R = G - diag(G H^T) H (a Riemannian gradient on the
+   sphere: the radial part is annihilated by the normalisation anyway and only perturbs Adam's
+   second-moment estimates);
+3. applies an optax Adam update U;
+4. projects back: UFM+ rows become normalise(max(h + u, 0)); UFM rows normalise(h + u). A row
+   that the projection zeroes (all entries <= 0) has no projection and keeps its previous value.
+
+Steps run in `lax.scan` chunks inside one jitted function, vmapped over seeds; between chunks a
+host loop checks convergence on the true objective (the full epoch for mini-batches):
+
+* the projected-gradient norm, the RMS over rows of the gradient projected onto the tangent
+  cone of the feasible set (for UFM+, at a zero coordinate only the component pointing into
+  the orthant counts), and
+* the relative change of the objective over the chunk,
+
+must both be below `tol`. Neither the gap to the closed form nor dist_of is used to stop.
+
+Finding the global minimizer (UFM+ with SCL). PAPER.md 3 records that plain projected
+first-order methods stall at spurious stationary points (K = d = 10, R = 100, tau = 0.1). Two
+mechanisms were seen here: (i) a class spreads over several coordinates (a flat direction of the
+loss), leaving two other classes to share one coordinate; (ii) two classes share a coordinate
+while a free one exists, but the push apart is second order and the projection keeps the free
+coordinate at exactly zero, with exactly zero gradient. The solver therefore
+1. starts with a warm-up phase on a problem with the same global minimizers (Theorems 1-2 do
+   not depend on class sizes): balanced anchor weights, a reward for peaky rows that the
+   canonical OF maximizes, and decaying class-coherent noise (`continuation_phases`);
+2. then runs the true objective at the target tau, where a stall (objective flat over a chunk)
+   triggers a saddle check: a small class-coherent random perturbation with fresh Adam moments;
+   the point is accepted only when re-convergence does not lower the objective.
+The final phase is always the true problem and is where convergence is checked. Starts are
+random (non-negative for UFM+); nothing is initialised at or snapped to a frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from geometry import losses
+from geometry import metrics
+from ufm.problem import Problem
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+  """Solver knobs.
+
+  Attributes:
+    steps: the step budget per seed (all phases together).
+    tol: convergence tolerance for the projected-gradient RMS and the relative objective change;
+      None picks 1e-9 (float64) or 1e-5 (float32).
+    learning_rate: Adam's initial step size (halved whenever a chunk increases the objective);
+      None picks 1e-2 for SCL and 5e-2 for CE (whose norms must grow to the ridge balance).
+    chunk: optimiser steps per compiled call between host-side convergence checks.
+    block_size: the streaming SCL path's block size; None picks it automatically when the
+      dense N x N path would not fit in memory.
+    continuation: for UFM+ SCL, solve a larger-tau, class-balanced problem first (same
+      minimizers, Theorems 1-2) before the true one.
+    seeds: number of seeds solved in one vmapped call (seeds problem.seed, +1, ...).
+    warmup_steps: UFM+ SCL: steps of the warm-up phase (at most a quarter of the budget).
+    sparsity: UFM+ SCL warm-up: weight of the peaky-rows reward.
+    kick_chunks: length (in chunks) of a saddle-check kick.
+    kick_sparsity: peaky-rows reward during a kick (0: noise only; a reward would pull a
+      class stranded between others' coordinates onto one of them instead of a free one).
+    max_failures: SCL: kicks that fail to lower a stall before it is accepted.
+    max_checks: SCL: at most this many saddle checks (perturb a stationary point and
+      re-converge) per seed.
+    perturbation: the saddle check's noise scale (per entry, rows of norm 1).
+  """
+  steps: int = 20000
+  tol: float | None = None
+  learning_rate: float | None = None
+  chunk: int = 100
+  block_size: int | None = None
+  continuation: bool = True
+  seeds: int = 1
+  max_checks: int = 8
+  warmup_steps: int = 1500
+  sparsity: float = 0.3
+  kick_chunks: int = 3
+  kick_sparsity: float = 0.0
+  max_failures: int = 1
+  perturbation: float = 1e-2
+
+  def resolved_lr(self, loss: str) -> float:
+    if self.learning_rate is not None:
+      return float(self.learning_rate)
+    return 5e-2 if loss == "ce" else 1e-2
+
+  def resolved_tol(self, dtype: str) -> float:
+    if self.tol is not None:
+      return float(self.tol)
+    return 1e-9 if dtype == "float64" else 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One continuation phase: temperature, anchor-weight mix (0 = balanced, 1 = true), steps."""
+  tau: float
+  mix: float
+  steps: int
+  sparsity: float = 0.0
+  noise: float = 0.0
+  final: bool = False
+
+
+def continuation_phases(problem: Problem, options: SolverOptions) -> list[Phase]:
+  """The phase plan; the last phase is always the true problem and takes the remaining budget."""
+  plan = []
+  if options.continuation and problem.loss == "scl" and problem.relu:
+    # Warm-up on a problem with the same global minimizers as the true one but a kinder
+    # landscape (Theorems 1-2: UFM+ minimizers do not depend on the class sizes):
+    # - balanced anchor weights (n_max / n_c), so minority classes push as hard as majority
+    #   ones and claim their own coordinates early;
+    # - a reward sparsity * ||h_i||_4^4 / tau for peaky rows. The canonical OF (rows e_c) maximizes
+    #   it for every row while minimizing the loss, so it stays a global minimizer, but a
+    #   class spread over several coordinates (a flat direction of the true loss, which
+    #   strands other classes on shared coordinates) now concentrates and frees them;
+    # - decaying class-coherent noise, so no coordinate is abandoned at exactly zero.
+    warmup = min(options.warmup_steps, options.steps // 4)
+    if warmup > 0:
+      plan.append(Phase(problem.tau, 0.0, warmup, sparsity=options.sparsity,
+                        noise=options.perturbation))
+  used = sum(p.steps for p in plan)
+  plan.append(Phase(problem.tau, 1.0, max(options.steps - used, 1), final=True))
+  return plan
+
+
+def available_memory_bytes() -> int:
+  """Available physical memory (Linux sysconf), or 8 GiB when it cannot be read."""
+  try:
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+  except (ValueError, OSError, AttributeError):
+    return 8 << 30
+
+
+def auto_block_size(rows: int, itemsize: int, seeds: int, memory: int | None = None) -> int | None:
+  """None (dense) when ~6 N x N arrays per seed fit in half the memory, else a block size b
+  such that the streaming path's ~6 N x b arrays per seed take at most a quarter of it."""
+  memory = available_memory_bytes() if memory is None else memory
+  if 6 * rows * rows * itemsize * seeds <= memory // 2:
+    return None
+  block = (memory // 4) // max(6 * rows * itemsize * seeds, 1)
+  return int(max(16, min(rows, block)))
+
+
+# ------------------------------------------------------------------------------------------
+# Objective, projections and the projected gradient.
+
+
+def _scl_batch_loss(h_all, labels, idx, mask, tau, class_weights, sparsity, block_size):
+  """Weighted sum-form SCL of one batch (all rows when idx is None), minus the warm-up's
+  sparsity reward  sparsity * sum_i w_{y_i} ||h_i||_4^4 / tau."""
+  if idx is None:
+    h, y, where = h_all, labels, jnp.ones(labels.shape, bool)
+  else:
+    h, y, where = h_all[idx], labels[idx], mask
+  terms = losses.supcon_loss(h, y, temperature=tau, where=where, reduction="none",
+                             block_size=block_size)
+  peaky = jnp.where(where, jnp.sum(h ** 4, axis=1), 0.0)
+  return jnp.sum((terms - sparsity / tau * peaky) * class_weights[y])
+
+
+def _ce_batch_loss(params, labels, idx, mask, lambda_h, lambda_w, num_batches):
+  """Sum-form CE of one batch plus 1/num_batches of the ridge penalty (sums to the objective)."""
+  h_all, w = params["H"], params["W"]
+  if idx is None:
+    h, y, where = h_all, labels, None
+  else:
+    h, y, where = h_all[idx], labels[idx], mask
+  ce = losses.cross_entropy_loss(h @ w.T, y, where=where, reduction="sum")
+  ridge = 0.5 * (lambda_h * jnp.sum(h_all ** 2) + lambda_w * jnp.sum(w ** 2))
+  return ce + ridge / num_batches
+
+
+def _project_rows(new, old, relu):
+  """Rows onto the unit sphere (and the orthant under relu); rows with no projection stay."""
+  if relu:
+    new = jnp.maximum(new, 0.0)
+  norm = jnp.linalg.norm(new, axis=1, keepdims=True)
+  ok = norm > jnp.finfo(new.dtype).tiny * 1e4
+  return jnp.where(ok, new / jnp.where(ok, norm, 1.0), old)
+
+
+def _tangent(grad, h):
+  """Tangent part of a row-wise gradient on the unit sphere."""
+  return grad - jnp.sum(grad * h, axis=1, keepdims=True) * h
+
+
+def _cone_clip(direction_grad, x):
+  """Keeps, at zero coordinates of x >= 0, only gradient components that point out of the
+  orthant's interior (negative ones): a positive component there is blocked by x >= 0."""
+  return jnp.where(x > 0, direction_grad, jnp.minimum(direction_grad, 0.0))
+
+
+# ------------------------------------------------------------------------------------------
+# The solver.
+
+
+@dataclasses.dataclass
+class SolveResult:
+  """Per-seed outputs (leading axis = seed)."""
+  embeddings: np.ndarray           # [S, n, d]
+  classifier: np.ndarray | None    # [S, K, d] for CE
+  loss: np.ndarray                 # [S] objective (sum form, one epoch)
+  pg_norm: np.ndarray              # [S] projected-gradient RMS at the end
+  rel_change: np.ndarray           # [S] relative objective change over the last chunk
+  converged: np.ndarray            # [S] bool
+  steps: np.ndarray                # [S] steps taken
+  seconds: float
+  seeds: list[int]
+  block_size: int | None
+  phases: list[Phase]
+  final_epoch: int                 # the epoch whose schedule defines the reported objective
+
+
+def _select(flags, on_true, on_false):
+  """Per-seed choice between two pytrees with a leading seed axis."""
+  flags = jnp.asarray(flags)
+  return jax.tree.map(
+      lambda a, b: jnp.where(flags.reshape(flags.shape + (1,) * (a.ndim - 1)), a, b),
+      on_true, on_false)
+
+
+def _padded(batches: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """A ragged list of batches -> `[num_batches, Bmax]` indices (pad 0) and a mask."""
+  width = max(len(b) for b in batches)
+  idx = np.zeros((len(batches), width), np.int32)
+  mask = np.zeros((len(batches), width), bool)
+  for i, b in enumerate(batches):
+    idx[i, : len(b)] = b
+    mask[i, : len(b)] = True
+  return idx, mask
+
+
+class _Schedule:
+  """Per-step batches: one batch per step in schedule order, an epoch being one pass."""
+
+  def __init__(self, problem: Problem):
+    self.problem = problem
+    self.full = problem.full_batch
+    if not self.full:
+      first = problem.epoch_batches(0)
+      self.num_batches = len(first)
+      self.width = max(len(b) for b in first)
+      self._cache = {0: _padded(first)}
+    else:
+      self.num_batches = 1
+
+  def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    if not self.problem.reshuffled:
+      epoch = 0
+    if epoch not in self._cache:
+      if len(self._cache) > 4:
+        self._cache.pop(min(self._cache))
+      self._cache[epoch] = _padded(self.problem.epoch_batches(epoch))
+    return self._cache[epoch]
+
+  def steps(self, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and masks `[count, Bmax]` for steps start .. start+count-1."""
+    idx = np.zeros((count, self.width), np.int32)
+    mask = np.zeros((count, self.width), bool)
+    for k in range(count):
+      t = start + k
+      e_idx, e_mask = self.epoch(t // self.num_batches)
+      idx[k], mask[k] = e_idx[t % self.num_batches], e_mask[t % self.num_batches]
+    return idx, mask
+
+
+def solve(problem: Problem, options: SolverOptions = SolverOptions(),
+          progress: Callable[[dict], None] | None = None) -> SolveResult:
+  """Solves `problem` for `options.seeds` seeds in one vmapped, jitted loop.
+
+  Args:
+    problem: the validated problem.
+    options: solver options.
+    progress: optional callback, called after every chunk with a dict of `step`, `phase`,
+      `loss`, `gap`, `dist_of` (of the seed with the lowest loss).
+
+  Returns:
+    A `SolveResult`.
+  """
+  if problem.dtype == "float64" and not jax.config.jax_enable_x64:
+    jax.config.update("jax_enable_x64", True)
+  dtype = jnp.float64 if problem.dtype == "float64" else jnp.float32
+  tol = options.resolved_tol(problem.dtype)
+  base_lr = options.resolved_lr(problem.loss)
+  n, d, k = problem.num_examples, problem.dim, problem.num_classes
+  labels = jnp.asarray(problem.labels, jnp.int32)
+  schedule = _Schedule(problem)
+  rows = n if schedule.full else schedule.width
+  block_size = options.block_size
+  if block_size is None and problem.loss == "scl":
+    block_size = auto_block_size(rows, np.dtype(problem.dtype).itemsize, options.seeds)
+  if block_size is not None and block_size >= rows:
+    block_size = None
+  is_scl = problem.loss == "scl"
+  relu = problem.relu
+  sizes = np.asarray(problem.sizes, np.float64)
+  # Anchor weights of the balanced problem: every class's anchors weigh as much in total as
+  # the largest class's (n_max / n_c per anchor); the OF minimizes every such weighted sum
+  # too (each anchor term is bounded separately in PAPER.md 6.1).
+  balanced_weights = sizes.max() / sizes
+  seeds = [problem.seed + s for s in range(options.seeds)]
+  phases = continuation_phases(problem, options)
+
+  # Adam's direction; the step size is applied outside so that the host can halve it per seed.
+  opt = optax.scale_by_adam()
+
+  def init(key):
+    kh, kw = jax.random.split(key)
+    h = jax.random.normal(kh, (n, d), dtype)
+    if is_scl:
+      if relu:
+        h = jnp.abs(h)
+      params = {"H": h / jnp.linalg.norm(h, axis=1, keepdims=True)}
+    else:
+      h = 0.1 * h
+      params = {"H": jnp.abs(h) if relu else h,
+                "W": 0.1 * jax.random.normal(kw, (k, d), dtype)}
+    return params, opt.init(params)
+
+  def batch_loss(params, idx, mask, tau, weights, sparsity):
+    if is_scl:
+      return _scl_batch_loss(params["H"], labels, idx, mask, tau, weights, sparsity,
+                             block_size)
+    return _ce_batch_loss(params, labels, idx, mask, problem.lambda_h, problem.lambda_w,
+                          schedule.num_batches)
+
+  def riemannian(grads, params):
+    if is_scl:
+      return {"H": _tangent(grads["H"], params["H"])}
+    return grads
+
+  def project(new, old):
+    if is_scl:
+      return {"H": _project_rows(new["H"], old["H"], relu)}
+    h = jnp.maximum(new["H"], 0.0) if relu else new["H"]
+    return {"H": h, "W": new["W"]}
+
+  def one_step(carry, xs, tau, weights, sparsity, lr):
+    params, opt_state = carry
+    idx, mask = xs if xs is not None else (None, None)
+    grads = jax.grad(batch_loss)(params, idx, mask, tau, weights, sparsity)
+    grads = riemannian(grads, params)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u: -lr * u, updates)
+    new = project(optax.apply_updates(params, updates), params)
+    return (new, opt_state), None
+
+  def run_chunk(state, active, xs, tau, weights, sparsity, lr, length):
+    def per_seed(state, active, lr, sparsity):
+      body = lambda c, x: one_step(c, x, tau, weights, sparsity, lr)
+      new, _ = jax.lax.scan(body, state, xs, length=length)
+      return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
+    return jax.vmap(per_seed)(state, active, lr, sparsity)
+
+  run_chunk = jax.jit(run_chunk, static_argnums=(7,))
+
+  def objective(params, e_idx, e_mask, tau, weights, sparsity):
+    """Objective of one epoch and its projected-gradient RMS."""
+    def total(params):
+      if e_idx is None:
+        return batch_loss(params, None, None, tau, weights, sparsity)
+      def body(acc, xs):
+        return acc + batch_loss(params, xs[0], xs[1], tau, weights, sparsity), None
+      return jax.lax.scan(body, jnp.zeros((), dtype), (e_idx, e_mask))[0]
+    value, grads = jax.value_and_grad(total)(params)
+    if is_scl:
+      g = _tangent(grads["H"], params["H"])
+      if relu:
+        g = _cone_clip(g, params["H"])
+      sq, count = jnp.sum(g ** 2), g.shape[0]
+    else:
+      gh = _cone_clip(grads["H"], params["H"]) if relu else grads["H"]
+      sq, count = jnp.sum(gh ** 2) + jnp.sum(grads["W"] ** 2), gh.shape[0] + grads["W"].shape[0]
+    return value, jnp.sqrt(sq / count)
+
+  def perturb_one(state, flag, key, scale, reset):
+    params, opt_state = state
+    h = params["H"]
+    # Class-coherent noise (one random direction per class, plus a per-example part): the
+    # escape direction from a saddle where two classes sit on the same coordinates moves a
+    # whole class together, which independent per-example noise barely excites.
+    k_class, k_row = jax.random.split(key)
+    per_class = jax.random.normal(k_class, (k, h.shape[1]), h.dtype)[labels]
+    noise = scale * (per_class + jax.random.normal(k_row, h.shape, h.dtype))
+    moved = _project_rows(h + (jnp.abs(noise) if relu else noise), h, relu)
+    new = {**params, "H": jnp.where(flag, moved, h)}
+    # Fresh Adam moments: the old second moments are tuned to the gradients before the move
+    # and would damp the (small) escape gradients for ~1/(1 - b2) steps.
+    fresh = opt.init(new)
+    return new, jax.tree.map(lambda a, b: jnp.where(flag & reset, a, b), fresh, opt_state)
+
+  perturb = jax.jit(lambda state, flags, key, scale, reset: jax.vmap(
+      perturb_one, in_axes=(0, 0, 0, 0, 0))(
+          state, flags, jax.random.split(key, flags.shape[0]), scale, reset))
+
+  evaluate = jax.jit(jax.vmap(objective, in_axes=(0, None, None, None, None, None)))
+
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+  state = jax.vmap(init)(keys)
+  num_seeds = len(seeds)
+  active = np.ones(num_seeds, bool)
+  steps_done = np.zeros(num_seeds, np.int64)
+  lr = np.full(num_seeds, base_lr)
+  true_weights = jnp.ones((k,), dtype)
+  start = time.perf_counter()
+  step = 0
+  loss = np.full(num_seeds, np.inf)
+  pg = np.full(num_seeds, np.inf)
+  rel = np.full(num_seeds, np.inf)
+  converged = np.zeros(num_seeds, bool)
+  final_epoch = 0
+  checks = np.zeros(num_seeds, np.int64)
+  checked_loss = np.full(num_seeds, np.inf)
+  key = jax.random.PRNGKey(10_000 + problem.seed)
+  # Saddle-check "kicks" (final phase): a seed whose objective stalls gets a few chunks of the
+  # warm-up treatment (class-coherent noise, annealed peaky-rows reward) and fresh Adam moments,
+  # then returns to the true objective; the stall is accepted once a kick no longer lowers it.
+  kick_left = np.zeros(num_seeds, np.int64)
+  failures = np.zeros(num_seeds, np.int64)
+  checked_pg = np.full(num_seeds, np.inf)
+  best_state = state
+  zeros = np.zeros(num_seeds)
+  for phase in phases:
+    weights = jnp.asarray(phase.mix * np.ones(k) + (1 - phase.mix) * balanced_weights, dtype)
+    tau = jnp.asarray(phase.tau, dtype)
+    phase_end = step + phase.steps
+    prev = None
+    lr = np.full(num_seeds, base_lr)
+    while step < phase_end and active.any():
+      length = min(options.chunk, phase_end - step)
+      if phase.final:
+        anneal = kick_left / options.kick_chunks
+      else:
+        anneal = np.full(num_seeds, (phase_end - step) / phase.steps)
+      sparsity = options.kick_sparsity * anneal if phase.final else phase.sparsity * anneal
+      xs = None
+      if not schedule.full:
+        idx, mask = schedule.steps(step, length)
+        xs = (jnp.asarray(idx), jnp.asarray(mask))
+      state = run_chunk(state, jnp.asarray(active), xs, tau, weights,
+                        jnp.asarray(sparsity, dtype), jnp.asarray(lr, dtype), length)
+      step += length
+      steps_done[active] = step
+      final_epoch = max((step - 1) // schedule.num_batches, 0)
+      e_idx = e_mask = None
+      if not schedule.full:
+        e_idx, e_mask = (jnp.asarray(a) for a in schedule.epoch(final_epoch))
+      # Stationarity is judged on the phase's objective without the peaky-rows reward.
+      value, grad_rms = evaluate(state[0], e_idx, e_mask, tau, weights,
+                                 jnp.zeros((), dtype))
+      value, grad_rms = np.asarray(value, np.float64), np.asarray(grad_rms, np.float64)
+      if prev is not None:
+        rel = np.abs(value - prev) / np.maximum(np.abs(value), 1e-30)
+        # An increase over a whole chunk means Adam overshoots: halve its step size (not while
+        # noise is injected on purpose).
+        if phase.final:
+          lr = np.where(active & (kick_left == 0) & (value > prev + 1e-10 * np.abs(prev)),
+                        lr * 0.5, lr)
+      prev, loss, pg = value, value, grad_rms
+      # Noise: annealed over the warm-up, or during a kick; fresh Adam moments when it ends.
+      noisy = active & (anneal > 0) if (phase.final or phase.noise > 0) else zeros > 0
+      if noisy.any():
+        key, sub = jax.random.split(key)
+        level = (options.perturbation if phase.final else phase.noise) * anneal
+        ending = (kick_left == 1) if phase.final else np.full(num_seeds, step >= phase_end)
+        scale = np.where(ending, 0.0, level)
+        state = perturb(state, jnp.asarray(noisy), sub, jnp.asarray(scale, dtype),
+                        jnp.asarray(ending))
+        if phase.final:
+          kick_left = np.maximum(kick_left - 1, 0)
+          prev = np.where(noisy, np.inf, prev)
+          lr = np.where(noisy, base_lr, lr)
+      if phase.final:
+        # The objective stopped moving over a whole chunk (and no kick is under way).
+        stalled = active & (rel <= tol) & (kick_left == 0)
+        # Saddle check: under the projection, coordinates that no row uses are exactly zero
+        # with exactly zero gradient, a class spread over several coordinates is a flat
+        # direction, and two classes sharing a coordinate feel only a second-order push apart,
+        # so projected methods stop at such strict saddles. A kick moves off them.
+        improved = loss < checked_loss - 1e-7 * np.abs(loss)
+        # A kick that ends in a worse (or equal) stall is undone: back to the best stall seen.
+        worse = stalled & ~improved
+        failures = failures + worse
+        # (Only a clearly worse one: an equal stall is the same minimum, still converging.)
+        back = worse & (loss > checked_loss + 1e-7 * np.abs(checked_loss))
+        if back.any():
+          state = _select(back, best_state, state)
+          loss, pg = np.where(back, checked_loss, loss), np.where(back, checked_pg, pg)
+        retry = stalled & (checks < options.max_checks) & (
+            improved | (failures < options.max_failures)) if is_scl else np.zeros_like(stalled)
+        converged = converged | (stalled & (pg <= tol) & ~retry)
+        # A stall that kicks did not improve but whose projected gradient is still above tol
+        # is Adam jitter: a smaller step size settles it.
+        lr = np.where(stalled & ~retry & (pg > tol), lr * 0.5, lr)
+        if improved.any():
+          best_state = _select(stalled & improved, state, best_state)
+          checked_pg = np.where(stalled & improved, pg, checked_pg)
+          checked_loss = np.where(stalled & improved, loss, checked_loss)
+        if retry.any():
+          checks = checks + retry
+          kick_left = np.where(retry, options.kick_chunks, kick_left)
+        active = active & ~converged
+      if progress is not None:
+        best = int(np.nanargmin(loss))
+        h_best = np.asarray(state[0]["H"][best])
+        means, _ = metrics.class_means(h_best, problem.labels, k)
+        progress({"step": step, "phase": phases.index(phase), "final": phase.final,
+                  "loss": float(loss[best]), "dist_of": metrics.dist_of(means),
+                  "pg": float(pg[best])})
+  jax.block_until_ready(state)
+  seconds = time.perf_counter() - start
+  params = jax.device_get(state[0])
+  return SolveResult(
+      embeddings=np.asarray(params["H"], np.float64),
+      classifier=None if is_scl else np.asarray(params["W"], np.float64),
+      loss=loss, pg_norm=pg, rel_change=rel, converged=converged, steps=steps_done,
+      seconds=seconds, seeds=seeds, block_size=block_size, phases=phases,
+      final_epoch=final_epoch)
