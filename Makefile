@@ -19,8 +19,7 @@ help:  ## list the targets
 	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name OUT=$(OUT)"
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e ".[dev]"
 	touch $(STAMP)
 

@@ -6,6 +6,8 @@ practice are measured with the same code. The semantics are those of PAPER.md se
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -17,60 +19,156 @@ def _compute_dtype(dtype) -> jnp.dtype:
   return jnp.promote_types(dtype, jnp.float32)
 
 
-def _anchor_terms(anchors, anchor_labels, anchor_index, anchor_valid,
-                  embeddings, labels, valid, temperature):
-  """Per-anchor SCL terms and positive counts for a block of anchors against all rows.
+# How the loss and its gradient are computed (one implementation for the dense and the
+# streaming path; the dense path is one block of N rows).
+#
+# Every block B of b anchors sees all N contrast rows at once ([b, N]), so its log-sum-exp is
+# complete inside the block and the derivative of the block's terms with respect to its logits
+# z = H_B H^T / tau is known there and then. For per-anchor weights w_i (1 for "sum"; the
+# cotangent for "none"),
+#
+#   G_il = w_i (softmax_A(i)(z_i)_l - [l in P(i)] / |P(i)|)   (0 for anchors without a positive
+#                                                              and for masked rows),
+#   dL/dH = (G + G^T) H / tau:   rows of B get G_B H, every row gets G_B^T H_B,
+#
+# so a block costs the unavoidable work only: three matmuls and b N exponentials. For "sum" and
+# "mean" a custom VJP computes the gradient during the forward sweep (one sweep in all); for
+# "none" the backward rule sweeps again with the cotangent as weights. Masks (self, padding,
+# positives) are iota and label comparisons fused by XLA, so no [b, N] mask arrays are stored,
+# and memory is O(N b + N d). G_B is formed entry by entry, so near collapse, where the softmax
+# and positive parts nearly cancel, float32 gradients stay accurate. Positive counts and the
+# mean positive logit come from per-class sums (a sort of the labels), not [b, N] reductions.
 
-  For anchor i with positives P(i) and contrast set A(i) = {l valid, l != i}:
-    term_i = log sum_{l in A(i)} exp(z_il) - (1/|P(i)|) sum_{j in P(i)} z_il,   z = h_i.h_l / tau,
-  which equals the mean over j in P(i) of -log softmax_A(i)(z_i)_j (PAPER.md 1.1, items 1-3).
-  Anchors without a positive (or masked) get term 0 (item 4).
+
+def _per_class_sum(values, labels):
+  """For each row i, the sum of `values` over the rows with label y_i (self included).
+
+  A sort of the labels turns arbitrary integer labels into segment ids 0..K-1, so this is
+  O(N log N + N k) and never builds an N x N comparison.
   """
-  logits = (anchors @ embeddings.T) / temperature                        # [b, N]
-  not_self = anchor_index[:, None] != jnp.arange(embeddings.shape[0])[None, :]
-  contrast = not_self & valid[None, :]
-  positive = contrast & (anchor_labels[:, None] == labels[None, :])
-  num_pos = positive.sum(axis=1)
-  has_pos = (num_pos > 0) & anchor_valid
-  # Row max over the contrast set for a stable log-sum-exp; the shift is an exact identity,
-  # so no gradient needs to flow through it.
-  row_max = jax.lax.stop_gradient(
-      jnp.max(jnp.where(contrast, logits, -jnp.inf), axis=1))
-  row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
-  exp = jnp.where(contrast, jnp.exp(logits - row_max[:, None]), 0.0)
-  # Rows with no positive would take log(0); give them a dummy 1 so the gradient stays finite.
-  sum_exp = jnp.where(has_pos, exp.sum(axis=1), 1.0)
-  log_denominator = jnp.log(sum_exp) + row_max
-  pos_sum = jnp.where(positive, logits, 0.0).sum(axis=1)
-  pos_mean = pos_sum / jnp.maximum(num_pos, 1)
-  terms = jnp.where(has_pos, log_denominator - pos_mean, 0.0)
-  return terms, has_pos
+  n = labels.shape[0]
+  order = jnp.argsort(labels)
+  sorted_labels = labels[order]
+  starts = jnp.concatenate([jnp.zeros((1,), jnp.int32),
+                            (sorted_labels[1:] != sorted_labels[:-1]).astype(jnp.int32)])
+  segment = jnp.zeros((n,), jnp.int32).at[order].set(jnp.cumsum(starts))
+  return jax.ops.segment_sum(values, segment, num_segments=n)[segment]
 
 
-def _streaming_terms(embeddings, labels, valid, temperature, block_size):
-  """Per-anchor terms computed block by block; the backward pass recomputes each block.
-
-  Memory is O(N * block_size + N * d): `jax.checkpoint` keeps only the block's inputs for the
-  backward pass, and `lax.map` runs the blocks sequentially.
-  """
-  n = embeddings.shape[0]
+def _blocks(arrays, block_size):
+  """Pads the leading axis to a multiple of block_size and reshapes to [blocks, b, ...]."""
+  n = arrays[0].shape[0]
   num_blocks = -(-n // block_size)
   pad = num_blocks * block_size - n
-  index = jnp.arange(num_blocks * block_size)
-  anchors = jnp.pad(embeddings, ((0, pad), (0, 0)))
-  anchor_labels = jnp.pad(labels, (0, pad))
-  anchor_valid = jnp.pad(valid, (0, pad))  # padded anchors are invalid, so contribute 0
+  return tuple(jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1)).reshape(
+      (num_blocks, block_size) + a.shape[1:]) for a in arrays)
 
-  @jax.checkpoint
-  def block(args):
-    block_anchors, block_labels, block_index, block_valid = args
-    return _anchor_terms(block_anchors, block_labels, block_index, block_valid,
-                         embeddings, labels, valid, temperature)
 
-  reshape = lambda a: a.reshape((num_blocks, block_size) + a.shape[1:])
-  terms, has_pos = jax.lax.map(
-      block, (reshape(anchors), reshape(anchor_labels), reshape(index), reshape(anchor_valid)))
-  return terms.reshape(-1)[:n], has_pos.reshape(-1)[:n]
+def _sweep(embeddings, labels, valid, weights, temperature, block_size, with_grad):
+  """Per-anchor terms, has_pos and (with_grad) d(sum_i weights_i terms_i)/d embeddings."""
+  n, d = embeddings.shape
+  dtype = embeddings.dtype
+  vf = valid.astype(dtype)
+  # Masked rows are zeroed so that garbage (even inf/nan) in padding cannot leak through the
+  # matmuls; they are also excluded from every contrast set below.
+  embeddings = jnp.where(valid[:, None], embeddings, 0.0)
+  num_pos = _per_class_sum(vf, labels) - vf
+  has_pos = valid & (num_pos > 0)
+  inv_pos = jnp.where(has_pos, 1.0 / jnp.maximum(num_pos, 1.0), 0.0)
+  pos_vec = _per_class_sum(embeddings, labels) - embeddings          # sum_{j in P(i)} h_j
+  pos_logit_mean = jnp.sum(embeddings * pos_vec, axis=1) * inv_pos / temperature
+  # Padded anchors get indices n.. (never "self" of a real column) and has_pos False.
+  xs = _blocks((embeddings / temperature, jnp.arange(n, dtype=jnp.int32), labels, has_pos,
+                inv_pos, pos_logit_mean, weights), block_size)
+  xs = (xs[0], jnp.arange(xs[1].size, dtype=jnp.int32).reshape(xs[1].shape)) + xs[2:]
+
+  def exp_block(anchors, index):
+    """E_B = [exp(z_il - m_i)] on the contrast set (0 elsewhere), its row sums, m."""
+    logits = anchors @ embeddings.T                                  # [b, N], already / tau
+    column = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 1)
+    contrast = (index[:, None] != column) & valid[None, :]
+    row_max = jnp.max(jnp.where(contrast, logits, -jnp.inf), axis=1)
+    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    exp = jnp.where(contrast, jnp.exp(logits - row_max[:, None]), 0.0)
+    return exp, contrast, row_max
+
+  def terms_of(sum_exp, row_max, block_has_pos, block_pos_mean):
+    sum_exp = jnp.where(block_has_pos, sum_exp, 1.0)
+    return jnp.where(block_has_pos, jnp.log(sum_exp) + row_max - block_pos_mean, 0.0)
+
+  if not with_grad:
+    def value_body(args):
+      anchors, index, _, block_has_pos, _, block_pos_mean, _ = args
+      exp, _, row_max = exp_block(anchors, index)
+      return terms_of(exp.sum(axis=1), row_max, block_has_pos, block_pos_mean)
+    return jax.lax.map(value_body, xs).reshape(-1)[:n], has_pos, None
+
+  def body(grad_all, args):
+    anchors, index, block_labels, block_has_pos, block_inv_pos, block_pos_mean, w = args
+    exp, contrast, row_max = exp_block(anchors, index)
+    sum_exp = exp.sum(axis=1)
+    terms = terms_of(sum_exp, row_max, block_has_pos, block_pos_mean)
+    # G_B = a E_B - w [positive] / |P| entry by entry, so that the near-cancellation of the
+    # two parts close to collapse happens per entry, as in the dense autodiff path.
+    scale = jnp.where(block_has_pos, w / jnp.where(block_has_pos, sum_exp, 1.0), 0.0)
+    positive = contrast & (block_labels[:, None] == labels[None, :])
+    grad_logits = (exp * scale[:, None]
+                   - jnp.where(positive, (w * block_inv_pos)[:, None], 0.0))
+    grad_all = grad_all + grad_logits.T @ (anchors * temperature)       # G_B^T H_B
+    return grad_all, (terms, grad_logits @ embeddings)                  # G_B H
+
+  grad_cols, (terms, grad_rows) = jax.lax.scan(body, jnp.zeros((n, d), dtype), xs)
+  grad = grad_rows.reshape(-1, d)[:n] + grad_cols
+  return terms.reshape(-1)[:n], has_pos, grad * (vf / temperature)[:, None]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _weighted_total(embeddings, labels, valid, weights, temperature, block_size):
+  """(sum_i weights_i terms_i, number of anchors with a positive)."""
+  terms, has_pos, _ = _sweep(embeddings, labels, valid, weights, temperature, block_size, False)
+  return jnp.sum(weights * terms), has_pos.sum()
+
+
+def _weighted_total_fwd(embeddings, labels, valid, weights, temperature, block_size):
+  terms, has_pos, grad = _sweep(embeddings, labels, valid, weights, temperature, block_size,
+                                True)
+  total = jnp.sum(weights * terms)
+  return (total, has_pos.sum()), (embeddings, grad, terms, temperature)
+
+
+def _weighted_total_bwd(block_size, residuals, cotangents):
+  del block_size
+  embeddings, grad, terms, temperature = residuals
+  g_total, _ = cotangents   # the count is piecewise constant in the inputs: no gradient
+  # Every logit is h_i.h_l / tau, so dL/dtau = -(1 / tau) sum_il G_il z_il
+  # = -(1 / (2 tau)) sum_i h_i . dL/dh_i.
+  g_temperature = -g_total * jnp.sum(embeddings * grad) / (2.0 * temperature)
+  return g_total * grad, None, None, g_total * terms, g_temperature
+
+
+_weighted_total.defvjp(_weighted_total_fwd, _weighted_total_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _terms(embeddings, labels, valid, temperature, block_size):
+  ones = jnp.ones(labels.shape, embeddings.dtype)
+  return _sweep(embeddings, labels, valid, ones, temperature, block_size, False)[0]
+
+
+def _terms_fwd(embeddings, labels, valid, temperature, block_size):
+  return _terms(embeddings, labels, valid, temperature, block_size), (
+      embeddings, labels, valid, temperature)
+
+
+def _terms_bwd(block_size, residuals, cotangent):
+  embeddings, labels, valid, temperature = residuals
+  _, _, grad = _sweep(embeddings, labels, valid, cotangent, temperature, block_size, True)
+  g_temperature = -jnp.sum(embeddings * grad) / (2.0 * temperature)
+  return grad, None, None, g_temperature
+
+
+_terms.defvjp(_terms_fwd, _terms_bwd)
+
 
 
 def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="mean",
@@ -117,17 +215,14 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
   n = embeddings.shape[0]
   valid = jnp.ones((n,), bool) if where is None else jnp.asarray(where, bool)
   temperature = jnp.asarray(temperature, dtype)
-  if block_size is None or block_size >= n:
-    terms, has_pos = _anchor_terms(embeddings, labels, jnp.arange(n), valid,
-                                   embeddings, labels, valid, temperature)
-  else:
-    terms, has_pos = _streaming_terms(embeddings, labels, valid, temperature, int(block_size))
+  block_size = n if block_size is None else max(1, min(int(block_size), n))
   if reduction == "none":
-    return terms
-  total = terms.sum()
+    return _terms(embeddings, labels, valid, temperature, block_size)
+  total, count = _weighted_total(embeddings, labels, valid, jnp.ones((n,), dtype),
+                                 temperature, block_size)
   if reduction == "sum":
     return total
-  return total / jnp.maximum(has_pos.sum(), 1).astype(dtype)
+  return total / jnp.maximum(count, 1).astype(dtype)
 
 
 def cross_entropy_loss(logits, labels, *, where=None, reduction="mean"):

@@ -40,6 +40,7 @@ random (non-negative for UFM+); nothing is initialised at or snapped to a frame.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -294,8 +295,13 @@ def solve(problem: Problem, options: SolverOptions = SolverOptions(),
   Returns:
     A `SolveResult`.
   """
-  if problem.dtype == "float64" and not jax.config.jax_enable_x64:
-    jax.config.update("jax_enable_x64", True)
+  # float64 needs x64 only inside the solve: a context, so the caller's JAX stays as it was.
+  x64 = jax.enable_x64(True) if problem.dtype == "float64" else contextlib.nullcontext()
+  with x64:
+    return _solve(problem, options, progress)
+
+
+def _solve(problem, options, progress):
   dtype = jnp.float64 if problem.dtype == "float64" else jnp.float32
   tol = options.resolved_tol(problem.dtype)
   base_lr = options.resolved_lr(problem.loss)

@@ -1,11 +1,12 @@
 """Smoke tests of the benchmarks: `make bench --quick` and the GPU script at tiny sizes on CPU.
 
 Timings are not asserted (shared machines); what is asserted is that the scripts run, print
-finite positive ratios, write the JSON they promise, and that the SCL proposal prototyped in
-benchmarks/ computes the loss of PAPER.md section 1 (against a brute-force loop), so the
-benchmark compares like with like.
+finite positive ratios and write the JSON they promise; and that the SCL they time computes
+the loss of PAPER.md section 1 and its gradient (brute-force loop, finite differences), for the
+one-sweep "sum" rule and the recomputing "none" rule with a non-uniform cotangent.
 """
 
+import ast
 import json
 import math
 import os
@@ -17,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from geometry import losses
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -78,6 +81,19 @@ def test_gpu_bench_tiny_on_cpu_writes_json(tmp_path):
   assert all(row["loss_last"] < row["loss_first"] for row in ufm)
 
 
+def test_gpu_bench_imports_nothing_beyond_jax_flax_optax_numpy():
+  # DESIGN.md, Performance: the GPU machine has nothing else installed.
+  code = ("import sys, benchmarks.gpu_bench; "
+          "print(sorted({m.split('.')[0] for m in sys.modules}))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                        timeout=120, env=dict(os.environ, PYTHONPATH=REPO))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  loaded = set(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
+  for forbidden in ("orbax", "tensorflow", "tensorflow_datasets", "ml_collections", "torch",
+                    "sklearn", "matplotlib"):
+    assert forbidden not in loaded, forbidden
+
+
 def test_gpu_bench_out_defaults_to_out_env(monkeypatch):
   from benchmarks import gpu_bench
   monkeypatch.setenv("OUT", "/some/dir")
@@ -102,8 +118,7 @@ def _brute_force_terms(h, y, tau, where):
 
 
 @pytest.mark.parametrize("block_size", [None, 3, 8])
-def test_onepass_proposal_matches_brute_force_and_finite_differences(block_size):
-  scl_onepass = pytest.importorskip("benchmarks.scl_onepass")
+def test_supcon_sum_and_weighted_none_match_brute_force_and_finite_differences(block_size):
   rng = np.random.default_rng(0)
   h = rng.normal(size=(11, 4))
   h /= np.linalg.norm(h, axis=1, keepdims=True)
@@ -115,10 +130,10 @@ def test_onepass_proposal_matches_brute_force_and_finite_differences(block_size)
   brute_sum = lambda e: float(np.sum(_brute_force_terms(e, y, tau, where)))
   brute_weighted = lambda e: float(np.sum(weights * _brute_force_terms(e, y, tau, where)))
   with jax.enable_x64(True):
-    loss = lambda e: scl_onepass.supcon_loss_onepass(
+    loss = lambda e: losses.supcon_loss(
         e, y, temperature=tau, where=where, reduction="sum", block_size=block_size)
     # reduction="none" with a non-uniform cotangent exercises the recomputing backward rule.
-    weighted = lambda e: jnp.sum(weights * scl_onepass.supcon_loss_onepass(
+    weighted = lambda e: jnp.sum(weights * losses.supcon_loss(
         e, y, temperature=tau, where=where, reduction="none", block_size=block_size))
     np.testing.assert_allclose(float(loss(h)), brute_sum(h), rtol=1e-12)
     np.testing.assert_allclose(float(weighted(h)), brute_weighted(h), rtol=1e-12)

@@ -13,9 +13,13 @@ from geometry import metrics
 from ufm import problem as problem_lib
 from ufm import solver as solver_lib
 
-jax.config.update("jax_enable_x64", True)
-# Compile time dominates these tiny problems.
-jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+  """x64 per test, so that other packages' tests in the same process keep float32."""
+  with jax.enable_x64(True):
+    yield
 
 C1_FILE = "experiments/schedules/c1_violation.json"
 C2_FILE = "experiments/schedules/c2_violation.json"
