@@ -172,7 +172,7 @@ _terms.defvjp(_terms_fwd, _terms_bwd)
 
 
 def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="mean",
-                block_size=None):
+                block_size=None, weights=None):
   r"""Supervised contrastive loss (SupCon "L_out") of one batch, PAPER.md section 1.
 
   For a batch of N rows h_i (the caller L2-normalises them) with labels y_i,
@@ -196,6 +196,9 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
       have at least one positive; 0 if there are none) or `"none"` (per-anchor terms `[N]`).
     block_size: `None` for the dense path (an N x N similarity matrix); an integer for the
       streaming path, with memory O(N * block_size) and the same value and gradient.
+    weights: optional `[N]` per-anchor weights w_i for `"sum"` (sum_i w_i term_i) and
+      `"mean"` (the same divided by the number of anchors with a positive); the same as
+      weighting the `"none"` terms, in one sweep instead of two.
 
   Returns:
     A scalar (or `[N]` for `reduction="none"`) in the compute dtype.
@@ -217,9 +220,11 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
   temperature = jnp.asarray(temperature, dtype)
   block_size = n if block_size is None else max(1, min(int(block_size), n))
   if reduction == "none":
+    if weights is not None:
+      raise ValueError("weights apply to reduction 'sum' or 'mean'; weight the 'none' terms")
     return _terms(embeddings, labels, valid, temperature, block_size)
-  total, count = _weighted_total(embeddings, labels, valid, jnp.ones((n,), dtype),
-                                 temperature, block_size)
+  weights = jnp.ones((n,), dtype) if weights is None else jnp.asarray(weights, dtype)
+  total, count = _weighted_total(embeddings, labels, valid, weights, temperature, block_size)
   if reduction == "sum":
     return total
   return total / jnp.maximum(count, 1).astype(dtype)

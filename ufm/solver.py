@@ -170,10 +170,11 @@ def _scl_batch_loss(h_all, labels, idx, mask, tau, class_weights, sparsity, bloc
     h, y, where = h_all, labels, jnp.ones(labels.shape, bool)
   else:
     h, y, where = h_all[idx], labels[idx], mask
-  terms = losses.supcon_loss(h, y, temperature=tau, where=where, reduction="none",
-                             block_size=block_size)
+  weights = class_weights[y]
+  scl = losses.supcon_loss(h, y, temperature=tau, where=where, reduction="sum",
+                           block_size=block_size, weights=weights)
   peaky = jnp.where(where, jnp.sum(h ** 4, axis=1), 0.0)
-  return jnp.sum((terms - sparsity / tau * peaky) * class_weights[y])
+  return scl - sparsity / tau * jnp.sum(peaky * weights)
 
 
 def _ce_batch_loss(params, labels, idx, mask, lambda_h, lambda_w, num_batches):

@@ -186,3 +186,39 @@ def test_cross_entropy_matches_numpy():
                              nll[where].mean(), rtol=1e-12)
   np.testing.assert_allclose(float(losses.cross_entropy_loss(logits, y, reduction="sum")),
                              nll.sum(), rtol=1e-12)
+
+
+def brute_force_terms(h, y, tau, where):
+  """Per-anchor terms of PAPER.md 1 by a literal loop (0 for anchors without positives)."""
+  idx = np.flatnonzero(where)
+  terms = np.zeros(len(y))
+  for i in idx:
+    positives = [j for j in idx if j != i and y[j] == y[i]]
+    if positives:
+      denom = sum(math.exp(h[i] @ h[l] / tau) for l in idx if l != i)
+      terms[i] = np.mean([-math.log(math.exp(h[i] @ h[j] / tau) / denom) for j in positives])
+  return terms
+
+
+@pytest.mark.parametrize("block_size", [None, 3])
+def test_weights_equal_weighted_none_terms(block_size):
+  h, y = random_batch(8, n=11)
+  w = np.linspace(0.2, 3.0, 11)
+  where = np.arange(11) != 4
+
+  def weighted_sum(e):
+    return losses.supcon_loss(e, y, temperature=0.3, where=where, reduction="sum",
+                              weights=w, block_size=block_size)
+
+  def weighted_none(e):
+    return jnp.sum(w * losses.supcon_loss(e, y, temperature=0.3, where=where, reduction="none",
+                                          block_size=block_size))
+
+  value, grad = jax.value_and_grad(weighted_sum)(jnp.asarray(h))
+  ref_value, ref_grad = jax.value_and_grad(weighted_none)(jnp.asarray(h))
+  np.testing.assert_allclose(float(value), np.sum(w * brute_force_terms(h, y, 0.3, where)),
+                             rtol=1e-12)
+  np.testing.assert_allclose(float(ref_value), float(value), rtol=1e-12)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(ref_grad), rtol=1e-10, atol=1e-12)
+  with pytest.raises(ValueError):
+    losses.supcon_loss(h, y, reduction="none", weights=w)
