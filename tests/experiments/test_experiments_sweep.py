@@ -59,7 +59,11 @@ def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
   out = tmp_path / "sweep"
   proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", str(exp_file), "--out",
                            str(out), "--no-report"], cwd=REPO, start_new_session=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          # A test process started in the background (as CI may be) inherits
+                          # an ignored SIGINT, and Python then installs no KeyboardInterrupt
+                          # handler: restore the default so Ctrl-C is what a user would send.
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   deadline = time.time() + 300
   try:
     while not _has_checkpoint(out / "long"):
