@@ -254,5 +254,3 @@ def cross_entropy_loss(logits, labels, *, where=None, reduction="mean"):
     return nll.sum()
   return nll.sum() / jnp.maximum(valid.sum(), 1).astype(nll.dtype)
 
-
-supcon_loss_jit = jax.jit(supcon_loss, static_argnames=("reduction", "block_size"))
