@@ -222,3 +222,34 @@ def test_weights_equal_weighted_none_terms(block_size):
   np.testing.assert_allclose(np.asarray(grad), np.asarray(ref_grad), rtol=1e-10, atol=1e-12)
   with pytest.raises(ValueError):
     losses.supcon_loss(h, y, reduction="none", weights=w)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_shift_bound_agrees_with_row_max_at_its_largest_overshoot(dtype, monkeypatch):
+  # Rows at 0, 90, 180 and 270 degrees, classes {0, 180} and {90, 270}: every anchor's best
+  # contrast logit is 0 while the Cauchy-Schwarz shift is 1/tau, the largest overshoot the
+  # bound path allows in float32 (2 / tau = 62.5 <= 64).
+  tau = 0.032
+  angles = np.deg2rad([0.0, 180.0, 90.0, 270.0, 10.0, 190.0])
+  h = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+  y = np.array([0, 0, 1, 1, 2, 2])
+  loss = lambda e: losses.supcon_loss(e, y, temperature=tau, reduction="sum")
+  value, grad = jax.value_and_grad(loss)(jnp.asarray(h, dtype))
+  np.testing.assert_allclose(float(value), brute_force_supcon(h, y, tau, reduction="sum"),
+                             rtol=1e-5)
+  monkeypatch.setattr(losses, "_SHIFT_SLACK", {4: -1.0, 8: -1.0})   # force the row maximum
+  value_max, grad_max = jax.value_and_grad(loss)(jnp.asarray(h, dtype))
+  np.testing.assert_allclose(float(value), float(value_max), rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(grad_max), rtol=1e-5,
+                             atol=1e-6 * float(jnp.abs(grad_max).max()))
+
+
+def test_large_norms_take_the_row_maximum_and_stay_exact():
+  # Norms 4 at tau = 0.1: the shift bound would overshoot by up to 320, so the row maximum is
+  # used; the value must still be the brute-force one (in float32, no overflow or underflow).
+  h, y = random_batch(5, n=12)
+  h = 4.0 * h
+  value = losses.supcon_loss(jnp.asarray(h, jnp.float32), y, temperature=0.1, reduction="sum")
+  assert np.isfinite(float(value))
+  np.testing.assert_allclose(float(value), brute_force_supcon(h, y, 0.1, reduction="sum"),
+                             rtol=1e-5)
