@@ -124,10 +124,19 @@ def test_streaming_path_gives_the_same_solution():
   np.testing.assert_allclose(streamed.embeddings, dense.embeddings, atol=1e-8)
 
 
-def test_auto_block_size_streams_only_when_dense_does_not_fit():
-  assert solver_lib.auto_block_size(1000, 8, 1, memory=1 << 30) is None
-  block = solver_lib.auto_block_size(100_000, 8, 1, memory=1 << 30)
-  assert block is not None and 6 * 100_000 * block * 8 <= (1 << 30) // 4
+def test_auto_block_size_streams_when_dense_does_not_fit():
+  for platform in ("cpu", "gpu"):
+    assert solver_lib.auto_block_size(1000, 8, 1, memory=1 << 30, platform=platform) is None
+    block = solver_lib.auto_block_size(100_000, 8, 1, memory=1 << 30, platform=platform)
+    assert block is not None and 6 * 100_000 * block * 8 <= (1 << 30) // 4
+
+
+def test_auto_block_size_on_cpu_streams_once_n_by_n_outgrows_the_cache():
+  # 5050^2 float32 = 102 MB: fits in 64 GB, but on a CPU blocks of 512 rows are faster.
+  assert solver_lib.auto_block_size(5050, 4, 1, memory=64 << 30, platform="gpu") is None
+  assert solver_lib.auto_block_size(5050, 4, 1, memory=64 << 30, platform="cpu") == 512
+  # 2000^2 float32 = 16 MB stays dense.
+  assert solver_lib.auto_block_size(2000, 4, 1, memory=64 << 30, platform="cpu") is None
 
 
 def test_float32_reaches_an_of():
