@@ -1,0 +1,109 @@
+"""Time to an orthogonal frame: steps and seconds `ufm solve` needs to reach dist_of < 1e-3.
+
+UFM+ with SCL at tau = 0.1, K = d = 10, step imbalance R, full batch, from random starts, one
+seed per solve (each seed timed alone, as `ufm solve --seed S` would run it):
+
+  .venv/bin/python -m benchmarks.ufm_time_to_of                      # R = 1, 10, 100, n ~ 3000
+  .venv/bin/python -m benchmarks.ufm_time_to_of --runs 100:1000 --seeds 3   # n = 5050
+
+`--runs R:N_MAX,...` picks the problems (n_max rows in each majority class; the minority
+classes have n_max / R). The first chunk (100 steps) at which the class means are within
+dist_of < 1e-3 of an OF gives `steps_to_of` and `seconds_to_of` (wall seconds from the call,
+compilation included); the solve then runs on to its own stopping rule, which never looks at
+dist_of. Writes a JSON list of rows to --out and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from geometry import metrics
+from ufm import problem as problem_lib
+from ufm import solver as solver_lib
+
+THRESHOLD = 1e-3
+
+
+def parse_runs(text: str) -> list[tuple[int, int]]:
+  try:
+    runs = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item]
+    assert runs and all(len(r) == 2 and r[0] >= 1 and r[1] >= r[0] for r in runs)
+  except (ValueError, AssertionError):
+    raise SystemExit(f"error: --runs must look like 1:300,100:600 (R:N_MAX, N_MAX >= R), "
+                     f"got {text!r}") from None
+  return runs
+
+
+def time_one(ratio: int, n_max: int, seed: int, dtype: str, steps: int, dim: int = 10,
+             classes: int = 10, tau: float = 0.1) -> dict:
+  """Solves one seed and records when dist_of first drops below THRESHOLD."""
+  imbalance = "none" if ratio == 1 else f"step:{ratio}"
+  problem = problem_lib.make_problem(
+      sizes=problem_lib.sizes_from_recipe(classes, imbalance, n_max), dim=dim, tau=tau,
+      relu=True, dtype=dtype, seed=seed)
+  hit: dict = {}
+  start = time.perf_counter()
+
+  def progress(info):
+    if "steps_to_of" not in hit and info["dist_of"] < THRESHOLD:
+      hit.update(steps_to_of=info["step"], seconds_to_of=time.perf_counter() - start)
+
+  solution = solver_lib.solve(problem, solver_lib.SolverOptions(steps=steps), progress=progress)
+  wall = time.perf_counter() - start
+  means, _ = metrics.class_means(solution.embeddings[0], problem.labels, classes)
+  of_loss = problem.of_loss()
+  return {"R": ratio, "n_max": n_max, "n": problem.num_examples, "seed": seed, "dtype": dtype,
+          "steps_to_of": hit.get("steps_to_of"), "seconds_to_of": hit.get("seconds_to_of"),
+          "final_dist_of": metrics.dist_of(means),
+          "final_gap": float(solution.loss[0] - of_loss) / abs(of_loss),
+          "converged": bool(solution.converged[0]), "steps": int(solution.steps[0]),
+          "seconds": wall, "block_size": solution.block_size}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--runs", default="1:300,10:550,100:600",
+                      help="R:N_MAX problems, comma-separated (default: n about 3000 each)")
+  parser.add_argument("--seeds", type=int, default=10, help="seeds 0..S-1 per problem")
+  parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+  parser.add_argument("--steps", type=int, default=20000, help="step budget per seed")
+  parser.add_argument("--out", default=os.path.join("runs", "bench", "time_to_of.json"))
+  args = parser.parse_args(argv)
+  if args.seeds < 1 or args.steps < 1:
+    raise SystemExit("error: --seeds and --steps must be at least 1")
+  runs = parse_runs(args.runs)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  rows = []
+  print(f"{'R':>4s} {'n':>6s} {'seed':>4s} | {'steps to OF':>11s} {'s to OF':>8s} | "
+        f"{'final dist_of':>13s} {'rel. gap':>9s} {'steps':>6s} {'s':>6s} conv", flush=True)
+  for ratio, n_max in runs:
+    for seed in range(args.seeds):
+      row = time_one(ratio, n_max, seed, args.dtype, args.steps)
+      rows.append(row)
+      # Written after every seed: an interrupted benchmark keeps what it measured.
+      with open(args.out, "w") as f:
+        json.dump(rows, f, indent=2)
+      to_of = ("never", "") if row["steps_to_of"] is None else (
+          str(row["steps_to_of"]), f"{row['seconds_to_of']:.1f}")
+      print(f"{ratio:4d} {row['n']:6d} {seed:4d} | {to_of[0]:>11s} {to_of[1]:>8s} | "
+            f"{row['final_dist_of']:13.2e} {row['final_gap']:9.1e} {row['steps']:6d} "
+            f"{row['seconds']:6.1f} {row['converged']}", flush=True)
+    done = [r for r in rows if (r["R"], r["n_max"]) == (ratio, n_max)]
+    reached = [r for r in done if r["seconds_to_of"] is not None]
+    worst = max((r["seconds_to_of"] for r in reached), default=float("nan"))
+    print(f"  R={ratio} n={done[0]['n']}: {len(reached)}/{len(done)} seeds reached dist_of < "
+          f"{THRESHOLD:g}; slowest {worst:.1f} s, "
+          f"{sum(r['seconds_to_of'] < 60 for r in reached)}/{len(done)} within 60 s",
+          flush=True)
+  print(f"wrote {args.out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
