@@ -73,8 +73,6 @@ class SolverOptions:
       minimizers, Theorems 1-2) before the true one.
     seeds: number of seeds solved in one vmapped call (seeds problem.seed, +1, ...).
     warmup_steps: UFM+ SCL: steps of the warm-up phase (at most a quarter of the budget).
-    warmup_rows: UFM+ SCL, full batch with more rows than this: each warm-up step takes a
-      fresh random batch of min(n_c, warmup_rows // K) rows of every class (None: all rows).
     sparsity: UFM+ SCL warm-up: weight of the peaky-rows reward.
     kick_chunks: length (in chunks) of a saddle-check kick.
     kick_sparsity: peaky-rows reward during a kick (0: noise only; a reward would pull a
@@ -93,7 +91,6 @@ class SolverOptions:
   seeds: int = 1
   max_checks: int = 8
   warmup_steps: int = 1500
-  warmup_rows: int | None = 2000
   sparsity: float = 0.3
   kick_chunks: int = 3
   kick_sparsity: float = 0.0
@@ -359,19 +356,6 @@ def _solve(problem, options, progress):
   seeds = [problem.seed + s for s in range(options.seeds)]
   num_seeds = len(seeds)
   phases = continuation_phases(problem, options)
-  # A large full-batch warm-up runs on random class-stratified batches: the OF minimizes every
-  # batch's loss too (Theorem 1 holds for any class sizes >= 2), a step costs (B / n)^2 of a
-  # full one, and the batch noise suits a phase that injects noise anyway. Every row takes
-  # part; the final phase is always the full problem.
-  warm_sizes = warm_block = None
-  if (schedule.full and is_scl and relu and options.warmup_rows is not None
-      and n > options.warmup_rows and len(phases) > 1):
-    warm_sizes = np.minimum(sizes.astype(np.int64), max(2, options.warmup_rows // k))
-    labels_np = np.asarray(problem.labels)
-    class_rows = [np.flatnonzero(labels_np == c) for c in range(k)]
-    warm_rng = np.random.default_rng([problem.seed, 1])
-    warm_block = auto_block_size(int(warm_sizes.sum()), np.dtype(problem.dtype).itemsize,
-                                 options.seeds)
 
   # Adam's direction; the step size is applied outside so that the host can halve it per seed.
   opt = optax.scale_by_adam()
@@ -391,8 +375,8 @@ def _solve(problem, options, progress):
 
   def batch_loss(params, idx, mask, tau, weights, sparsity):
     if is_scl:
-      block = warm_block if (schedule.full and idx is not None) else block_size
-      return _scl_batch_loss(params["H"], labels, idx, mask, tau, weights, sparsity, block)
+      return _scl_batch_loss(params["H"], labels, idx, mask, tau, weights, sparsity,
+                             block_size)
     return _ce_batch_loss(params, labels, idx, mask, problem.lambda_h, problem.lambda_w,
                           schedule.num_batches)
 
@@ -493,10 +477,7 @@ def _solve(problem, options, progress):
   best_state = state
   zeros = np.zeros(num_seeds)
   for phase in phases:
-    balanced = balanced_weights
-    if warm_sizes is not None and not phase.final:
-      balanced = warm_sizes.max() / warm_sizes
-    weights = jnp.asarray(phase.mix * np.ones(k) + (1 - phase.mix) * balanced, dtype)
+    weights = jnp.asarray(phase.mix * np.ones(k) + (1 - phase.mix) * balanced_weights, dtype)
     tau = jnp.asarray(phase.tau, dtype)
     phase_end = step + phase.steps
     prev = None
@@ -512,11 +493,6 @@ def _solve(problem, options, progress):
       if not schedule.full:
         idx, mask = schedule.steps(step, length)
         xs = (jnp.asarray(idx), jnp.asarray(mask))
-      elif not phase.final and warm_sizes is not None:
-        idx = np.stack([np.concatenate([warm_rng.choice(rows, m, replace=False)
-                                        for rows, m in zip(class_rows, warm_sizes)])
-                        for _ in range(length)])
-        xs = (jnp.asarray(idx, jnp.int32), jnp.ones(idx.shape, bool))
       state = run_chunk(state, jnp.asarray(active), xs, tau, weights,
                         jnp.asarray(sparsity, dtype), jnp.asarray(lr, dtype), length)
       step += length

@@ -52,35 +52,6 @@ def test_ufm_plus_reaches_an_of_for_any_sizes(sizes, dim, tau):
   assert sol.embeddings.min() >= 0.0
 
 
-def test_sampled_warm_up_on_stratified_batches_still_reaches_the_of(monkeypatch):
-  # warmup_rows = 12 forces the large-n warm-up (random batches of min(n_c, 3) rows per class)
-  # on a small problem; the final phase must still end at Theorem 1's OF and value.
-  sizes, tau = [30, 30, 6, 2], 0.5
-  drawn = []
-  default_rng = np.random.default_rng
-
-  class Spy:
-    def __init__(self, seed):
-      self.rng = default_rng(seed)
-
-    def choice(self, rows, m, replace=True):
-      picked = self.rng.choice(rows, m, replace=replace)
-      drawn.append((len(rows), len(set(picked.tolist())), m))
-      return picked
-
-  monkeypatch.setattr(np.random, "default_rng", Spy)
-  problem = problem_lib.make_problem(sizes=sizes, dim=4, tau=tau)
-  options = solver_lib.SolverOptions(steps=6000, seeds=2, warmup_rows=12)
-  sol = solver_lib.solve(problem, options)
-  # Every class, every warm-up step: min(n_c, 3) distinct rows.
-  assert drawn and all(m == min(n, 3) == unique for n, unique, m in drawn)
-  assert {n for n, _, _ in drawn} == set(sizes)
-  expected = frames.scl_optimal_loss(sizes, tau)
-  for s in range(2):
-    assert metrics.dist_of(_means(problem, sol.embeddings[s])) < 1e-4
-    assert sol.loss[s] == pytest.approx(expected, rel=1e-6)
-
-
 def test_ufm_plus_paper_reference_value():
   # PAPER.md 8.1: K = 4, n = (10, 10, 2, 2), d = 8, tau = 1 -> 61.824906, dist_of < 1e-12.
   problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, tau=1.0, seeds=1)
