@@ -147,3 +147,35 @@ def test_supcon_sum_and_weighted_none_match_brute_force_and_finite_differences(b
       minus[i, k] -= eps
       finite_difference = (brute(plus) - brute(minus)) / (2 * eps)
       np.testing.assert_allclose(grad[i, k], finite_difference, rtol=1e-6, atol=1e-8)
+
+
+def test_pml_comparison_agrees_when_torch_is_installed():
+  # An independent implementation (PAPER.md 1.3: equal on unit rows where every anchor has a
+  # positive). torch is not a dependency; the README says how to install it.
+  pytest.importorskip("torch")
+  pytest.importorskip("pytorch_metric_learning")
+  from benchmarks import scl_bench
+  result = scl_bench.pml_comparison(64, 8, rounds=1)
+  assert result["value_rel_diff"] < 1e-5
+  assert result["grad_rel_diff"] < 1e-4
+  assert result["speedup_vs_pml"] > 0
+
+
+def test_time_to_of_reaches_an_of_and_writes_rows(tmp_path):
+  out = tmp_path / "tto.json"
+  stdout = _run(["benchmarks.ufm_time_to_of", "--runs", "1:4", "--seeds", "1", "--out",
+                 str(out)], tmp_path)
+  rows = json.loads(out.read_text())
+  assert len(rows) == 1 and rows[0]["n"] == 40 and rows[0]["R"] == 1
+  # K = d = 10 balanced at tau = 0.1: Theorem 1's OF, reached from a random start.
+  assert rows[0]["steps_to_of"] is not None and rows[0]["final_dist_of"] < 1e-3
+  assert abs(rows[0]["final_gap"]) < 1e-5
+  assert "1/1 seeds reached" in stdout
+
+
+def test_time_to_of_rejects_bad_runs(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.ufm_time_to_of", "--runs", "10:x"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=REPO))
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: --runs")
