@@ -42,10 +42,11 @@ def _compute_dtype(dtype) -> jnp.dtype:
 # one for free, m_i = |h_i| max_l |h_l| / tau, which overshoots the row maximum by at most
 # s = 2 max_l |h_l|^2 / tau. While s <= _SHIFT_SLACK (unit rows: tau >= 1/32 in float32), the
 # row sums stay far above the smallest normal number and no entry that matters underflows, so
-# the bound is used; otherwise (small tau, large norms) the exact row maximum. G_B is formed
-# entry by entry, so near collapse, where the softmax
-# and positive parts nearly cancel, float32 gradients stay accurate. Positive counts and the
-# mean positive logit come from per-class sums (a sort of the labels), not [b, N] reductions.
+# the bound is used; otherwise (small tau, large norms) the exact row maximum.
+#
+# G_B is formed entry by entry, so near collapse, where the softmax and positive parts nearly
+# cancel, float32 gradients stay accurate. Positive counts and the mean positive logit come from
+# per-class sums (a sort of the labels), not [b, N] reductions.
 
 
 # Largest overshoot of the Cauchy-Schwarz shift that keeps every entry exp(z_il - m_i) above

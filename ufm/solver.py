@@ -154,7 +154,7 @@ def available_memory_bytes() -> int:
 
 
 # On a CPU the dense path stops paying once one N x N array outgrows the caches: at N = 2020,
-# d = 10 in float64 blocks of 512 rows ran 2.1x faster than dense, at N = 5050 (float32) 2.8x,
+# d = 10 in float64 blocks of 512 rows ran 2.1x faster than dense, at N = 5050 (float32) 2.6x,
 # and at N = 4096, d = 128 (float32) 1.6x; below about 16 MiB the two were within 10%.
 CPU_DENSE_BYTES = 16 << 20
 CPU_BLOCK = 512
