@@ -1,0 +1,146 @@
+"""The files of a run folder: strict JSON, atomic writes and provenance.
+
+Both halves of the project (`ufm solve` and training) write run folders through this module,
+so every JSON file follows one policy:
+
+* strict JSON: NaN and +-inf are written as ``null`` (never a bare ``NaN``), numpy scalars and
+  arrays become Python numbers and lists;
+* atomic: a file is written to a temporary name in the same folder, flushed to disk and then
+  renamed over the target, so a reader (or a run killed mid-write) sees the old file or the new
+  one, whole, never a truncated one.
+
+``provenance()`` describes the software stack and the code version a number was measured with.
+It reads package versions from the installed distributions' metadata, so it imports nothing
+heavy (no flax, orbax or TensorFlow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+
+# The distributions whose versions tie a measured number to a software stack.
+_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
+
+
+def to_json(value: Any) -> Any:
+  """``value`` with every leaf made strict-JSON-ready.
+
+  Non-finite floats become ``None``; numpy scalars, booleans and arrays become Python values and
+  nested lists; tuples become lists. Anything else is returned as it is (``json`` then decides).
+  """
+  if isinstance(value, dict):
+    return {str(k): to_json(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_json(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return to_json(value.tolist())
+  if isinstance(value, (bool, np.bool_)):
+    return bool(value)
+  if isinstance(value, (np.integer,)):
+    return int(value)
+  if isinstance(value, (float, np.floating)):
+    value = float(value)
+    return value if math.isfinite(value) else None
+  return value
+
+
+def dumps(value: Any, *, indent: int | None = 1, sort_keys: bool = False) -> str:
+  """Strict JSON text of ``value`` (see `to_json`); raises ``ValueError`` on a leftover NaN."""
+  return json.dumps(to_json(value), indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
+  """Opens a temporary file beside ``path``; on a clean exit it is synced and renamed to
+  ``path``, on an exception it is removed and ``path`` is left as it was."""
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+  try:
+    with os.fdopen(fd, mode) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path: str | os.PathLike, value: Any, *, indent: int | None = 1,
+               sort_keys: bool = False) -> None:
+  """Writes ``value`` to ``path`` as strict JSON, atomically."""
+  text = dumps(value, indent=indent, sort_keys=sort_keys)
+  with atomic_open(path, "w") as f:
+    f.write(text + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically."""
+  with atomic_open(path, "w") as f:
+    f.write(text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+  """Reads a JSON file; a missing, unreadable or malformed file raises ``ValueError`` naming
+  the file and the reason in one line."""
+  path = os.fspath(path)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f"{path}: no such file") from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path}: cannot be read ({e})") from None
+  except (json.JSONDecodeError, RecursionError) as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def _version(name: str) -> str | None:
+  try:
+    return importlib.metadata.version(name)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+def git_state(path: str | os.PathLike | None = None) -> dict:
+  """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``
+  (default: this package's folder). ``None`` where there is no git or no checkout."""
+  folder = os.fspath(path) if path is not None else os.path.dirname(os.path.abspath(__file__))
+  try:
+    commit = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True,
+                            text=True, timeout=10, check=True).stdout.strip()
+    status = subprocess.run(["git", "-C", folder, "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True, timeout=10, check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return {"commit": None, "dirty": None}
+  return {"commit": commit or None, "dirty": bool(status.strip())}
+
+
+def provenance(*, device: bool = True) -> dict:
+  """The software stack of this process: versions of python and of the project's numerical
+  packages, the JAX backend and device kind (when ``device``), and the git commit with a dirty
+  flag. A package that is not installed is recorded as ``None``."""
+  info: dict[str, Any] = {"python": platform.python_version()}
+  info.update({name.replace("-checkpoint", ""): _version(name) for name in _PACKAGES})
+  info["scl_geometry"] = _version("scl-geometry")
+  if device:
+    import jax  # the caller has imported it already whenever device facts are asked for
+
+    devices = jax.devices()
+    info["backend"] = jax.default_backend()
+    info["device_kind"] = devices[0].device_kind if devices else None
+    info["device_count"] = len(devices)
+  info["git"] = git_state()
+  return info
