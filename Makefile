@@ -10,6 +10,14 @@ RUNS    ?=
 EXP     ?=
 OUT     ?= runs/report
 PYTEST_ARGS ?=
+# JAX=cpu (default), cuda12 or cuda13: the jax extra for NVIDIA GPUs (CUDA from pip wheels).
+JAX     ?= cpu
+# PINNED=1 installs exactly the versions of constraints.txt (the set the docs measured with).
+PINNED  ?=
+JAX_VARIANTS := cpu cuda12 cuda13
+comma   := ,
+EXTRAS  := dev,tfds,torch$(if $(filter-out cpu,$(JAX)),$(comma)$(JAX))
+PIP_CONSTRAINTS := $(if $(PINNED),-c constraints.txt)
 
 .DEFAULT_GOAL := help
 .PHONY: help install test demo train report sweep bench
@@ -18,12 +26,20 @@ help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
 	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name OUT=$(OUT)"
 
-$(STAMP): pyproject.toml
+define pip_install
+	$(if $(filter $(JAX),$(JAX_VARIANTS)),,$(error JAX=$(JAX) is not one of: $(JAX_VARIANTS)))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[$(EXTRAS)]" $(PIP_CONSTRAINTS)
 	touch $(STAMP)
+endef
 
-install: $(STAMP)  ## create .venv/ with everything (dev tools included) from pyproject.toml
+# The other targets install once (and again when pyproject.toml changes); `make install`
+# always runs pip, so `make install JAX=cuda12` adds the GPU wheels to an existing .venv/.
+$(STAMP): pyproject.toml
+	$(pip_install)
+
+install:  ## create/update .venv/ with everything (dev, tfds, torch extras) [JAX=cuda12|cuda13] [PINNED=1]
+	$(pip_install)
 
 test: $(STAMP)  ## run the whole pytest suite (CPU only, offline)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -37,8 +53,8 @@ train: $(STAMP)  ## train: make train CONFIG=experiments/configs/NAME.py [WORKDI
 report: $(STAMP)  ## build a report: make report RUNS="workdir1 ufm_out2 ..." [OUT=runs/report]
 	$(BIN)/python -m experiments.report --out $(OUT) $(RUNS)
 
-sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes others): make sweep EXP=name
-	$(BIN)/python -m experiments.sweep $(EXP)
+sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes others): make sweep EXP=name [ARGS="--preset paper"]
+	$(BIN)/python -m experiments.sweep $(EXP) $(ARGS)
 
 bench: $(STAMP)  ## benchmarks; prints ratios measured in one run
 	$(BIN)/python -m benchmarks.run

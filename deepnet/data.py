@@ -20,6 +20,9 @@ Data sets (``data_config.name``):
   ``data_config.data_dir``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``; downloaded
   only with ``data_config.download=True``. A data set that is not prepared raises
   ``MissingDatasetError`` within seconds (a directory check before TFDS is even imported).
+  TensorFlow Datasets is the optional ``tfds`` extra (``pip install 'scl-geometry[tfds]'``);
+  without it these names raise ``MissingDatasetError`` naming the extra. TensorFlow is kept
+  off the GPUs before it reads anything.
   Normalisation (PAPER.md 7.1): pixels / 255, then CIFAR-10 mean (0.4914, 0.4822, 0.4465) and
   std (0.2023, 0.1994, 0.2010); CIFAR-100 its usual statistics, mean (0.5071, 0.4865, 0.4409)
   and std (0.2673, 0.2564, 0.2762); MNIST 0.1307 / 0.3081 at 28x28; Fashion-MNIST zero-padded
@@ -68,6 +71,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.util
 import os
 import random
 from typing import Any
@@ -180,13 +184,48 @@ def _prepared_versions(name: str, data_dir: str) -> list[str]:
                 key=lambda v: tuple(int(t) if t.isdigit() else -1 for t in v.split(".")))
 
 
+def _missing_tfds_error(name: str) -> MissingDatasetError:
+  return MissingDatasetError(
+      f"data set {name!r} is read with TensorFlow Datasets, which is not installed: "
+      "pip install 'scl-geometry[tfds]' (make install has it), or use a data set that needs "
+      "no TensorFlow (digits, mnist1d, gaussian)")
+
+
+def _require_tfds(name: str) -> None:
+  """MissingDatasetError naming the ``tfds`` extra when TFDS or TensorFlow is not installed
+  (checked without importing either)."""
+  try:
+    found = all(importlib.util.find_spec(m) is not None
+                for m in ("tensorflow_datasets", "tensorflow"))
+  except (ImportError, ValueError):
+    found = False
+  if not found:
+    raise _missing_tfds_error(name)
+
+
+def _import_tfds(name: str):
+  """``tensorflow_datasets``, with TensorFlow kept off the GPUs: it only reads files here, and
+  the GPUs' memory belongs to JAX (as in the Flax examples)."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise _missing_tfds_error(name) from e
+  try:
+    tf.config.experimental.set_visible_devices([], "GPU")
+  except RuntimeError:  # TensorFlow's devices were set up earlier in this process
+    pass
+  return tfds
+
+
 def _load_tfds(name: str, data_dir: str, download: bool):
   """Whole train and test splits as uint8 NHWC arrays and int labels."""
+  _require_tfds(name)
   versions = _prepared_versions(name, data_dir)
   if not download and not versions:
     # Fail before importing TFDS/TensorFlow, so a missing data set costs well under a second.
     raise MissingDatasetError(_prepare_hint(name, data_dir))
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = _import_tfds(name)
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     if download:

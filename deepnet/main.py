@@ -1,4 +1,4 @@
-"""Entry point of the training runs (``make train``).
+r"""Entry point of the training runs (``make train``).
 
   python -m deepnet.main --config=experiments/configs/digits_mlp.py --workdir=runs/digits \
       [--config.model.final_relu=False ...] [--distributed]
@@ -10,6 +10,13 @@ variable ``JAX_COORDINATOR_ADDRESS``) calls ``jax.distributed.initialize`` with
 ``--coordinator_address`` / ``--num_processes`` / ``--process_id`` or, when those are not
 given, ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or the
 cluster's auto-detection (SLURM, Open MPI, TPU pods).
+
+A paper-scale network (ResNet-18 or DenseNet-40 at full width, as in the presets
+``experiments/configs/*_resnet18.py``) is refused on a CPU backend, where it would train for
+days, unless ``--allow_cpu`` is given; the data check comes first. Compiled programs are kept
+in a persistent cache (``config.compilation_cache_dir``, see `deepnet.compilation_cache`), so
+a resumed run and equal-shape runs of a sweep skip recompiling; ``--nocompilation_cache``
+turns it off. ``--help`` lists the flags, ``--version`` prints the version.
 
 Bad input (an unknown flag, a bad config value, a data set that is not prepared, a workdir of
 another run) prints one line on stderr and exits with status 2.
@@ -23,6 +30,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+from deepnet import __version__
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config "
                                           "file (experiments/configs/NAME.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (config.json, "
@@ -34,6 +43,16 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processe
                                       "(default $JAX_NUM_PROCESSES).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index "
                                    "(default $JAX_PROCESS_ID).")
+_ALLOW_CPU = flags.DEFINE_bool("allow_cpu", False, "Train a paper-scale network (ResNet-18 / "
+                               "DenseNet-40 at full width) even when JAX runs on the CPU.")
+_COMPILATION_CACHE = flags.DEFINE_bool(
+    "compilation_cache", True, "Keep compiled programs in config.compilation_cache_dir "
+    "(default $SCL_COMPILATION_CACHE_DIR or ~/.cache/scl-geometry/jax) across runs and "
+    "resumes; --nocompilation_cache turns it off.")
+
+_HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+# Networks that only a GPU trains in reasonable time (the paper's ResNet-18 / DenseNet-40).
+PAPER_SCALE_MODELS = ("resnet18", "densenet40")
 
 
 class UsageError(Exception):
@@ -72,6 +91,29 @@ def _initialize_distributed(config) -> None:
   jax.distributed.initialize(**kwargs)
 
 
+def is_paper_scale(config) -> bool:
+  """True for a ResNet-18 / DenseNet-40 at full width (``model.width >= 1``)."""
+  model = config.get("model") or {}
+  return (model.get("name") in PAPER_SCALE_MODELS
+          and float(model.get("width", 1.0) or 0.0) >= 1.0)
+
+
+def _check_backend(config) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if is_paper_scale(config) and jax.default_backend() == "cpu" and not _ALLOW_CPU.value:
+    raise UsageError(
+        f"{config.model.name} at width {float(config.model.get('width', 1.0)):g} is a "
+        "paper-scale network and JAX runs on the CPU, where it trains for days: install a GPU "
+        "jax (make install JAX=cuda12) or pass --allow_cpu to run anyway")
+
+
+def usage() -> str:
+  """The module docstring and every flag of this entry point (what ``--help`` prints)."""
+  module = flags.FLAGS.find_module_defining_flag("workdir")
+  flag_help = flags.FLAGS.module_help(module).replace(f"{module}:", "flags:", 1)
+  return f"{__doc__.strip()}\n\nusage: scl-train --config=FILE --workdir=DIR [flags]\n{flag_help}\n"
+
+
 def _one_line(error: BaseException) -> str:
   text = " ".join(str(error).split())
   return text or type(error).__name__
@@ -79,6 +121,12 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv if argv is None else argv)
+  if any(arg in _HELP_ARGS for arg in argv[1:]):
+    print(usage())
+    return 0
+  if "--version" in argv[1:]:
+    print(f"scl-train {__version__}")
+    return 0
   try:
     # ml_collections reports a bad override as AttributeError / KeyError / ValueError /
     # TypeError, and a config file that fails to load as OSError when it is first used.
@@ -100,12 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
   # Imported after the flags so that `--help` and usage errors answer fast.
+  from deepnet import compilation_cache  # pylint: disable=g-import-not-at-top
   from deepnet import data as data_lib  # pylint: disable=g-import-not-at-top
   from deepnet import train as train_lib  # pylint: disable=g-import-not-at-top
 
   try:
     _initialize_distributed(config)
+    if _COMPILATION_CACHE.value:
+      try:
+        compilation_cache.enable(config.get("compilation_cache_dir"))
+      except OSError as e:
+        raise UsageError(f"the compilation cache folder cannot be made ({_one_line(e)}); pass "
+                         "--config.compilation_cache_dir=DIR or --nocompilation_cache") from e
     trainer = train_lib.Trainer(config, _WORKDIR.value)
+    _check_backend(config)
   except (UsageError, train_lib.ConfigError, data_lib.MissingDatasetError) as e:
     print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2

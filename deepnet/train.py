@@ -64,10 +64,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deepnet import data as data_lib
 from deepnet import models
+from deepnet import tensorboard_events
 from geometry import batching as batching_lib
 from geometry import frames
 from geometry import losses
 from geometry import metrics as metrics_lib
+from geometry import runfiles
 
 # The paper's recipe (PAPER.md 7.3): a 350-epoch run, decays after epochs 116 and 232, and
 # the epochs at which the released code logs.
@@ -82,7 +84,7 @@ TIMING_KEYS = ("seconds", "images_per_second")
 
 # Config fields that may change between a run and its resumption without changing a number.
 RESUME_IGNORED_KEYS = ("distributed", "checkpoint_every_epochs", "eval_batch_size",
-                       "data.data_dir", "data.download")
+                       "data.data_dir", "data.download", "tensorboard", "compilation_cache_dir")
 
 LOSSES = ("scl", "ce")
 BATCHINGS = ("shuffle", "fixed")
@@ -624,6 +626,7 @@ class Trainer:
           "metric_output": self.metric_output, "num_devices": self.num_devices,
           "num_processes": jax.process_count(), "padded_rows": self.padded_rows,
           "jax_version": jax.__version__, "backend": jax.default_backend(),
+          "provenance": runfiles.provenance(),
       }
       _write_json_atomically(os.path.join(self.workdir, "run.json"), info)
 
@@ -687,6 +690,7 @@ class Trainer:
            f"{self.num_views} x {self.rows_per_batch} rows on {self.num_devices} device(s), "
            f"epochs {start_epoch + 1}..{self.num_epochs} -> {self.workdir}")
 
+    events = tensorboard_events.TrainingEvents.for_trainer(self, start_epoch)
     show_bar = _is_main_process() and sys.stderr.isatty()
     run_start = time.time()
     record, train_emb, test_emb = None, None, None
@@ -739,6 +743,8 @@ class Trainer:
              + f" dist_of {record['dist_of']:.4f} nc1 {record['nc1']:.3g}"
              f" ncc train/test {record['ncc_acc_train']:.4f}/{record['ncc_acc_test']:.4f}"
              f" {record['images_per_second']:.0f} img/s")
+      if events is not None:
+        events.epoch(epoch, loss_sum, record if epoch in self.log_epochs else None)
       if epoch % every == 0 or epoch == self.num_epochs:
         self._save(manager, epoch, state)
 
@@ -747,6 +753,8 @@ class Trainer:
       record = self._last_metrics() or geometry
     self._save_embeddings(train_emb, test_emb)
     manager.close()
+    if events is not None:
+      events.close()
     _log(f"done: epoch {self.num_epochs}, dist_of {record['dist_of']:.4f}, nc1 "
          f"{record['nc1']:.3g}, NCC acc train {record['ncc_acc_train']:.4f} test "
          f"{record['ncc_acc_test']:.4f}; files in {self.workdir} (metrics.jsonl, "

@@ -53,6 +53,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import __version__
+
 # Thresholds of the verdicts. They are stated beside every verdict; experiments may override
 # them through their report hints.
 THRESHOLDS = {
@@ -1478,6 +1480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("runs", nargs="+", help="run folders (result.json or metrics.jsonl + "
                       "config.json) or folders holding them")
   parser.add_argument("--out", default="runs/report", help="output folder (default runs/report)")
+  parser.add_argument("--version", action="version", version=f"scl-report {__version__}")
   parser.add_argument("--title", default="Theory vs practice: SCL geometry")
   parser.add_argument("--experiment", default=None,
                       help="experiment name: use its title, description and report hints")

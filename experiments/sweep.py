@@ -49,6 +49,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from experiments import __version__
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "experiments" / "configs"
 PRESETS = ("cpu", "paper")
@@ -371,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       description="Run an experiment's grid of UFM solves and training runs into one folder "
                   "(finished runs are skipped, interrupted ones resumed), then build its report.")
   parser.add_argument("name", nargs="?", help="experiment (e.g. e2_relu or e2); none: list them")
+  parser.add_argument("--version", action="version", version=f"scl-sweep {__version__}")
   parser.add_argument("--preset", default="cpu", choices=PRESETS,
                       help="cpu: embedded data, minutes; paper: the paper's scale (TFDS, GPU)")
   parser.add_argument("--out", default=None, help="sweep folder [runs/sweeps/NAME(-paper)]")

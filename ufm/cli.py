@@ -14,6 +14,8 @@ import sys
 
 import numpy as np
 
+from geometry import runfiles
+from ufm import __version__
 from ufm import problem as problem_lib
 from ufm.problem import ProblemError
 
@@ -32,6 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="ufm", description=(
       "Solve the unconstrained-features model (UFM / UFM+) with supervised-contrastive or "
       "cross-entropy loss, and certify mini-batch schedules (Kini et al., ICLR 2024)."))
+  parser.add_argument("--version", action="version", version=f"ufm {__version__}")
   sub = parser.add_subparsers(dest="command", parser_class=_Parser)
   sub.required = True
 
@@ -233,6 +236,7 @@ def build_result(problem, options, solution) -> dict:
                       "continuation": [dict(tau=p.tau, mix=p.mix, steps=p.steps, final=p.final)
                                        for p in solution.phases],
                       "block_size": solution.block_size, "seconds_total": solution.seconds}
+  result["provenance"] = runfiles.provenance()   # versions, device, git commit (as run.json)
   return result
 
 

@@ -68,4 +68,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_epochs = 10
   config.eval_batch_size = 1000
   config.distributed = False
+  config.tensorboard = True        # event files in WORKDIR/tensorboard/ beside metrics.jsonl
+  config.compilation_cache_dir = config_dict.placeholder(str)  # None: ~/.cache/scl-geometry/jax
   return config
