@@ -479,6 +479,12 @@ def _solve(problem, options, progress):
   failures = np.zeros(num_seeds, np.int64)
   checked_pg = np.full(num_seeds, np.inf)
   best_state = state
+  # The point returned per seed: the lowest true objective measured (final phase), with the
+  # numbers measured there. Kicks move the state off it after its measurement, so the state at
+  # the end of the budget can be a perturbed one.
+  best_point = state
+  best_vals = {"loss": np.full(num_seeds, np.inf), "pg": np.full(num_seeds, np.inf),
+          "rel": np.full(num_seeds, np.inf)}
   zeros = np.zeros(num_seeds)
   for phase in phases:
     weights = jnp.asarray(phase.mix * np.ones(k) + (1 - phase.mix) * balanced_weights, dtype)
@@ -520,6 +526,7 @@ def _solve(problem, options, progress):
           lr = np.where(active & (kick_left == 0) & (value > prev + 1e-10 * np.abs(prev)),
                         lr * 0.5, lr)
       prev, loss, pg = value, value, grad_rms
+      measured, was_active = state, active.copy()
       # Noise: annealed over the warm-up, or during a kick; fresh Adam moments when it ends.
       noisy = active & (anneal > 0) if (phase.final or phase.noise > 0) else zeros > 0
       if noisy.any():
@@ -563,6 +570,18 @@ def _solve(problem, options, progress):
           checks = checks + retry
           kick_left = np.where(retry, options.kick_chunks, kick_left)
         active = active & ~converged
+        # The measured point becomes the returned one when it is the lowest so far, or when
+        # the stopping rule accepted it and it is as low as the best within tol.
+        stopped = was_active & converged
+        take = was_active & ((value < best_vals["loss"]) | (
+            stopped & (value <= best_vals["loss"] + tol * np.abs(best_vals["loss"]))))
+        # A seed that stops at a point higher than one measured earlier returns the earlier,
+        # lower point, at which the stopping rule was not met.
+        converged = converged & ~(stopped & ~take)
+        if take.any():
+          best_point = _select(take, measured, best_point)
+          for name, v in (("loss", value), ("pg", grad_rms), ("rel", rel)):
+            best_vals[name] = np.where(take, v, best_vals[name])
       if progress is not None:
         best = int(np.nanargmin(loss))
         h_best = np.asarray(state[0]["H"][best])
@@ -570,12 +589,13 @@ def _solve(problem, options, progress):
         progress({"step": step, "phase": phases.index(phase), "final": phase.final,
                   "loss": float(loss[best]), "dist_of": metrics.dist_of(means),
                   "pg": float(pg[best])})
-  jax.block_until_ready(state)
+  jax.block_until_ready(best_point)
   seconds = time.perf_counter() - start
-  params = jax.device_get(state[0])
+  params = jax.device_get(best_point[0])
   return SolveResult(
       embeddings=np.asarray(params["H"], np.float64),
       classifier=None if is_scl else np.asarray(params["W"], np.float64),
-      loss=loss, pg_norm=pg, rel_change=rel, converged=converged, steps=steps_done,
+      loss=best_vals["loss"], pg_norm=best_vals["pg"], rel_change=best_vals["rel"],
+      converged=converged, steps=steps_done,
       seconds=seconds, seeds=seeds, block_size=block_size, phases=phases,
       final_epoch=final_epoch)
