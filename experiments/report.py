@@ -424,7 +424,7 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
       ("data.views", lambda: f"views {f.get('data.views')}"),
       ("num_epochs", lambda: f"{f.get('num_epochs')} epochs"),
       ("lr", lambda: f"lr {_fmt(f.get('lr'))}"),
-      ("seed", lambda: _seeds_text(f.get("seed"))),
+      ("seed", lambda: seeds_text(f.get("seed"))),
   ]
   parts = []
   for name, text in items:
@@ -438,7 +438,7 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
   return ", ".join(parts)
 
 
-def _seeds_text(seed) -> str:
+def seeds_text(seed) -> str:
   """"seed 0", or "seeds 0, 1, 2" for the seed list of a group of seed runs."""
   if isinstance(seed, list):
     return ("seed " if len(seed) == 1 else "seeds ") + ", ".join(map(str, seed))
@@ -816,10 +816,13 @@ class Builder:
           pts = [(_v(x), _v(y)) for x, y in zip(xs, recs) if y is not None]
           if pts:
             line, = ax.plot(*zip(*pts), "-o", label=run_label(variant[0]))
-            spread = [(_v(x), y["min"], y["max"]) for x, y in zip(xs, recs)
+            # A mean over seeds: its min-max range as an error bar.
+            spread = [(_v(x), _v(y), y["min"], y["max"]) for x, y in zip(xs, recs)
                       if y is not None and "min" in y]
             if spread:
-              ax.fill_between(*zip(*spread), color=line.get_color(), alpha=0.2, lw=0)
+              x, m, lo, hi = (np.asarray(c, np.float64) for c in zip(*spread))
+              ax.errorbar(x, m, yerr=[m - lo, hi - m], fmt="none", capsize=3,
+                          color=line.get_color())
         data.append(entry)
       for ax, key in zip(axes, ("dist_of", "dist_etf")):
         ax.set_xscale("log")

@@ -53,12 +53,6 @@ def setting_name(name: str) -> str:
   return _SUFFIX.sub("", name)
 
 
-def seeds_text(seeds: Sequence[int]) -> str:
-  """"seed 0" or "seeds 0, 1, 2" (setups and captions)."""
-  seeds = list(seeds)
-  return f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
-
-
 # ----------------------------------------------------------------------------------------------
 # Aggregation of numbers.
 
@@ -356,7 +350,7 @@ def combine_verdicts(per_seed: Sequence[tuple[int, list]], names: dict) -> list:
     first = entries[0][1]
     out.append({
         "section": first["section"], "claim": first["claim"],
-        "setup": key[2].replace("{seeds}", seeds_text(seeds)),
+        "setup": key[2].replace("{seeds}", rp.seeds_text(seeds)),
         "verdict": outcome,
         "rule": f"on every seed ({len(seeds)}): " + " | ".join(rules),
         "reference": first["reference"],
@@ -383,6 +377,17 @@ def mark_on_means(verdict: dict) -> dict:
   """A verdict decided on seed means, with the seeds it averages."""
   seeds = sorted(set(_record_seeds(verdict["numbers"])), key=str)
   return {**verdict, "decided_on": "seed means", "seeds_total": len(seeds), "seeds": seeds}
+
+
+_FIGURE_NOTES = {
+    "curves": "Settings run over several seeds (setup: seeds ...) are drawn as the mean over "
+              "their seeds on the union of the logged epochs, shaded from the min to the max "
+              "over the seeds (final values: error bars from min to max).",
+    "gram": "A setting run over several seeds shows the element-wise mean of its seeds' Gram "
+            "matrices and the mean of their dist_of.",
+    "angles": "A setting run over several seeds shows the angle values of all its seeds "
+              "together.",
+}
 
 
 def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hints) -> object:
@@ -412,6 +417,8 @@ def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hint
   merged = sorted(kept + combined, key=lambda v: rank.get((v["section"], v["claim"]),
                                                           len(rank)))
   main.verdicts = merged
+  for fig in main.figures:
+    fig.caption += " " + _FIGURE_NOTES.get(fig.id.rsplit("_", 1)[0], _FIGURE_NOTES["curves"])
   return main
 
 
