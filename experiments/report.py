@@ -1386,7 +1386,8 @@ code{font-size:.9em}.small{font-size:.85em;color:#555}
 
 def _cell(value) -> str:
   if isinstance(value, dict) and "value" in value:
-    if "min" in value and "max" in value and _finite(value["value"]):
+    if "min" in value and "max" in value and value["min"] != value["max"] \
+        and _finite(value["value"]):
       # A mean over seeds, with its spread.
       return f"{_cell(value['value'])} [{_cell(value['min'])}, {_cell(value['max'])}]"
     value = value["value"]

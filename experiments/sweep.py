@@ -450,9 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       exp["seeds"] = parse_seeds(args.seeds)
       validate(exp)
     out = Path(args.out) if args.out else default_out(exp)
+    runs = expand_seeds(exp)
+    over = (f" (training runs over {len(seed_list(exp['seeds']))} seeds)"
+            if any(r["kind"] == "train" for r in runs) else "")
     print(f"experiment {exp['name']} ({exp['title']}), preset {args.preset}: "
-          f"{len(expand_seeds(exp))} runs ({len(exp['runs'])} runs, training runs over "
-          f"{len(seed_list(exp['seeds']))} seeds) into {out}")
+          f"{len(runs)} runs{over} into {out}")
     summary = run_experiment(exp, out, dry_run=args.dry_run, only=args.only,
                              overrides=_parse_sets(args.set), report=not args.no_report)
   except SweepError as e:
