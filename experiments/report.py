@@ -76,7 +76,7 @@ THRESHOLDS = {
 # Config fields that do not change what a run computes (or that identify it anyway); they are
 # ignored when runs are grouped.
 _IGNORED_FIELDS = ("data.data_dir", "data.download", "checkpoint_every_epochs",
-                   "eval_batch_size", "distributed", "workdir", "log_epochs")
+                   "eval_batch_size", "distributed", "workdir", "log_epochs", "seed")
 
 _Y_RANGES = {"dist_of": (0.0, 1.1), "dist_etf": (0.0, 1.1), "nc1": (2e-4, 2e2),
              "mean_cos": (0.0, 1.0)}
@@ -426,7 +426,7 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
       ("data.views", lambda: f"views {f.get('data.views')}"),
       ("num_epochs", lambda: f"{f.get('num_epochs')} epochs"),
       ("lr", lambda: f"lr {_fmt(f.get('lr'))}"),
-      ("seed", lambda: f"seed {f.get('seed')}"),
+      ("seed", lambda: seeds_text(f.get("seed"))),
   ]
   parts = []
   for name, text in items:
@@ -438,6 +438,13 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
       continue
     parts.append(text())
   return ", ".join(parts)
+
+
+def seeds_text(seed) -> str:
+  """"seed 0", or "seeds 0, 1, 2" for the seed list of a group of seed runs."""
+  if isinstance(seed, list):
+    return ("seed " if len(seed) == 1 else "seeds ") + ", ".join(map(str, seed))
+  return f"seed {seed}"
 
 
 def _num_classes(run: Run) -> int | None:
@@ -531,10 +538,17 @@ class Builder:
   """Collects figures, tables and verdicts for one report."""
 
   def __init__(self, runs: list[Run], out_dir: Path, thresholds: dict | None = None,
-               hints: dict | None = None):
+               hints: dict | None = None, *, numbers: Numbers | None = None, draw: bool = True,
+               keep=None):
+    """`numbers` reads the runs (experiments/seeds.py passes one that reads seed groups);
+    `draw=False` builds the figures' data without writing them; `keep(verdict, on_means)`
+    selects the verdicts kept (all when None; the others stay in `all_verdicts`)."""
     self.runs = runs
     self.out_dir = out_dir
-    self.num = Numbers(out_dir)
+    self.num = numbers or Numbers(out_dir)
+    self.draw = draw
+    self.keep = keep
+    self.all_verdicts: list[dict] = []
     self.t = {**THRESHOLDS, **(thresholds or {})}
     self.hints = hints or {}
     self.figures: list[Figure] = []
@@ -545,10 +559,11 @@ class Builder:
 
   # -- verdicts -----------------------------------------------------------------------------
   def verdict(self, section: str, claim: str, setup: str, conditions: list[dict],
-              numbers: list[dict], rule: str, reference: str = ""):
+              numbers: list[dict], rule: str, reference: str = "", on_means: bool = False):
     """Adds a verdict. `conditions` are {"lhs": record, "op": "<", "rhs": record or float}; the
     claim holds when all hold, does not hold when one fails, and is inconclusive when a
-    number is missing (None / NaN)."""
+    number is missing (None / NaN). `on_means`: over seeds, the claim is decided on the seed
+    means rather than on every seed (experiments/seeds.py)."""
     outcome = "holds"
     for cond in conditions:
       lhs = _v(cond["lhs"]) if isinstance(cond["lhs"], dict) else cond["lhs"]
@@ -559,9 +574,28 @@ class Builder:
         break
       if not result:
         outcome = "does not hold"
-    self.verdicts.append({"section": section, "claim": claim, "setup": setup,
-                          "verdict": outcome, "rule": rule, "reference": reference,
-                          "conditions": conditions, "numbers": numbers})
+    entry = {"section": section, "claim": claim, "setup": setup, "verdict": outcome,
+             "rule": rule, "reference": reference, "conditions": conditions, "numbers": numbers}
+    self.all_verdicts.append(entry)
+    if self.keep is None:
+      self.verdicts.append(entry)
+    elif self.keep(entry, on_means):
+      self.verdicts.append({**entry, "_on_means": on_means})
+
+  def _save(self, fig, stem: str) -> str:
+    if self.draw:
+      return _save(fig, self.out_dir, stem)
+    _plt().close(fig)
+    return f"{stem}.png"
+
+  @staticmethod
+  def _band(ax, series: dict, color, floor: float | None = None):
+    """The min-max band of a curve averaged over seeds (nothing for a single run)."""
+    if "min" in series and series["x"] and max(series.get("count", [1])) > 1:
+      lo, hi = np.asarray(series["min"], np.float64), np.asarray(series["max"], np.float64)
+      if floor is not None:
+        lo, hi = np.maximum(lo, floor), np.maximum(hi, floor)
+      ax.fill_between(series["x"], lo, hi, color=color, alpha=0.2, lw=0)
 
   # -- heatmaps -----------------------------------------------------------------------------
   def heatmap_runs(self) -> list[Run]:
@@ -631,7 +665,7 @@ class Builder:
                    + ("" if run.kind == "ufm" else
                       f"; final class means at epoch {run.metrics[run.final_line]['epoch']}"))
     fig.colorbar(im, ax=axes, shrink=0.8)
-    file = _save(fig, self.out_dir, "fig_gram_heatmaps")
+    file = self._save(fig, "fig_gram_heatmaps")
     caption = ("Cosines between the (uncentered) class means, i.e. the Gram matrix G_M = M M^T "
                "normalised to unit diagonal; OF = identity, simplex ETF = -1/(K-1) off the "
                "diagonal. Panel titles give dist_of of G_M. Panels: "
@@ -678,6 +712,7 @@ class Builder:
             hi = hi if y.max() <= hi else y.max() + 0.05
           ax.plot(s["x"], y, "-o", ms=3, color=color, label=_line_label(run, ["data.ratio"])
                   if run.flat.get("data.imbalance") != "none" else "balanced")
+          self._band(ax, s, color, floor=1e-12 if key == "nc1" else None)
         if _v(zero) is not None:
           ax.axvline(_v(zero), color="k", ls="--", lw=1, label="Zero Error")
         if key == "nc1":
@@ -687,7 +722,7 @@ class Builder:
         ax.set_title(_METRIC_TITLES[key], fontsize=10)
         ax.grid(alpha=0.3)
       axes[0].legend(fontsize=7)
-      file = _save(fig, self.out_dir, f"fig_curves_{gi}")
+      file = self._save(fig, f"fig_curves_{gi}")
       zero_text = ("no run reached zero training error" if _v(zero) is None else
                    f"dashed line: zero-error epoch {_v(zero)} (the latest over the lines of the "
                    f"first logged epoch with balanced train NCC accuracy >= {self.t['zero_error_acc']})")
@@ -782,7 +817,14 @@ class Builder:
           entry["ratio"] = xs
           pts = [(_v(x), _v(y)) for x, y in zip(xs, recs) if y is not None]
           if pts:
-            ax.plot(*zip(*pts), "-o", label=run_label(variant[0]))
+            line, = ax.plot(*zip(*pts), "-o", label=run_label(variant[0]))
+            # A mean over seeds: its min-max range as an error bar.
+            spread = [(_v(x), _v(y), y["min"], y["max"]) for x, y in zip(xs, recs)
+                      if y is not None and "min" in y]
+            if spread:
+              x, m, lo, hi = (np.asarray(c, np.float64) for c in zip(*spread))
+              ax.errorbar(x, m, yerr=[m - lo, hi - m], fmt="none", capsize=3,
+                          color=line.get_color())
         data.append(entry)
       for ax, key in zip(axes, ("dist_of", "dist_etf")):
         ax.set_xscale("log")
@@ -791,7 +833,7 @@ class Builder:
         ax.set_ylim(0, 1.1)
         ax.grid(alpha=0.3)
       axes[0].legend(fontsize=7)
-      file = _save(fig, self.out_dir, f"fig_geometry_vs_R_{gi}")
+      file = self._save(fig, f"fig_geometry_vs_R_{gi}")
       scl = next((r for r in group if r.flat.get("loss", "scl") == "scl"), group[0])
       caption = ("Final train-set dist_of and dist_etf against the imbalance ratio R, one line "
                  "per variant (" + "; ".join(
@@ -830,6 +872,7 @@ class Builder:
             data["series"].setdefault(key, {})[run.name] = s
             if s["values"]:
               ax.plot(s["x"], s["values"], "-o", ms=3, color=color, label=label)
+              self._band(ax, s, color)
           fe = self.num.first_epoch(run, "dist_of", thr, "first_epoch_below")
           data["first_epoch_below"][run.name] = fe
           if _v(fe) is not None:
@@ -842,7 +885,7 @@ class Builder:
           ax.grid(alpha=0.3)
         axes[0].set_ylim(0, 1.1)
         axes[0].legend(fontsize=7)
-        file = _save(fig, self.out_dir, f"fig_{stem}_{gi}")
+        file = self._save(fig, f"fig_{stem}_{gi}")
         scl = next((r for r in group if r.flat.get("loss", "scl") == "scl"), group[0])
         names = {"dist_of": "dist_of", "dist_etf": "dist_etf", "mean_cos": "mean cosine",
                  "train_loss": "training loss"}
@@ -912,6 +955,7 @@ class Builder:
         data["train_loss"][run.name], data["optimal_loss"][run.name] = loss, floor
         label = _line_label(run, ["data.ratio"])
         axes[0].plot(loss["x"], loss["values"], "-", color=color, label=f"loss, {label}")
+        self._band(axes[0], loss, color)
         axes[0].plot(floor["x"], floor["values"], "--", color=color, label=f"OF floor, {label}")
         common = sorted(set(loss["x"]) & set(floor["x"]))
         lv = dict(zip(loss["x"], loss["values"]))
@@ -938,7 +982,7 @@ class Builder:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
       axes[0].legend(fontsize=6, ncol=2)
-      file = _save(fig, self.out_dir, f"fig_loss_floor_{gi}")
+      file = self._save(fig, f"fig_loss_floor_{gi}")
       caption = ("Mean training SCL loss of each epoch beside the OF floor of the run's batch "
                  "composition (Thm 2, same units incl. loss_scale; PAPER.md 5.8, 8.8). Setup: "
                  + setup_text(group[0], skip=["data.ratio"]) + "; lines: "
@@ -988,7 +1032,7 @@ class Builder:
       ax.set_xlim(lo, hi)
       ax.set_xlabel("1 - θ/π over ordered class pairs")
       ax.legend(fontsize=7)
-      file = _save(fig, self.out_dir, f"fig_angles_{gi}")
+      file = self._save(fig, f"fig_angles_{gi}")
       extended = "" if (lo, hi) == (0.45, 0.55) else f" (x-range extended to [{lo:.3f}, {hi:.3f}] to show all values)"
       caption = ("Final pairwise angle values 1 - θ/π between train class means (PAPER.md 5.5, "
                  f"without the sign factor), one box per R; OF at 0.5, simplex ETF (K={k}) at "
@@ -1051,13 +1095,13 @@ class Builder:
               self.verdict("E7", "the final ReLU does not reduce test accuracy", setup,
                            [{"lhs": diffs[0], "op": ">=", "rhs": -tol}], diffs,
                            f"holds if balanced test NCC accuracy with ReLU ({a.name}) minus "
-                           f"without ({b.name}) is >= -{tol}", "PAPER.md 9 E7")
+                           f"without ({b.name}) is >= -{tol}", "PAPER.md 9 E7", on_means=True)
             else:
               self.verdict("E7", "batch-binding has little effect on test accuracy", setup,
                            [{"lhs": diffs[0], "op": ">=", "rhs": -tol},
                             {"lhs": diffs[0], "op": "<=", "rhs": tol}], diffs,
                            f"holds if |balanced test NCC accuracy with binding ({a.name}) minus "
-                           f"without ({b.name})| <= {tol}", "PAPER.md 9 E7")
+                           f"without ({b.name})| <= {tol}", "PAPER.md 9 E7", on_means=True)
     if pairs:
       self.tables.append({
           "id": "accuracy_pairs", "title": "Accuracy differences of paired runs",
@@ -1344,6 +1388,10 @@ code{font-size:.9em}.small{font-size:.85em;color:#555}
 
 def _cell(value) -> str:
   if isinstance(value, dict) and "value" in value:
+    if "min" in value and "max" in value and value["min"] != value["max"] \
+        and _finite(value["value"]):
+      # A mean over seeds, with its spread.
+      return f"{_cell(value['value'])} [{_cell(value['min'])}, {_cell(value['max'])}]"
     value = value["value"]
   if value is None or (isinstance(value, float) and math.isnan(value)):
     return "n/a"
@@ -1382,6 +1430,17 @@ def _number_text(record: dict) -> str:
   return f"{shown} <span class='small'>({html.escape(_describe(record))})</span>"
 
 
+def _seed_note(verdict: dict) -> str:
+  """The seed count of a verdict over seeds, in words."""
+  if verdict.get("decided_on") == "seed means":
+    return f"on the means over {verdict['seeds_total']} seeds"
+  note = verdict["seed_count"]
+  for word, key in (("fails", "seeds_failing"), ("inconclusive", "seeds_inconclusive")):
+    if verdict.get(key):
+      note += f"; {word} on seed " + ", ".join(map(str, verdict[key]))
+  return note
+
+
 def write_html(builder: Builder, title: str, description: str, out_dir: Path) -> Path:
   parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
@@ -1403,7 +1462,9 @@ def write_html(builder: Builder, title: str, description: str, out_dir: Path) ->
       numbers = "<br>".join(_number_text(n) for n in v["numbers"] if n is not None)
       parts.append(f"<tr class='{css}'><td>{html.escape(v['section'])}</td>"
                    f"<td>{html.escape(v['claim'])}<br><span class='small'>"
-                   f"{html.escape(v['reference'])}</span></td><td><b>{v['verdict']}</b></td>"
+                   f"{html.escape(v['reference'])}</span></td><td><b>{v['verdict']}</b>"
+                   + (f"<br><span class='small'>{html.escape(_seed_note(v))}</span>"
+                      if "seeds_total" in v else "") + "</td>"
                    f"<td>{numbers}</td><td>{html.escape(v['rule'])}</td>"
                    f"<td class='small'>{html.escape(v['setup'])}</td></tr>")
     parts.append("</table>")
@@ -1452,7 +1513,12 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
   out_dir.mkdir(parents=True, exist_ok=True)
   for old in out_dir.glob("fig_*.png"):
     old.unlink()
-  builder = Builder(runs, out_dir, thresholds, hints).build()
+  from experiments import seeds  # pylint: disable=g-import-not-at-top
+  settings = seeds.group_settings(runs)
+  if seeds.has_seeds(settings):
+    builder = seeds.build(Builder, settings, out_dir, thresholds, hints)
+  else:
+    builder = Builder(runs, out_dir, thresholds, hints).build()
   html_path = write_html(builder, title, description, out_dir)
   report = {
       "title": title, "description": description, "thresholds": builder.t,
@@ -1467,6 +1533,7 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
                    "data": f.data} for f in builder.figures],
       "tables": builder.tables,
       "verdicts": builder.verdicts,
+      "settings": seeds.describe(settings, builder.num),
   }
   (out_dir / "report.json").write_text(json.dumps(_jsonable(report), indent=1))
   return html_path

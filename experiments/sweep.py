@@ -3,7 +3,8 @@
 Usage::
 
   python -m experiments.sweep NAME [--preset cpu|paper] [--out DIR] [--dry-run]
-                              [--only RUN ...] [--set FIELD=VALUE ...] [--no-report]
+                              [--only RUN ...] [--seeds N|S0,S1,...] [--set FIELD=VALUE ...]
+                              [--no-report]
   make sweep EXP=NAME                      # e.g. make sweep EXP=e2_relu
   make sweep EXP="e1_convergence --preset paper --set data.data_dir=/data/tfds"
 
@@ -20,10 +21,18 @@ scale on TFDS data and a GPU) returning a dict::
                       {"model.final_relu": True, "data.ratio": 10.0})],
    "report": {"heatmaps": [run names], "thresholds": {...}}}        # optional report hints
 
+**Seeds.** Every training run is run for each of the experiment's seeds: ``"seeds": N``
+(seeds 0, ..., N-1; `DEFAULT_SEEDS` when the config does not say) or ``"seeds": [s0, s1, ...]``
+in the experiment dict, or ``--seeds`` on the command line. Run ``NAME`` becomes the runs
+``NAME_seed0``, ``NAME_seed1``, ... (``--config.seed=S`` added to its command); a training run
+whose overrides set ``seed`` themselves runs once, and UFM solves run once (their seeds are
+inside one solve, ``--seeds``). The report groups the seed runs of one setting
+(experiments/seeds.py). ``make train`` stays one run of ``config.seed``.
+
 **Where runs go.** ``DIR`` (default ``runs/sweeps/NAME``, or ``runs/sweeps/NAME-paper`` for
-the paper preset) gets one folder per run (``DIR/<run name>/``), the logs
-(``DIR/logs/<run name>.log``), ``DIR/sweep.json`` (commands and status) and the report
-(``DIR/report/index.html``).
+the paper preset) gets one folder per run and seed (``DIR/<run name>_seed<S>/``, a UFM solve
+``DIR/<run name>/``), the logs (``DIR/logs/<folder>.log``), ``DIR/sweep.json`` (commands and
+status) and the report (``DIR/report/index.html``).
 
 **Skipping and resuming.** A run is finished when its completion marker exists
 (``result.json`` for a UFM solve, ``embeddings_final.npz`` for a training run, which the
@@ -56,6 +65,8 @@ CONFIG_DIR = REPO / "experiments" / "configs"
 PRESETS = ("cpu", "paper")
 MARKERS = {"ufm": "result.json", "train": "embeddings_final.npz"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+# Seeds of every training run of an experiment whose config does not set "seeds".
+DEFAULT_SEEDS = 3
 
 
 class SweepError(Exception):
@@ -75,6 +86,46 @@ def train_run(name: str, config: str, overrides: dict | None = None) -> dict:
   """A training run of `config` (a path relative to the repository root) with
   `--config.FIELD=VALUE` overrides."""
   return {"kind": "train", "name": name, "config": config, "overrides": dict(overrides or {})}
+
+
+def seed_list(seeds) -> list[int]:
+  """The seeds of an experiment's "seeds" field: N -> [0, ..., N-1], or a list of seeds."""
+  if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
+    raise SweepError(f"seeds must be a count or a list of seeds, got {seeds!r}")
+  out = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+  if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out) \
+      or len(set(out)) != len(out):
+    raise SweepError(f"seeds must be a count >= 1 or distinct integers >= 0, got {seeds!r}")
+  return out
+
+
+def parse_seeds(text: str) -> list[int]:
+  """--seeds: "3" (seeds 0, 1, 2) or "0,4,7"."""
+  try:
+    return seed_list(int(text)) if "," not in text else seed_list(
+        [int(t) for t in text.split(",") if t.strip()])
+  except ValueError:
+    raise SweepError(f"--seeds expects a count or a comma-separated list of seeds, got "
+                     f"{text!r}") from None
+
+
+def expand_seeds(exp: dict) -> list[dict]:
+  """The experiment's runs with each training run repeated for each seed (see the module
+  docstring); without a "seeds" field the runs as they are."""
+  if exp.get("seeds") is None:
+    return list(exp.get("runs", []))
+  from experiments import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
+  seeds = seed_list(exp["seeds"])
+  out = []
+  for run in exp.get("runs", []):
+    if run.get("kind") != "train" or "seed" in run.get("overrides", {}):
+      out.append(run)
+      continue
+    for seed in seeds:
+      out.append({**run, "name": seeds_lib.seed_run_name(run["name"], seed),
+                  "overrides": {**run.get("overrides", {}), "seed": seed},
+                  "setting": run["name"]})
+  return out
 
 
 def ratio_name(ratio: float) -> str:
@@ -131,6 +182,7 @@ def load_experiment(name: str, preset: str = "cpu") -> dict:
   exp.setdefault("title", exp["name"])
   exp.setdefault("description", (module.__doc__ or "").strip().split("\n\n")[0])
   exp.setdefault("report", {})
+  exp.setdefault("seeds", DEFAULT_SEEDS)
   exp["preset"] = preset
   validate(exp)
   return exp
@@ -138,7 +190,7 @@ def load_experiment(name: str, preset: str = "cpu") -> dict:
 
 def validate(exp: dict) -> None:
   names = set()
-  for run in exp.get("runs", []):
+  for run in expand_seeds(exp):
     kind, name = run.get("kind"), run.get("name", "")
     if kind not in MARKERS:
       raise SweepError(f"run {name!r}: kind must be 'ufm' or 'train', got {kind!r}")
@@ -234,13 +286,18 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
   "failed": [names], "report": html path or None}.
   """
   out_dir = Path(out_dir).resolve()
-  runs = exp["runs"]
+  runs = expand_seeds(exp)
+  if exp.get("seeds") is not None and "seed" in (overrides or {}):
+    raise SweepError("seed is set per run by the experiment's seeds; use --seeds instead of "
+                     "--set seed=...")
   if only:
-    unknown = sorted(set(only) - {r["name"] for r in runs})
+    # A run name selects all its seeds; NAME_seedS one of them.
+    known = {r["name"] for r in runs} | {r.get("setting", r["name"]) for r in runs}
+    unknown = sorted(set(only) - known)
     if unknown:
       raise SweepError(f"unknown run(s) {', '.join(unknown)}; runs: "
-                       + ", ".join(r["name"] for r in runs))
-    runs = [r for r in runs if r["name"] in only]
+                       + ", ".join(r["name"] for r in exp["runs"]))
+    runs = [r for r in runs if r["name"] in only or r.get("setting") in only]
   state_path = out_dir / "sweep.json"
   state = json.loads(state_path.read_text()) if state_path.exists() else {}
   state.update({"experiment": exp["name"], "preset": exp.get("preset"),
@@ -334,7 +391,7 @@ def _last_line(path: Path) -> str:
 def build_report(exp: dict, out_dir: Path, log: Callable[[str], None] = print) -> Path | None:
   """The report of every run of `exp` that has output in `out_dir` (into out_dir/report)."""
   from experiments import report as report_lib  # pylint: disable=g-import-not-at-top
-  dirs = [out_dir / r["name"] for r in exp["runs"]
+  dirs = [out_dir / r["name"] for r in expand_seeds(exp)
           if (out_dir / r["name"] / "result.json").exists()
           or ((out_dir / r["name"] / "metrics.jsonl").exists()
               and (out_dir / r["name"] / "config.json").exists())]
@@ -382,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="override a training config field in every training run "
                            "(e.g. data.data_dir=/data/tfds); repeatable")
+  parser.add_argument("--seeds", default=None, metavar="N|S0,S1,...",
+                      help="seeds of every training run: a count (seeds 0..N-1) or a list "
+                           f"[the experiment's, else {DEFAULT_SEEDS}]")
   parser.add_argument("--no-report", action="store_true", help="skip the report")
   args = parser.parse_args(argv)
   if not args.name:
@@ -389,9 +449,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
   try:
     exp = load_experiment(args.name, args.preset)
+    if args.seeds is not None:
+      exp["seeds"] = parse_seeds(args.seeds)
+      validate(exp)
     out = Path(args.out) if args.out else default_out(exp)
+    runs = expand_seeds(exp)
+    over = (f" (training runs over {len(seed_list(exp['seeds']))} seeds)"
+            if any(r["kind"] == "train" for r in runs) else "")
     print(f"experiment {exp['name']} ({exp['title']}), preset {args.preset}: "
-          f"{len(exp['runs'])} runs into {out}")
+          f"{len(runs)} runs{over} into {out}")
     summary = run_experiment(exp, out, dry_run=args.dry_run, only=args.only,
                              overrides=_parse_sets(args.set), report=not args.no_report)
   except SweepError as e:

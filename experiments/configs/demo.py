@@ -4,11 +4,12 @@ on digits with SCL with and without the final ReLU (and CE), and the report comp
 Embedded data only, offline, a few minutes on 2 CPU cores. The UFM problem has the trained
 network's K = 10 classes and step imbalance R = 10 (20 / 2 examples per class, d = 16) and
 its tau = 0.1; the network is experiments/configs/digits_mlp.py (MLP, 5 x 100 + 5 x 10
-training digits, batch 50, that config's number of epochs). The preset is ignored (the demo is
-CPU-sized).
+training digits, batch 50, that config's number of epochs). Each training run is run for
+seeds 0, 1 and 2 (folders digits_relu_seed0, ...); a verdict on the networks holds only if it
+holds on every seed. The preset is ignored (the demo is CPU-sized).
 
   make demo                                  # python -m experiments.demo --out runs/demo
-  python -m experiments.demo --out runs/demo --epochs 50
+  python -m experiments.demo --out runs/demo --epochs 50 --seeds 1
   make sweep EXP=demo                        # the same runs through the sweep runner
 """
 
@@ -19,7 +20,10 @@ UFM_PROBLEM = ("--classes", 10, "--imbalance", "step:10", "--n-max", 20, "--dim"
                "--tau", 0.1)
 
 
-def get_experiment(preset="cpu", num_epochs=None):
+SEEDS = 3
+
+
+def get_experiment(preset="cpu", num_epochs=None, seeds=SEEDS):
   del preset  # the demo has one size
   extra = {} if num_epochs is None else {"num_epochs": int(num_epochs)}
   base = {**extra, "data.imbalance": "step", "data.ratio": 10.0}
@@ -39,5 +43,6 @@ def get_experiment(preset="cpu", num_epochs=None):
                      "CE. Theory: with ReLU the geometry is an orthogonal frame whatever the "
                      "imbalance; without it the symmetry breaks.",
       "runs": runs,
+      "seeds": seeds,
       "report": {"heatmaps": ["ufm_plus", "ufm", "digits_relu", "digits_norelu", "digits_ce"]},
   }

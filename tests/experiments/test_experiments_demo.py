@@ -1,4 +1,4 @@
-"""A reduced `make demo` (3 training epochs) end to end, through its real commands."""
+"""A reduced `make demo` (3 training epochs, 2 seeds) end to end, through its real commands."""
 
 import json
 import math
@@ -22,7 +22,7 @@ def _thm1(sizes, tau):
 def test_reduced_demo_end_to_end(tmp_path):
   out = tmp_path / "demo"
   proc = subprocess.run([sys.executable, "-m", "experiments.demo", "--out", str(out),
-                         "--epochs", "3"], cwd=REPO, capture_output=True, text=True,
+                         "--epochs", "3", "--seeds", "2"], cwd=REPO, capture_output=True, text=True,
                         timeout=600)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   last = proc.stdout.strip().splitlines()[-1]
@@ -42,10 +42,12 @@ def test_reduced_demo_end_to_end(tmp_path):
 
   for name, relu, loss in (("digits_relu", True, "scl"), ("digits_norelu", False, "scl"),
                            ("digits_ce", True, "ce")):
-    config = json.loads((out / name / "config.json").read_text())
-    assert config["model"]["final_relu"] is relu and config["loss"] == loss
-    assert config["num_epochs"] == 3 and config["data"]["name"] == "digits"
-    assert (out / name / "embeddings_final.npz").exists()
+    for seed in (0, 1):
+      config = json.loads((out / f"{name}_seed{seed}" / "config.json").read_text())
+      assert config["model"]["final_relu"] is relu and config["loss"] == loss
+      assert config["num_epochs"] == 3 and config["data"]["name"] == "digits"
+      assert config["seed"] == seed
+      assert (out / f"{name}_seed{seed}" / "embeddings_final.npz").exists()
 
   rep = json.loads((out / "report" / "report.json").read_text())
   heat = next(f for f in rep["figures"] if f["id"] == "gram_heatmaps")
@@ -54,7 +56,14 @@ def test_reduced_demo_end_to_end(tmp_path):
   assert any(f["id"].startswith("relu_") for f in rep["figures"])   # ReLU vs no ReLU curves
   claims = {v["claim"]: v for v in rep["verdicts"]}
   assert claims["the UFM+ minimizer is an orthogonal frame"]["verdict"] == "holds"
-  assert "the final ReLU does not reduce test accuracy" in claims
+  assert "seeds_total" not in claims["the UFM+ minimizer is an orthogonal frame"]
+  assert claims["the final ReLU does not reduce test accuracy"]["decided_on"] == "seed means"
+  # A verdict on the networks is decided on both seeds.
+  of = claims["SCL with a final ReLU learns an orthogonal frame at every R"]
+  assert of["seeds_total"] == 2 and "seeds 0, 1" in of["setup"]
+  assert sorted(of["seeds_holding"] + of["seeds_failing"] + of["seeds_inconclusive"]) == [0, 1]
+  assert {s["name"]: s["seeds"] for s in rep["settings"]} == {
+      "digits_relu": [0, 1], "digits_norelu": [0, 1], "digits_ce": [0, 1]}
   # Every image of the page is embedded and exists next to it.
   text = html_path.read_text()
   for file in re.findall(r"data-file='([^']*)'", text):

@@ -1,10 +1,11 @@
 """The sweep runner: finished runs are skipped, an interrupted training run is resumed.
 
-Real commands throughout: a `ufm solve` and two tiny digits trainings. The sweep is started in
-its own process group; once the long training run has written its first checkpoint the group
-is frozen (SIGSTOP, so the run cannot finish meanwhile), interrupted with SIGINT (Ctrl-C) and
-let go. Running the sweep again must skip the two finished runs (their files untouched) and
-resume the interrupted one from its checkpoint to the end.
+Real commands throughout: a `ufm solve` and two tiny digits trainings, each over two seeds
+(one folder per seed run). The sweep is started in its own process group; once the first seed
+of the long training run has written its first checkpoint the group is frozen (SIGSTOP, so the
+run cannot finish meanwhile), interrupted with SIGINT (Ctrl-C) and let go. Running the sweep
+again must skip the three finished runs (their files untouched), resume the interrupted seed
+run from its checkpoint to the end and then run the other seed.
 """
 
 import json
@@ -28,7 +29,7 @@ TINY = {"model.mlp_widths": (32, 32), "data.imbalance": "step", "data.ratio": 10
 
 
 def get_experiment(preset="cpu"):
-  return {"name": "tiny", "title": "tiny sweep", "runs": [
+  return {"name": "tiny", "title": "tiny sweep", "seeds": [0, 1], "runs": [
       ufm_run("ufm_plus", "--sizes", "10,10,2,2", "--dim", 8, "--tau", 1),
       train_run("short", "experiments/configs/digits_mlp.py",
                 {**TINY, "num_epochs": NUM_SHORT, "log_epochs": (1, NUM_SHORT)}),
@@ -66,13 +67,13 @@ def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   deadline = time.time() + 300
   try:
-    while not _has_checkpoint(out / "long"):
+    while not _has_checkpoint(out / "long_seed0"):
       assert proc.poll() is None, proc.stdout.read()
       assert time.time() < deadline, "the long run wrote no checkpoint in time"
       time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGSTOP)
     # Frozen mid-run: the long run must not be finished, or the test would prove nothing.
-    assert not (out / "long" / "embeddings_final.npz").exists()
+    assert not (out / "long_seed0" / "embeddings_final.npz").exists()
     os.killpg(proc.pid, signal.SIGINT)
     os.killpg(proc.pid, signal.SIGCONT)
     output, _ = proc.communicate(timeout=120)
@@ -81,37 +82,46 @@ def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
       os.killpg(proc.pid, signal.SIGKILL)
   assert proc.returncode != 0, output
   assert "run the same command again to resume" in output
-  assert not (out / "long" / "embeddings_final.npz").exists()
+  assert not (out / "long_seed0" / "embeddings_final.npz").exists()
+  assert not (out / "long_seed1").exists()
   state = json.loads((out / "sweep.json").read_text())
-  assert state["runs"]["long"]["status"] == "interrupted"
+  assert state["runs"]["long_seed0"]["status"] == "interrupted"
   assert state["runs"]["ufm_plus"]["status"] == "done"
-  assert state["runs"]["short"]["status"] == "done"
-  logged_before = _epochs(out / "long" / "metrics.jsonl")
+  assert state["runs"]["short_seed0"]["status"] == "done"
+  assert state["runs"]["short_seed1"]["status"] == "done"
+  for seed in (0, 1):
+    config = json.loads((out / f"short_seed{seed}" / "config.json").read_text())
+    assert config["seed"] == seed
+  logged_before = _epochs(out / "long_seed0" / "metrics.jsonl")
   assert logged_before and logged_before[-1] < 150
 
-  finished = [out / "ufm_plus" / "result.json", out / "short" / "embeddings_final.npz",
-              out / "short" / "metrics.jsonl"]
+  finished = [out / "ufm_plus" / "result.json"] + [
+      out / f"short_seed{s}" / f for s in (0, 1) for f in ("embeddings_final.npz",
+                                                           "metrics.jsonl")]
   stamps = [p.stat().st_mtime_ns for p in finished]
 
   # The dry run reports what will happen.
   exp = sweep.load_experiment(str(exp_file))
   lines = []
   sweep.run_experiment(exp, out, dry_run=True, log=lines.append)
-  assert [l.split(":")[0].split()[-1] for l in lines] == ["(done)", "(done)", "(resume)"]
+  assert [l.split(":")[0].split()[-1] for l in lines] == ["(done)", "(done)", "(done)",
+                                                          "(resume)", "(new)"]
 
   lines = []
   summary = sweep.run_experiment(exp, out, report=False, log=lines.append)
   assert summary["failed"] == []
   text = "\n".join(lines)
   assert "ufm_plus: finished already, skipped" in text
-  assert "short: finished already, skipped" in text
-  assert "long: resuming" in text
+  assert "short_seed0: finished already, skipped" in text
+  assert "short_seed1: finished already, skipped" in text
+  assert "long_seed0: resuming" in text and "long_seed1: starting" in text
   assert [p.stat().st_mtime_ns for p in finished] == stamps
   # The trainer resumed from its checkpoint (not from scratch) and finished.
-  log = (out / "logs" / "long.log").read_text()
+  log = (out / "logs" / "long_seed0.log").read_text()
   assert "resuming" in log and "from the checkpoint of epoch" in log
-  assert (out / "long" / "embeddings_final.npz").exists()
-  assert _epochs(out / "long" / "metrics.jsonl") == [1, 75, 150]
+  for seed in (0, 1):
+    assert (out / f"long_seed{seed}" / "embeddings_final.npz").exists()
+    assert _epochs(out / f"long_seed{seed}" / "metrics.jsonl") == [1, 75, 150]
   # The UFM run solved PAPER.md 8.1's problem: the Thm 1 value at tau = 1.
   result = json.loads((out / "ufm_plus" / "result.json").read_text())
   assert result["loss"] == pytest.approx(61.824906, abs=1e-5)
@@ -121,7 +131,7 @@ def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
   lines = []
   summary = sweep.run_experiment(sweep.load_experiment(str(exp_file)), out, report=False,
                                  log=lines.append)
-  assert summary["failed"] == ["short"]
+  assert summary["failed"] == ["short_seed0", "short_seed1"]
   assert any("different command" in l for l in lines)
   assert [p.stat().st_mtime_ns for p in finished] == stamps
 
@@ -153,3 +163,44 @@ def test_bad_input_is_one_line():
                         capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2
   assert len(proc.stderr.strip().splitlines()) == 1 and "unknown experiment" in proc.stderr
+
+
+def test_training_runs_expand_over_seeds(tmp_path):
+  exp = {"name": "x", "seeds": 3, "runs": [
+      sweep.ufm_run("u", "--sizes", "3,3", "--dim", 2),
+      sweep.train_run("r", "experiments/configs/digits_mlp.py", {"lr": 0.5}),
+      sweep.train_run("fixed", "experiments/configs/digits_mlp.py", {"seed": 7})]}
+  sweep.validate(exp)
+  runs = sweep.expand_seeds(exp)
+  assert [r["name"] for r in runs] == ["u", "r_seed0", "r_seed1", "r_seed2", "fixed"]
+  argv = sweep.command(runs[2], tmp_path / "r_seed1")
+  assert argv[-2:] == ["--config.lr=0.5", "--config.seed=1"]
+  assert runs[4]["overrides"] == {"seed": 7}            # a run that sets its seed runs once
+  # Each seed run has its own signature, so a finished seed is never reused for another.
+  assert len({sweep.signature(r) for r in runs[1:4]}) == 3
+  # --only: a run name selects all its seeds, a seed run name one of them.
+  lines = []
+  sweep.run_experiment(exp, tmp_path / "out", dry_run=True, only=["r"], log=lines.append)
+  assert [l.split()[1] for l in lines] == ["r_seed0", "r_seed1", "r_seed2"]
+  lines = []
+  sweep.run_experiment({**exp, "seeds": [4, 9]}, tmp_path / "out", dry_run=True,
+                       only=["r_seed9", "u"], log=lines.append)
+  assert [l.split()[1] for l in lines] == ["u", "r_seed9"]
+  with pytest.raises(sweep.SweepError, match="use --seeds"):
+    sweep.run_experiment(exp, tmp_path / "out", dry_run=True, overrides={"seed": 1})
+  for bad in (0, [], [1, 1], [-1], "3", True):
+    with pytest.raises(sweep.SweepError, match="seeds"):
+      sweep.validate({**exp, "seeds": bad})
+  assert sweep.parse_seeds("2") == [0, 1] and sweep.parse_seeds("0,4,7") == [0, 4, 7]
+  # The CPU presets run every training run for 3 seeds.
+  exp = sweep.load_experiment("e7")
+  names = [r["name"] for r in sweep.expand_seeds(exp)]
+  assert exp["seeds"] == sweep.DEFAULT_SEEDS == 3 and len(names) == 3 * len(exp["runs"])
+  assert names[:3] == [f"{exp['runs'][0]['name']}_seed{s}" for s in range(3)]
+
+
+def test_bad_seeds_is_one_line():
+  proc = subprocess.run([sys.executable, "-m", "experiments.sweep", "e7", "--dry-run",
+                         "--seeds", "two"], cwd=REPO, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 2
+  assert len(proc.stderr.strip().splitlines()) == 1 and "--seeds" in proc.stderr

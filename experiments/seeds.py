@@ -1,0 +1,434 @@
+"""Seeds of an experiment: seed runs grouped into settings, mean curves, verdicts over seeds.
+
+An experiment runs each training run for several seeds (``experiments/sweep.py`` expands a run
+``NAME`` into the folders ``NAME_seed0``, ``NAME_seed1``, ...). The report treats the runs whose
+configs differ only in ``seed`` as one *setting*:
+
+- curves are the mean over seeds on the union of the logged epochs, with a min-max band: at
+  epoch e, over the n_e seeds that logged a finite value,
+  ``mean_e = (1/n_e) sum_s v_{s,e}``, ``min_e = min_s v_{s,e}``, ``max_e = max_s v_{s,e}``;
+- a final value (tables) is the mean of the seeds' own final values, with their min and max;
+- a verdict that reads a training run is decided on each seed separately (seed s: the runs of
+  seed s of every setting, beside every UFM solve) and holds only if it holds on every seed;
+  otherwise it does not hold (or is inconclusive when a number is missing on a seed), with the
+  seeds that hold and fail in fields of their own (``seeds_total``, ``seeds_holding``,
+  ``seeds_failing``, ``seeds_inconclusive``, ``seed_count`` = "2 of 3 seeds");
+- the accuracy comparisons are decided on the seed means;
+- a verdict that reads only UFM solves is decided once (a solve's seeds are inside it).
+
+Every aggregated number is a provenance record ``{"value", "derived": "mean" | "all" |
+"pooled", "from": [per-seed records], "min", "max", "seeds"}`` (curves: ``values``, ``x``,
+``min``, ``max`` and ``count`` per epoch), so it can be recomputed from the seed runs' files.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from experiments import report as rp
+
+SEED_FIELD = "seed"
+# The files only a training run has: a verdict whose numbers come from one of them reads a
+# training run, so it depends on the seed.
+TRAIN_FILES = ("metrics.jsonl", "config.json", "embeddings_final.npz")
+_SUFFIX = re.compile(r"_seed(\d+)$")
+_SEED_TEXT = re.compile(r"\bseeds? \d+(?:, \d+)*")
+
+
+def seed_run_name(name: str, seed: int) -> str:
+  """The folder name of seed `seed` of run `name`: "relu_R10" -> "relu_R10_seed2"."""
+  return f"{name}_seed{int(seed)}"
+
+
+def setting_name(name: str) -> str:
+  """The run name without its seed suffix: "relu_R10_seed2" -> "relu_R10"."""
+  return _SUFFIX.sub("", name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregation of numbers.
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def aggregate(values: list):
+  """(kind, value) of one quantity over seeds: "mean" of numbers (element-wise for equally
+  shaped lists of numbers), "all" of booleans; (None, None) when they cannot be combined."""
+  if not values:
+    return None, None
+  if all(isinstance(v, bool) for v in values):
+    return "all", all(values)
+  if all(_is_number(v) for v in values):
+    return "mean", math.fsum(values) / len(values)
+  if all(isinstance(v, list) for v in values):
+    try:
+      arr = np.asarray(values, np.float64)
+    except (ValueError, TypeError):
+      return None, None
+    if arr.dtype == object or arr.shape[0] != len(values):
+      return None, None
+    return "mean", arr.mean(axis=0).tolist()
+  return None, None
+
+
+def _spread(values: list) -> dict:
+  """min / max of finite numbers (nothing for booleans and lists)."""
+  if values and all(_is_number(v) for v in values):
+    return {"min": min(values), "max": max(values)}
+  return {}
+
+
+def mean_curve(curves: Sequence[tuple[Sequence, Sequence]]) -> dict:
+  """Mean, min, max and count over curves (x, y) on the union of their x values.
+
+  At each x, only the curves that have a point there count (a seed still running, or one that
+  logged other epochs, is left out of that x).
+  """
+  by_x: dict = {}
+  for xs, ys in curves:
+    for x, y in zip(xs, ys):
+      by_x.setdefault(x, []).append(y)
+  xs = sorted(by_x)
+  return {"x": xs, "values": [math.fsum(by_x[x]) / len(by_x[x]) for x in xs],
+          "min": [min(by_x[x]) for x in xs], "max": [max(by_x[x]) for x in xs],
+          "count": [len(by_x[x]) for x in xs]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings.
+
+
+def setting_key(run: rp.Run) -> str:
+  """What a training run computes apart from its seed (and the fields that never matter)."""
+  flat = {k: v for k, v in run.flat.items()
+          if k != SEED_FIELD and not k.startswith(rp._IGNORED_FIELDS)}  # pylint: disable=protected-access
+  return json.dumps(flat, sort_keys=True, default=str)
+
+
+def _by_epoch(run: rp.Run) -> dict:
+  """{epoch: {key: value}}: per key, the last logged usable value of each epoch (a resumed run
+  that re-logged an epoch counts once), as `Run.metric_lines` reads it."""
+  out: dict = {}
+  for line in run.metrics:
+    if "epoch" not in line:
+      continue
+    merged = out.setdefault(line["epoch"], {})
+    merged.update({k: v for k, v in line.items() if rp._usable(v)})  # pylint: disable=protected-access
+  return out
+
+
+@dataclass
+class SeedGroup(rp.Run):
+  """The seed runs of one setting, read like one run: `metrics` holds the seed means per epoch
+  and `data` the common config with `seed` the list of seeds."""
+  members: list = field(default_factory=list)
+
+  @property
+  def seeds(self) -> list:
+    return [m.flat.get(SEED_FIELD) for m in self.members]
+
+  @property
+  def data_file(self) -> Path:
+    return self.members[0].data_file
+
+  @property
+  def embeddings_file(self) -> Path | None:
+    files = [m.embeddings_file for m in self.members]
+    return files[0] if all(files) else None
+
+  def embeddings(self):
+    return self.members[0].embeddings()
+
+
+def make_group(members: Sequence[rp.Run]) -> SeedGroup:
+  """A SeedGroup of runs that differ only in their seed (sorted by seed)."""
+  members = sorted(members, key=lambda r: (str(type(r.flat.get(SEED_FIELD))),
+                                           r.flat.get(SEED_FIELD)))
+  names = {setting_name(m.name) for m in members}
+  name = names.pop() if len(names) == 1 else members[0].name
+  data = copy.deepcopy(members[0].data)
+  data[SEED_FIELD] = [m.flat.get(SEED_FIELD) for m in members]
+  per_run = [_by_epoch(m) for m in members]
+  metrics = []
+  for epoch in sorted({e for table in per_run for e in table}):
+    line = {"epoch": epoch}
+    keys = {k for table in per_run for k in table.get(epoch, {})} - {"epoch"}
+    for key in sorted(keys):
+      values = [table[epoch][key] for table in per_run if key in table.get(epoch, {})]
+      kind, value = aggregate(values)
+      if kind is not None:
+        line[key] = value
+    metrics.append(line)
+  return SeedGroup(name=name, path=members[0].path.parent / name, kind="train", data=data,
+                   metrics=metrics, members=list(members))
+
+
+def group_settings(runs: Sequence[rp.Run]) -> list:
+  """Runs in order, the training runs of one setting merged into a SeedGroup (at the place of
+  its first member); a setting of one run stays that Run."""
+  by_key: dict = {}
+  for run in runs:
+    if run.kind == "train":
+      by_key.setdefault(setting_key(run), []).append(run)
+  out, seen = [], set()
+  for run in runs:
+    if run.kind != "train":
+      out.append(run)
+      continue
+    key = setting_key(run)
+    if key in seen:
+      continue
+    seen.add(key)
+    members = by_key[key]
+    out.append(members[0] if len(members) == 1 else make_group(members))
+  return out
+
+
+def has_seeds(settings: Sequence[rp.Run]) -> bool:
+  return any(isinstance(s, SeedGroup) for s in settings)
+
+
+def seed_slices(settings: Sequence[rp.Run]) -> list:
+  """[(seed, runs)]: for each seed, the run of that seed of every setting that has it, and
+  every UFM solve (settings are paired by seed value, as the sweep runs them)."""
+  members = [(s.members if isinstance(s, SeedGroup) else [s]) for s in settings
+             if s.kind == "train"]
+  seeds = sorted({m.flat.get(SEED_FIELD) for ms in members for m in ms}, key=str)
+  ufm = [s for s in settings if s.kind != "train"]
+  slices = []
+  for seed in seeds:
+    train = [m for ms in members for m in ms if m.flat.get(SEED_FIELD) == seed]
+    slices.append((seed, ufm + train))
+  return slices
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers of seed groups.
+
+
+class SeedNumbers(rp.Numbers):
+  """`Numbers` that also reads SeedGroups: their numbers are derived from the seed runs'."""
+
+  def _members_at(self, group: SeedGroup, epoch, key: str) -> list:
+    """[(seed, record)] of the seeds that logged a usable `key` at `epoch`."""
+    out = []
+    for m in group.members:
+      line = next((i for i in m.metric_lines(key) if m.metrics[i]["epoch"] == epoch), None)
+      if line is not None:
+        out.append((m.flat.get(SEED_FIELD), super().line_value(m, line, key)))
+    return out
+
+  @staticmethod
+  def _combine(pairs: list, **extra) -> dict | None:
+    """The seed aggregate of [(seed, record)]; NaN when a seed's number is missing (None or
+    NaN), as a missing number of a single run makes its verdicts undecidable."""
+    recs, seeds = [r for _, r in pairs], [s for s, _ in pairs]
+    values = [r["value"] for r in recs]
+    if any(v is None or (_is_number(v) and not math.isfinite(v)) for v in values):
+      return rp.Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra)
+    kind, value = aggregate(values)
+    if kind is None:
+      return None
+    return rp.Numbers.derived(kind, recs, value, **_spread(values), seeds=seeds, **extra)
+
+  def line_value(self, run, line, key):
+    if not isinstance(run, SeedGroup):
+      return super().line_value(run, line, key)
+    epoch = run.metrics[line]["epoch"]
+    return self._combine(self._members_at(run, epoch, key), epoch=epoch)
+
+  def final(self, run, key):
+    """A group's final value: the mean of each seed's final value."""
+    if not isinstance(run, SeedGroup):
+      return super().final(run, key)
+    pairs = [(m.flat.get(SEED_FIELD), super(SeedNumbers, self).final(m, key))
+             for m in run.members]
+    pairs = [(s, r) for s, r in pairs if r is not None]
+    return self._combine(pairs) if pairs else None
+
+  def series(self, run, key):
+    if not isinstance(run, SeedGroup):
+      return super().series(run, key)
+    member = [super(SeedNumbers, self).series(m, key) for m in run.members]
+    numeric = [s for s in member if all(_is_number(v) for v in s["values"])]
+    curve = mean_curve([(s["x"], s["values"]) for s in numeric])
+    line_of = {line["epoch"]: i for i, line in enumerate(run.metrics)}
+    return {**curve, "lines": [line_of[x] for x in curve["x"]], "x_key": "epoch", "key": key,
+            "derived": "mean", "from": numeric,
+            "seeds": [m.flat.get(SEED_FIELD) for m, s in zip(run.members, member)
+                      if s in numeric]}
+
+  def first_epoch(self, run, key, threshold, op):
+    if not isinstance(run, SeedGroup):
+      return super().first_epoch(run, key, threshold, op)
+    s = self.series(run, key)
+    hit = next((x for x, v in zip(s["x"], s["values"])
+                if ((v >= threshold) if op == "first_epoch_at_least" else (v < threshold))),
+               None)
+    return {"value": hit, "derived": op, "threshold": threshold, "from": [s], "key": key}
+
+  def computed(self, run, what):
+    if not isinstance(run, SeedGroup):
+      return super().computed(run, what)
+    pairs = [(m.flat.get(SEED_FIELD), super(SeedNumbers, self).computed(m, what))
+             for m in run.members]
+    if any(r is None for _, r in pairs):
+      return None
+    if what == "angle_values":
+      # One box per setting: the pairwise angles of every seed together.
+      return rp.Numbers.derived("pooled", [r for _, r in pairs],
+                                [v for _, r in pairs for v in r["value"]],
+                                seeds=[s for s, _ in pairs])
+    return self._combine(pairs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Verdicts over seeds.
+
+
+def _sources(node) -> list:
+  if isinstance(node, dict):
+    found = [node["source"]] if isinstance(node.get("source"), str) else []
+    return found + [s for v in node.values() for s in _sources(v)]
+  if isinstance(node, list):
+    return [s for v in node for s in _sources(v)]
+  return []
+
+
+def reads_training(verdict: dict) -> bool:
+  """Whether one of the verdict's numbers comes from a training run's files."""
+  return any(Path(s).name in TRAIN_FILES
+             for s in _sources([verdict["numbers"], verdict["conditions"]]))
+
+
+def _rename(text: str, names: dict) -> str:
+  for old in sorted(names, key=len, reverse=True):
+    text = re.sub(rf"(?<![\w.=+-]){re.escape(old)}(?![\w.=+-])", names[old], text)
+  return text
+
+
+def combine_verdicts(per_seed: Sequence[tuple[int, list]], names: dict) -> list:
+  """One verdict per claim and setup from the verdicts of each seed's runs.
+
+  `per_seed` is [(seed, verdicts of that seed)]; `names` maps seed run names to setting names
+  (for the rule and setup texts). Verdicts of different seeds pair up by (section, claim,
+  setup without the seed, occurrence). The combined verdict holds when it holds on every seed,
+  is inconclusive when a number is missing on some seed, and otherwise does not hold; its
+  conditions and numbers are those of all seeds (each condition tagged with its seed).
+  """
+  order, table = [], {}
+  for seed, verdicts in per_seed:
+    seen: dict = {}
+    for v in verdicts:
+      setup = _rename(_SEED_TEXT.sub("{seeds}", v["setup"]), names)
+      base = (v["section"], v["claim"], setup)
+      key = (*base, seen.get(base, 0))
+      seen[base] = seen.get(base, 0) + 1
+      if key not in table:
+        order.append(key)
+        table[key] = []
+      table[key].append((seed, v))
+  out = []
+  for key in order:
+    entries = table[key]
+    seeds = [s for s, _ in entries]
+    by = {o: [s for s, v in entries if v["verdict"] == o]
+          for o in ("holds", "does not hold", "inconclusive")}
+    outcome = ("inconclusive" if by["inconclusive"] else
+               "does not hold" if by["does not hold"] else "holds")
+    rules = list(dict.fromkeys(_rename(v["rule"], names) for _, v in entries))
+    first = entries[0][1]
+    out.append({
+        "section": first["section"], "claim": first["claim"],
+        "setup": key[2].replace("{seeds}", rp.seeds_text(seeds)),
+        "verdict": outcome,
+        "rule": f"on every seed ({len(seeds)}): " + " | ".join(rules),
+        "reference": first["reference"],
+        "conditions": [{**c, "seed": s} for s, v in entries for c in v["conditions"]],
+        "numbers": [n for _, v in entries for n in v["numbers"]],
+        "decided_on": "every seed", "seeds_total": len(seeds),
+        "seeds_holding": by["holds"], "seeds_failing": by["does not hold"],
+        "seeds_inconclusive": by["inconclusive"],
+        "seed_count": f"holds on {len(by['holds'])} of {len(seeds)} seeds",
+        "seed_verdicts": [{"seed": s, "verdict": v["verdict"]} for s, v in entries]})
+  return out
+
+
+def _record_seeds(node) -> list:
+  if isinstance(node, dict):
+    found = list(node.get("seeds", [])) if node.get("derived") in ("mean", "all") else []
+    return found + [s for v in node.values() for s in _record_seeds(v)]
+  if isinstance(node, list):
+    return [s for v in node for s in _record_seeds(v)]
+  return []
+
+
+def mark_on_means(verdict: dict) -> dict:
+  """A verdict decided on seed means, with the seeds it averages."""
+  seeds = sorted(set(_record_seeds(verdict["numbers"])), key=str)
+  return {**verdict, "decided_on": "seed means", "seeds_total": len(seeds), "seeds": seeds}
+
+
+_FIGURE_NOTES = {
+    "curves": "Settings run over several seeds (setup: seeds ...) are drawn as the mean over "
+              "their seeds on the union of the logged epochs, shaded from the min to the max "
+              "over the seeds (final values: error bars from min to max).",
+    "gram": "A setting run over several seeds shows the element-wise mean of its seeds' Gram "
+            "matrices and the mean of their dist_of.",
+    "angles": "A setting run over several seeds shows the angle values of all its seeds "
+              "together.",
+}
+
+
+def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hints) -> object:
+  """The report builder over seeds: figures and tables from the settings (seed means with
+  bands), verdicts per seed combined (see the module docstring). Returns the main builder,
+  whose `verdicts` are the combined ones."""
+  num = SeedNumbers(out_dir)
+  main = builder_cls(settings, out_dir, thresholds, hints, numbers=num,
+                     keep=lambda v, on_means: on_means or not reads_training(v)).build()
+  per_seed, names = [], {}
+  for seed, runs in seed_slices(settings):
+    mapping = {setting_name(r.name): r.name for r in runs if r.kind == "train"}
+    names.update({r.name: setting_name(r.name) for r in runs if r.kind == "train"})
+    slice_hints = dict(hints or {})
+    if "references" in slice_hints:
+      slice_hints["references"] = [{**ref, "run": mapping.get(ref["run"], ref["run"])}
+                                   for ref in slice_hints["references"]]
+    sub = builder_cls(runs, out_dir, thresholds, slice_hints, draw=False,
+                      keep=lambda v, on_means: not on_means and reads_training(v)).build()
+    per_seed.append((seed, sub.verdicts))
+  combined = combine_verdicts(per_seed, names)
+  kept = [mark_on_means(v) if v.pop("_on_means") else v for v in main.verdicts]
+  # Report order: the order of the claims in the main builder's run through the sections.
+  rank = {}
+  for i, v in enumerate(main.all_verdicts):
+    rank.setdefault((v["section"], v["claim"]), i)
+  merged = sorted(kept + combined, key=lambda v: rank.get((v["section"], v["claim"]),
+                                                          len(rank)))
+  main.verdicts = merged
+  for fig in main.figures:
+    fig.caption += " " + _FIGURE_NOTES.get(fig.id.rsplit("_", 1)[0], _FIGURE_NOTES["curves"])
+  return main
+
+
+def describe(settings: Sequence[rp.Run], num: rp.Numbers) -> list:
+  """report.json's list of training settings: name, seeds and the seed runs' folders."""
+  out = []
+  for s in settings:
+    if s.kind != "train":
+      continue
+    members = s.members if isinstance(s, SeedGroup) else [s]
+    out.append({"name": s.name, "seeds": [m.flat.get(SEED_FIELD) for m in members],
+                "runs": [m.name for m in members], "dirs": [num.rel(m.path) for m in members]})
+  return out
