@@ -275,9 +275,12 @@ def _load_run(name: str, path: Path) -> Run:
       metrics = _read_jsonl(metrics_path)
     except (OSError, UnicodeDecodeError) as e:
       raise ValueError(f"{metrics_path}: cannot be read ({e})") from None
-    if not any(metrics):
-      raise ValueError(f"{metrics_path}: no complete line")
     run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics)
+    # No logged epoch is a run that has just started, unless it has finished (the trainer
+    # writes embeddings_final.npz last): then its metrics were lost.
+    if not any(metrics) and run.embeddings_file is not None:
+      raise ValueError(f"{metrics_path}: no complete line, although the run finished "
+                       f"({run.embeddings_file.name} exists)")
   if not isinstance(run.data, dict):
     raise ValueError(f"{run.data_file}: not a JSON object")
   if run.embeddings_file is not None:
