@@ -251,16 +251,52 @@ def discover(paths: Sequence[str | os.PathLike]) -> list[Run]:
       raise ReportError(f"{path}: neither a UFM result (result.json) nor a training workdir "
                         "(metrics.jsonl + config.json), and holds none")
     folders.extend(found)
-  runs, names = [], set()
+  runs, names, broken = [], set(), []
   for path in folders:
     name = path.name if path.name not in names else f"{path.parent.name}/{path.name}"
     names.add(name)
-    if _is_ufm(path):
-      runs.append(Run(name, path, "ufm", json.loads((path / "result.json").read_text())))
-    else:
-      runs.append(Run(name, path, "train", json.loads((path / "config.json").read_text()),
-                      _read_jsonl(path / "metrics.jsonl")))
+    try:
+      runs.append(_load_run(name, path))
+    except ValueError as e:
+      # A run folder broken by a fault (a kill mid-write, a full disk) costs its own run only.
+      broken.append(str(e))
+      print(f"report: warning: {name} left out: {e}", file=sys.stderr)
+  if not runs:
+    raise ReportError(f"no readable run: {'; '.join(broken)}")
   return runs
+
+
+def _load_run(name: str, path: Path) -> Run:
+  """One run folder as a `Run`; a file that cannot be read raises `ValueError` naming it."""
+  from geometry import runfiles  # pylint: disable=g-import-not-at-top
+  if _is_ufm(path):
+    run = Run(name, path, "ufm", runfiles.read_json(path / "result.json"))
+  else:
+    metrics_path = path / "metrics.jsonl"
+    try:
+      metrics = _read_jsonl(metrics_path)
+    except (OSError, UnicodeDecodeError) as e:
+      raise ValueError(f"{metrics_path}: cannot be read ({e})") from None
+    run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics)
+    # No logged epoch is a run that has just started, unless it has finished (the trainer
+    # writes embeddings_final.npz last): then its metrics were lost.
+    if not any(metrics) and run.embeddings_file is not None:
+      raise ValueError(f"{metrics_path}: no complete line, although the run finished "
+                       f"({run.embeddings_file.name} exists)")
+  if not isinstance(run.data, dict):
+    raise ValueError(f"{run.data_file}: not a JSON object")
+  if run.embeddings_file is not None:
+    # Header and size only (a memory map, the zip directory): the arrays load when drawn.
+    try:
+      if run.embeddings_file.suffix == ".npy":
+        np.load(run.embeddings_file, mmap_mode="r")
+      else:
+        with np.load(run.embeddings_file) as npz:
+          npz.files  # pylint: disable=pointless-statement
+    except Exception as e:  # a truncated .npy / .npz raises one of several errors
+      raise ValueError(f"{run.embeddings_file}: cannot be read "
+                       f"({type(e).__name__}: {e})") from None
+  return run
 
 
 # ----------------------------------------------------------------------------------------------

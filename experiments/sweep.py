@@ -58,7 +58,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from experiments import __version__
+from experiments import __version__, reuse
+from geometry import runfiles
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "experiments" / "configs"
@@ -299,13 +300,14 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
                        + ", ".join(r["name"] for r in exp["runs"]))
     runs = [r for r in runs if r["name"] in only or r.get("setting") in only]
   state_path = out_dir / "sweep.json"
-  state = json.loads(state_path.read_text()) if state_path.exists() else {}
+  state = _read_state(state_path, log) if state_path.exists() else {}
   state.update({"experiment": exp["name"], "preset": exp.get("preset"),
                 "title": exp.get("title")})
   state.setdefault("runs", {})
   summary = {"runs": {}, "failed": [], "report": None}
   if not dry_run:
     (out_dir / "logs").mkdir(parents=True, exist_ok=True)
+    _write_state(state_path, state)
   for i, run in enumerate(runs, 1):
     run_dir = out_dir / run["name"]
     run_overrides = overrides if run["kind"] == "train" else None
@@ -322,6 +324,13 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
     old_sig = state["runs"].get(run["name"], {}).get("signature")
     if before != "new" and old_sig is not None and old_sig != sig:
       log(f"{prefix}: FAILED: {run_dir} was made by a different command; remove it (or use "
+          "another output folder) to run this one")
+      summary["failed"].append(run["name"])
+      summary["runs"][run["name"]] = {**entry, "status": "conflict"}
+      continue
+    reason = reuse.mismatch(run, run_dir, run_overrides) if before == "done" else None
+    if reason:
+      log(f"{prefix}: FAILED: {run_dir} holds another run: {reason}; remove it (or use "
           "another output folder) to run this one")
       summary["failed"].append(run["name"])
       summary["runs"][run["name"]] = {**entry, "status": "conflict"}
@@ -378,9 +387,23 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
 
 
 def _write_state(path: Path, state: dict) -> None:
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(state, indent=1))
-  tmp.replace(path)
+  runfiles.write_json(path, state)
+
+
+def _read_state(path: Path, log: Callable[[str], None]) -> dict:
+  """The sweep's record; a broken one is kept aside as sweep.json.broken and started afresh
+  (each finished folder still describes itself, see `experiments.reuse`)."""
+  try:
+    state = runfiles.read_json(path)
+    if isinstance(state, dict) and isinstance(state.get("runs", {}), dict):
+      return state
+    reason = f"{path}: not a sweep record"
+  except ValueError as e:
+    reason = str(e)
+  aside = path.with_name(path.name + ".broken")
+  path.replace(aside)
+  log(f"warning: {reason}; kept as {aside.name}, the record starts afresh")
+  return {}
 
 
 def _last_line(path: Path) -> str:

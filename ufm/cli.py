@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 
 import numpy as np
 
 from geometry import runfiles
 from ufm import __version__
+from ufm import outdir
 from ufm import problem as problem_lib
 from ufm.problem import ProblemError
 
@@ -75,6 +75,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="UFM+ SCL: skip the warm-up phase (balanced anchor weights, peaky-rows "
                           "reward, noise)")
   solve.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+  solve.add_argument("--overwrite", action="store_true",
+                     help="replace a result of another problem in --out (its files are removed); "
+                          "a result of the same problem is replaced without it")
   solve.add_argument("--quiet", action="store_true", help="no summary on stdout")
 
   check = sub.add_parser("check-batches", help="print the C1/C2 certificate of a schedule file")
@@ -241,29 +244,18 @@ def build_result(problem, options, solution) -> dict:
 
 
 def write_outputs(out_dir, problem, solution, result) -> None:
-  """result.json, embeddings.npy (best seed), labels.npy and gram.png."""
-  os.makedirs(out_dir, exist_ok=True)
+  """embeddings.npy (best seed), labels.npy, classifier.npy (CE), gram.png, then result.json,
+  the completion marker, last (`ufm.outdir.commit_outputs`)."""
   best = int(np.nanargmin(solution.loss))
-  with open(os.path.join(out_dir, "result.json"), "w") as f:
-    json.dump(result, f, indent=1, default=_json_default)
-  np.save(os.path.join(out_dir, "embeddings.npy"), solution.embeddings[best])
-  np.save(os.path.join(out_dir, "labels.npy"), problem.labels)
+  files = {"embeddings.npy": lambda f: np.save(f, solution.embeddings[best]),
+           "labels.npy": lambda f: np.save(f, problem.labels)}
   if solution.classifier is not None:
-    np.save(os.path.join(out_dir, "classifier.npy"), solution.classifier[best])
-  _plot_gram(os.path.join(out_dir, "gram.png"), result)
+    files["classifier.npy"] = lambda f: np.save(f, solution.classifier[best])
+  files["gram.png"] = lambda f: _plot_gram(f, result)
+  outdir.commit_outputs(out_dir, files, result)
 
 
-def _json_default(x):
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  if isinstance(x, np.bool_):
-    return bool(x)
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  raise TypeError(f"not JSON serialisable: {type(x)}")
-
-
-def _plot_gram(path, result) -> None:
+def _plot_gram(target, result) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -282,7 +274,7 @@ def _plot_gram(path, result) -> None:
                f"dist_of {result['dist_of']:.2e}, dist_etf {result['dist_etf']:.2e}",
                fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(target, format="png", dpi=120)
   plt.close(fig)
 
 
@@ -310,6 +302,7 @@ def summary(result, out_dir) -> str:
 
 def _cmd_solve(args) -> int:
   problem = _problem_from_args(args)
+  outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
   # Imported here so that bad input is rejected before JAX starts.
   from ufm import solver as solver_lib
   options = solver_lib.SolverOptions(
@@ -357,6 +350,9 @@ def main(argv=None) -> int:
   except ProblemError as e:
     print(f"ufm: error: {e}", file=sys.stderr)
     return 2
+  except outdir.OutputError as e:
+    print(f"ufm: error: {e}", file=sys.stderr)
+    return 1
   except BrokenPipeError:
     # The reader went away (e.g. `| head`): nothing left to say.
     sys.stderr.close()

@@ -1,0 +1,49 @@
+"""The report reads run folders that a fault left broken: each broken run is named on one
+line of stderr and left out, and every good run is still reported."""
+
+import json
+
+import numpy as np
+
+from experiments_synthetic import make_synthetic_runs
+from experiments import report
+
+
+def test_broken_files_are_named_and_the_good_runs_reported(tmp_path, capsys):
+  root = make_synthetic_runs(tmp_path)
+  good = sorted(p.name for p in root.iterdir())
+  # A result.json cut short by a kill, an empty metrics.jsonl (a kill inside a rewrite), a
+  # config.json that is not JSON, and embeddings.npy cut short.
+  text = (root / "ufm_plus" / "result.json").read_text()
+  (root / "ufm_plus" / "result.json").write_text(text[: len(text) // 2])
+  (root / "relu_R10" / "metrics.jsonl").write_text("")
+  (root / "relu_R1" / "config.json").write_bytes(b"\xff\xfe not json")
+  emb = (root / "ufm" / "embeddings.npy").read_bytes()
+  (root / "ufm" / "embeddings.npy").write_bytes(emb[: len(emb) // 2])
+  broken = {"ufm_plus": "result.json", "relu_R10": "metrics.jsonl", "relu_R1": "config.json",
+            "ufm": "embeddings.npy"}
+
+  code = report.main([str(root), "--out", str(tmp_path / "report")])
+  _, err = capsys.readouterr()
+  assert code == 0, err
+  assert "Traceback" not in err
+  lines = err.strip().splitlines()
+  assert len(lines) == len(broken)
+  for name, file in broken.items():
+    [line] = [l for l in lines if f"{name}/{file}" in l]
+    assert line.startswith("report: warning:") and "left out" in line
+  shown = json.loads((tmp_path / "report" / "report.json").read_text())
+  assert sorted(r["name"] for r in shown["runs"]) == sorted(set(good) - set(broken))
+
+
+def test_no_readable_run_is_one_line_and_exit_2(tmp_path, capsys):
+  run = tmp_path / "only"
+  run.mkdir()
+  (run / "result.json").write_text('{"loss": 1.0, "dim"')
+  code = report.main([str(run), "--out", str(tmp_path / "report")])
+  _, err = capsys.readouterr()
+  assert code == 2 and "Traceback" not in err
+  assert err.strip().splitlines()[-1].startswith("report: error:")
+  assert "only/result.json" in err
+  assert not (tmp_path / "report" / "report.json").exists()
+  np.testing.assert_equal(sorted(p.name for p in run.iterdir()), ["result.json"])

@@ -1,0 +1,137 @@
+"""`ufm solve --out`: an unusable folder is refused before the work, another problem's result is
+not overwritten silently, and result.json (the completion marker) is written last."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ufm import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL = ["solve", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--steps", "40", "--quiet"]
+
+
+def _run(argv, capsys):
+  try:
+    code = cli.main(argv)
+  except SystemExit as e:
+    code = e.code
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
+def _one_line(err):
+  return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.fixture
+def no_solve(monkeypatch):
+  """Fails the test if the solver runs: the check must come before the work."""
+  from ufm import solver
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("the solve ran before the output folder was checked")
+  monkeypatch.setattr(solver, "solve", refuse)
+
+
+@pytest.mark.parametrize("where", ["file", "under_file", "empty", "unwritable"])
+def test_unusable_out_is_refused_before_the_solve(where, tmp_path, capsys, no_solve):
+  a_file = tmp_path / "a_file"
+  a_file.write_text("keep me")
+  out = {"file": str(a_file), "under_file": str(a_file / "sub"), "empty": "",
+         "unwritable": "/sys/ufm-out-test"}[where]
+  code, _, err = _run(SMALL + ["--out", out], capsys)
+  assert code == 2 and _one_line(err) and err.startswith("ufm: error: --out"), err
+  assert a_file.read_text() == "keep me"
+
+
+def test_read_only_out_is_refused_before_the_solve(tmp_path, capsys, no_solve):
+  if os.geteuid() == 0:
+    pytest.skip("root writes into read-only folders (the /sys case covers an unwritable one)")
+  out = tmp_path / "ro"
+  out.mkdir()
+  out.chmod(0o500)
+  try:
+    code, _, err = _run(SMALL + ["--out", str(out)], capsys)
+  finally:
+    out.chmod(0o700)
+  assert code == 2 and _one_line(err) and "cannot be written" in err
+
+
+def test_another_problem_is_refused_and_overwrite_clears_its_files(tmp_path, capsys):
+  out = str(tmp_path / "run")
+  ce = ["solve", "--sizes", "3,3", "--dim", "2", "--loss", "ce", "--steps", "40", "--quiet"]
+  assert _run(ce + ["--out", out], capsys)[0] == 0
+  assert os.path.exists(os.path.join(out, "classifier.npy"))
+  before = open(os.path.join(out, "result.json")).read()
+
+  code, _, err = _run(SMALL + ["--out", out], capsys)
+  assert code == 2 and _one_line(err) and "--overwrite" in err and "another problem" in err
+  assert open(os.path.join(out, "result.json")).read() == before   # nothing lost
+
+  code, _, err = _run(SMALL + ["--out", out, "--overwrite"], capsys)
+  assert code == 0, err
+  assert sorted(f for f in os.listdir(out)) == ["embeddings.npy", "gram.png", "labels.npy",
+                                               "result.json"]
+  result = json.load(open(os.path.join(out, "result.json")))
+  assert result["problem"]["loss"] == "scl" and result["sizes"] == [3, 3]
+
+
+def test_the_same_problem_again_replaces_its_result(tmp_path, capsys):
+  out = str(tmp_path / "run")
+  assert _run(SMALL + ["--out", out], capsys)[0] == 0
+  code, _, err = _run(SMALL[:-3] + ["--steps", "60", "--quiet", "--out", out], capsys)
+  assert code == 0, err
+  assert json.load(open(os.path.join(out, "result.json")))["solver"]["steps_budget"] == 60
+
+
+def test_a_kill_while_writing_leaves_no_marker(tmp_path, capsys, monkeypatch):
+  # The plot is drawn after the arrays: a solve stopped there must not look finished.
+  def killed(*args, **kwargs):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(cli, "_plot_gram", killed)
+  out = tmp_path / "run"
+  code, _, _ = _run(SMALL + ["--out", str(out)], capsys)
+  assert code == 130
+  assert not (out / "result.json").exists()
+  assert not (out / "embeddings.npy").exists()
+
+
+def test_a_kill_while_writing_keeps_the_earlier_result(tmp_path, capsys, monkeypatch):
+  out = tmp_path / "run"
+  assert _run(SMALL + ["--out", str(out)], capsys)[0] == 0
+  files = {name: (out / name).read_bytes() for name in os.listdir(out)}
+  monkeypatch.setattr(cli, "_plot_gram", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+  assert _run(SMALL + ["--out", str(out)], capsys)[0] == 130
+  assert {name: (out / name).read_bytes() for name in os.listdir(out)} == files
+
+
+def _small_files_only(limit):
+  def apply():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+  return apply
+
+
+def test_disk_full_while_writing_is_one_line_and_keeps_the_earlier_result(tmp_path):
+  # 400 rows x 2 dims of float64 is 6.4 kB: a file-size limit of 4 kB makes embeddings.npy
+  # fail the way a full disk does, after the solve.
+  out = tmp_path / "run"
+  argv = [sys.executable, "-m", "ufm.cli", "solve", "--sizes", "200,200", "--dim", "2",
+          "--tau", "1", "--steps", "20", "--quiet", "--out", str(out)]
+  env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+  first = subprocess.run(argv[:-1] + [str(out)], capture_output=True, text=True, cwd=ROOT,
+                         env=env)
+  assert first.returncode == 0, first.stderr
+  files = {name: (out / name).read_bytes() for name in os.listdir(out)}
+  full = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env,
+                        preexec_fn=_small_files_only(4096))
+  assert full.returncode == 1, full.stderr
+  assert _one_line(full.stderr) and "cannot write the results" in full.stderr, full.stderr
+  assert {name: (out / name).read_bytes() for name in os.listdir(out)} == files
