@@ -18,8 +18,11 @@ in a persistent cache (``config.compilation_cache_dir``, see `deepnet.compilatio
 a resumed run and equal-shape runs of a sweep skip recompiling; ``--nocompilation_cache``
 turns it off. ``--help`` lists the flags, ``--version`` prints the version.
 
-Bad input (an unknown flag, a bad config value, a data set that is not prepared, a workdir of
-another run) prints one line on stderr and exits with status 2.
+Bad input (an unknown flag, a bad config value, a config file that does not load, a data set
+that is not prepared, a workdir that is a file or holds another run or is in use) prints one
+line on stderr and exits with status 2. Faults during the run print one line too (see
+``docs/faults_training.md``): divergence and an unwritable workdir (disk full) exit 1, SIGTERM
+and SIGINT save a checkpoint at the next step boundary and exit 143 and 130.
 """
 
 from __future__ import annotations
@@ -119,6 +122,17 @@ def _one_line(error: BaseException) -> str:
   return text or type(error).__name__
 
 
+def _write_error(error: BaseException) -> OSError | None:
+  """The OSError (disk full, read-only, ...) behind ``error``, following its causes."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno is not None:
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv if argv is None else argv)
   if any(arg in _HELP_ARGS for arg in argv[1:]):
@@ -127,6 +141,20 @@ def main(argv: list[str] | None = None) -> int:
   if "--version" in argv[1:]:
     print(f"scl-train {__version__}")
     return 0
+  from deepnet import interrupts  # pylint: disable=g-import-not-at-top
+  interrupts.raise_on_signals()
+  try:
+    return _main(argv)
+  except interrupts.Stopped as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    return e.exit_code
+  except KeyboardInterrupt:
+    print("error: interrupted during start-up, before any training step; nothing to resume "
+          "from yet", file=sys.stderr)
+    return 130
+
+
+def _main(argv: list[str]) -> int:
   try:
     # ml_collections reports a bad override as AttributeError / KeyError / ValueError /
     # TypeError, and a config file that fails to load as OSError when it is first used.
@@ -137,7 +165,16 @@ def main(argv: list[str] | None = None) -> int:
       raise UsageError("--workdir=DIR is required")
     config = _CONFIG.value
     config.get("loss")
-  except (AttributeError, KeyError) as e:
+  except AttributeError as e:
+    if "get_config" in str(e):
+      print(f"error: config file {_config_path(argv)} defines no "
+            "get_config(); see experiments/configs/ for examples", file=sys.stderr)
+      return 2
+    field = _one_line(e).strip("\"'")
+    print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
+          file=sys.stderr)
+    return 2
+  except KeyError as e:
     field = _one_line(e).strip("\"'")
     print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
           file=sys.stderr)
@@ -145,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
   except (flags.Error, UsageError, ValueError, TypeError, OSError, SyntaxError,
           ImportError) as e:
     print(f"error: {_one_line(e)}", file=sys.stderr)
+    return 2
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever a config file raises while it is executed (NameError, ZeroDivisionError, ...).
+    print(f"error: config file {_config_path(argv)} does not load: {type(e).__name__}: "
+          f"{_one_line(e)}", file=sys.stderr)
     return 2
 
   # Imported after the flags so that `--help` and usage errors answer fast.
@@ -167,14 +209,34 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   try:
     trainer.run()
-  except train_lib.ConfigError as e:   # e.g. a workdir that holds another run
+  except train_lib.ConfigError as e:   # e.g. a workdir that holds another run, or in use
     print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    print("interrupted; start the same command again to resume from the last checkpoint",
-          file=sys.stderr)
+  except train_lib.Diverged as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:   # multi-process runs, which leave SIGINT to Python
+    print("error: interrupted; start the same command again to resume from the last "
+          "checkpoint", file=sys.stderr)
     return 130
+  except Exception as e:  # pylint: disable=broad-except
+    os_error = _write_error(e)
+    if os_error is None:
+      raise
+    print(f"error: cannot write the run's files ({_one_line(os_error)}); what was written "
+          f"before is intact: fix that and start the same command again to resume from the "
+          "last checkpoint", file=sys.stderr)
+    return 1
   return 0
+
+
+def _config_path(argv: list[str]) -> str:
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return "(--config)"
 
 
 if __name__ == "__main__":

@@ -62,9 +62,12 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from deepnet import checkpoints as checkpoints_lib
 from deepnet import data as data_lib
+from deepnet import interrupts
 from deepnet import models
 from deepnet import tensorboard_events
+from deepnet import workdir as workdir_lib
 from geometry import batching as batching_lib
 from geometry import frames
 from geometry import losses
@@ -86,6 +89,9 @@ TIMING_KEYS = ("seconds", "images_per_second")
 RESUME_IGNORED_KEYS = ("distributed", "checkpoint_every_epochs", "eval_batch_size",
                        "data.data_dir", "data.download", "tensorboard", "compilation_cache_dir")
 
+# Mid-epoch checkpoints written when a signal stops a run (deepnet.interrupts).
+PREEMPTED_DIR = "checkpoints_preempted"
+
 LOSSES = ("scl", "ce")
 BATCHINGS = ("shuffle", "fixed")
 LR_SCHEDULES = ("multistep", "cosine")
@@ -93,6 +99,14 @@ LR_SCHEDULES = ("multistep", "cosine")
 
 class ConfigError(ValueError):
   """A config that cannot describe a run (bad value, inconsistent fields, foreign workdir)."""
+
+
+class Diverged(RuntimeError):
+  """The loss or the parameters became non-finite; nothing of that epoch was saved."""
+
+
+# The train state's step counter (and the lr schedule's boundaries) are int32.
+MAX_STEPS = 2**31 - 1
 
 
 @flax.struct.dataclass
@@ -219,13 +233,16 @@ def validate_config(config) -> None:
   check(int(config.get("binding", 0)) >= 0, f"binding must be >= 0, got {config.get('binding')}")
   check(int(config.batch_size) >= 2, f"batch_size must be >= 2, got {config.batch_size}")
   check(int(config.num_epochs) >= 1, f"num_epochs must be >= 1, got {config.num_epochs}")
-  check(float(config.lr) > 0, f"lr must be > 0, got {config.lr}")
+  check(math.isfinite(float(config.lr)) and float(config.lr) > 0,
+        f"lr must be finite and > 0, got {config.lr}")
   check(0 <= float(config.momentum) < 1, f"momentum must be in [0, 1), got {config.momentum}")
-  check(float(config.weight_decay) >= 0, f"weight_decay must be >= 0, got {config.weight_decay}")
+  check(math.isfinite(float(config.weight_decay)) and float(config.weight_decay) >= 0,
+        f"weight_decay must be finite and >= 0, got {config.weight_decay}")
   check(config.get("lr_schedule", "multistep") in LR_SCHEDULES,
         f"lr_schedule must be one of {LR_SCHEDULES}, got {config.get('lr_schedule')!r}")
-  check(float(config.get("lr_decay_factor", 0.1)) > 0,
-        f"lr_decay_factor must be > 0, got {config.get('lr_decay_factor')}")
+  check(math.isfinite(float(config.get("lr_decay_factor", 0.1)))
+        and float(config.get("lr_decay_factor", 0.1)) > 0,
+        f"lr_decay_factor must be finite and > 0, got {config.get('lr_decay_factor')}")
   check(int(config.get("checkpoint_every_epochs", 10)) >= 1,
         f"checkpoint_every_epochs must be >= 1, got {config.get('checkpoint_every_epochs')}")
   check(int(config.get("eval_batch_size", 1000)) >= 1,
@@ -345,6 +362,10 @@ class Trainer:
     validate_config(config)
     self.config = config
     self.workdir = os.path.abspath(workdir)
+    try:
+      workdir_lib.check_usable(self.workdir)
+    except workdir_lib.WorkdirError as e:
+      raise ConfigError(str(e)) from None
     self.loss_kind = config.loss
     self.temperature = float(config.temperature)
     self.loss_scale = float(config.get("loss_scale", 1.0))
@@ -373,6 +394,10 @@ class Trainer:
     self.steps_per_epoch = self.num_train // self.batch_size
     self.rows_per_batch = self.batch_size + len(self.binding)   # G, before the views
     self.num_epochs = int(config.num_epochs)
+    if self.num_epochs * self.steps_per_epoch > MAX_STEPS:
+      raise ConfigError(f"num_epochs={self.num_epochs} x {self.steps_per_epoch} steps/epoch "
+                        f"exceeds the {MAX_STEPS} steps an int32 step counter holds; use "
+                        f"num_epochs <= {MAX_STEPS // self.steps_per_epoch}")
     self.log_epochs = resolve_log_epochs(config)
     self.majority = [int(c) for c in ds.majority]
 
@@ -419,6 +444,8 @@ class Trainer:
     self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1),
                               out_shardings=self.replicated)
     self.embed = jax.jit(self._embed, out_shardings=self.replicated)
+    self.finite_check = jax.jit(lambda params, loss_sum: (loss_sum, jnp.all(jnp.asarray(
+        [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))))
     self._train_x = None
     self._test_x = None
     self._union_unique = False
@@ -578,33 +605,82 @@ class Trainer:
 
   # -- files -------------------------------------------------------------------------------
 
-  def _checkpoint_manager(self):
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    options = ocp.CheckpointManagerOptions(max_to_keep=3, create=True,
-                                           enable_async_checkpointing=False)
-    return ocp.CheckpointManager(os.path.join(self.workdir, "checkpoints"), options=options)
+  def _checkpoint_manager(self, name: str = "checkpoints", max_to_keep: int = 3):
+    return checkpoints_lib.create_manager(os.path.join(self.workdir, name),
+                                          max_to_keep=max_to_keep)
 
   def _save(self, manager, epoch: int, state: TrainState) -> None:
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    manager.save(epoch, args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
-                 force=True)
-    manager.wait_until_finished()
+    checkpoints_lib.save(manager, epoch, flax.serialization.to_state_dict(state),
+                         write_sums=_is_main_process())
+    # An epoch checkpoint supersedes any mid-epoch (preemption) checkpoint before it.
+    if _is_main_process() and os.path.isdir(os.path.join(self.workdir, PREEMPTED_DIR)):
+      preempted = self._checkpoint_manager(PREEMPTED_DIR, max_to_keep=1)
+      checkpoints_lib.delete_all(preempted)
+      preempted.close()
 
-  def _restore(self, manager, epoch: int, template: TrainState) -> TrainState:
-    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-    abstract = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated),
-        flax.serialization.to_state_dict(template))
-    restored = manager.restore(epoch, args=ocp.args.StandardRestore(abstract))
-    return flax.serialization.from_state_dict(template, restored)
+  def _abstract(self, tree):
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.replicated), tree)
+
+  def _restore(self, manager, template: TrainState) -> tuple[int, TrainState]:
+    """(epoch, state) of the newest epoch checkpoint that verifies and restores; (0,
+    template) when there is none. Corrupt ones are reported and moved aside."""
+    def check(epoch, tree):
+      step = int(np.asarray(tree["step"]))
+      want = epoch * self.steps_per_epoch
+      return None if step == want else f"holds step {step}, expected {want}"
+
+    epoch, restored = checkpoints_lib.restore_latest(
+        manager, self._abstract(flax.serialization.to_state_dict(template)), check=check,
+        log=_log, what="checkpoint of epoch", move_aside=_is_main_process())
+    if restored is None:
+      return 0, template
+    return epoch, flax.serialization.from_state_dict(template, restored)
+
+  def _restore_preempted(self, template: TrainState, after_step: int):
+    """(state, loss_sum) of a mid-epoch checkpoint newer than ``after_step``, else None."""
+    if not os.path.isdir(os.path.join(self.workdir, PREEMPTED_DIR)):
+      return None
+    manager = self._checkpoint_manager(PREEMPTED_DIR, max_to_keep=1)
+    abstract = {"state": self._abstract(flax.serialization.to_state_dict(template)),
+                "loss_sum": self._abstract(np.zeros((), np.float32))}
+
+    def check(step, tree):
+      held = int(np.asarray(tree["state"]["step"]))
+      return None if held == step else f"holds step {held}, expected {step}"
+
+    step, restored = checkpoints_lib.restore_latest(
+        manager, abstract, check=check, log=_log, what="mid-epoch checkpoint of step",
+        move_aside=_is_main_process())
+    manager.close()
+    if restored is None or step <= after_step:
+      return None
+    return (flax.serialization.from_state_dict(template, restored["state"]),
+            restored["loss_sum"])
+
+  def _save_preempted(self, state: TrainState, loss_sum) -> None:
+    manager = self._checkpoint_manager(PREEMPTED_DIR, max_to_keep=1)
+    checkpoints_lib.save(manager, int(state.step),
+                         {"state": flax.serialization.to_state_dict(state),
+                          "loss_sum": loss_sum}, write_sums=_is_main_process())
+    manager.close()
+
+  def _health(self, state: TrainState, loss_sum) -> str | None:
+    """None while the epoch's loss and every parameter are finite, else what is not."""
+    loss, params_ok = jax.device_get(self.finite_check(state.params, loss_sum))
+    if not math.isfinite(float(loss)):
+      return f"loss {float(loss)}"
+    return None if bool(params_ok) else "parameters not finite"
 
   def _prepare_workdir(self) -> None:
     """Writes config.json, or checks that an existing one describes the same run."""
     path = os.path.join(self.workdir, "config.json")
     current = config_to_dict(self.config)
     if os.path.exists(path):
-      with open(path) as f:
-        stored = json.load(f)
+      try:
+        stored = runfiles.read_json(path)
+      except ValueError as e:
+        raise ConfigError(f"{e}; remove it (or the workdir) to start this run afresh") from None
       diff = _diff_keys(_without_keys(stored, RESUME_IGNORED_KEYS),
                         _without_keys(current, RESUME_IGNORED_KEYS))
       if diff:
@@ -631,29 +707,13 @@ class Trainer:
       _write_json_atomically(os.path.join(self.workdir, "run.json"), info)
 
   def _truncate_metrics(self, last_epoch: int) -> None:
-    """Keeps the metrics lines of epochs <= last_epoch (those after the checkpoint are
-    recomputed, so the file ends up equal to an uninterrupted run's)."""
-    path = os.path.join(self.workdir, "metrics.jsonl")
-    if not _is_main_process() or not os.path.exists(path):
-      return
-    kept = []
-    with open(path) as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          break  # a line cut by a kill; everything after it is recomputed
-        if record.get("epoch", 0) <= last_epoch:
-          kept.append(json.dumps(record))
-    with open(path, "w") as f:
-      f.write("".join(line + "\n" for line in kept))
+    """Keeps the metrics lines of epochs <= last_epoch, atomically (deepnet.workdir)."""
+    if _is_main_process():
+      workdir_lib.truncate_metrics(self.workdir, last_epoch)
 
   def _append_metrics(self, record: dict) -> None:
     if _is_main_process():
-      with open(os.path.join(self.workdir, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps(_json_ready(record)) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+      workdir_lib.append_metrics(self.workdir, record)
 
   def _save_embeddings(self, train_emb: np.ndarray, test_emb: np.ndarray) -> None:
     if _is_main_process():
@@ -668,19 +728,43 @@ class Trainer:
 
   def run(self) -> RunResult:
     """Trains from the last checkpoint (or from scratch) to ``num_epochs``; see the module
-    docstring for what is written."""
+    docstring for what is written.
+
+    The workdir is locked for the whole run (``deepnet.workdir.WorkdirLock``; a second process
+    gets ConfigError naming the holder). SIGTERM / SIGINT stop the run at the next step
+    boundary with a checkpoint and raise ``deepnet.interrupts.Stopped``; a non-finite loss or
+    parameter raises ``Diverged`` before anything of that epoch is saved.
+    """
+    lock = workdir_lib.WorkdirLock(self.workdir)
+    try:
+      if _is_main_process():
+        lock.acquire()
+    except workdir_lib.WorkdirError as e:
+      raise ConfigError(str(e)) from None
+    try:
+      # Several processes must stop at the same step; only a single one handles signals.
+      with interrupts.StopSignals(install=jax.process_count() == 1) as stop:
+        return self._run(stop)
+    finally:
+      lock.release()
+
+  def _run(self, stop: interrupts.StopSignals) -> RunResult:
     self._prepare_workdir()
     train_x, train_y, _, row_mask = self._device_data()
     manager = self._checkpoint_manager()
     state = self.initial_state()
-    start_epoch = manager.latest_step() or 0
-    if start_epoch:
-      state = self._restore(manager, start_epoch, state)
+    start_epoch, state = self._restore(manager, state)
+    resume_offset, resume_loss = 0, None
+    preempted = self._restore_preempted(state, start_epoch * self.steps_per_epoch)
+    if preempted is not None:
+      state, resume_loss = preempted
+      start_epoch, resume_offset = divmod(int(state.step), self.steps_per_epoch)
+      _log(f"resuming {self.workdir} from the mid-epoch checkpoint of epoch {start_epoch + 1} "
+           f"step {resume_offset}/{self.steps_per_epoch}")
+    elif start_epoch:
       _log(f"resuming {self.workdir} from the checkpoint of epoch {start_epoch}")
     self._truncate_metrics(start_epoch)
-    if int(state.step) != start_epoch * self.steps_per_epoch:
-      raise RuntimeError(f"checkpoint of epoch {start_epoch} holds step {int(state.step)}, "
-                         f"expected {start_epoch * self.steps_per_epoch}")
+    last_saved = start_epoch
     if start_epoch >= self.num_epochs:
       _log(f"{self.workdir} finished all {self.num_epochs} epochs; recomputing the final "
            "embeddings")
@@ -699,16 +783,20 @@ class Trainer:
       epoch_start = time.time()
       schedule, padded = self.padded_schedule(epoch)
       device_schedule = self._global_array(padded, self.schedule_sharding)
-      loss_sum = self._global_array(np.zeros((), np.float32), self.replicated)
+      first_step = resume_offset if epoch == start_epoch + 1 else 0
+      loss_sum = (resume_loss if first_step else
+                  self._global_array(np.zeros((), np.float32), self.replicated))
       bar = None
       if show_bar:
         from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.num_epochs}",
-                   leave=False, file=sys.stderr)
+        bar = tqdm(total=self.steps_per_epoch, initial=first_step,
+                   desc=f"epoch {epoch}/{self.num_epochs}", leave=False, file=sys.stderr)
       refresh = max(1, self.steps_per_epoch // 10)
-      for i in range(self.steps_per_epoch):
+      for i in range(first_step, self.steps_per_epoch):
         state, loss_sum = self.train_step(state, loss_sum, device_schedule, row_mask,
                                           train_x, train_y)
+        if stop.requested and i + 1 < self.steps_per_epoch:
+          self._stop(stop.signum, epoch, state, loss_sum, i + 1)
         if bar is not None:
           bar.update(1)
           if (i + 1) % refresh == 0 or i + 1 == self.steps_per_epoch:
@@ -716,6 +804,11 @@ class Trainer:
             bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", img_s=f"{rate:.0f}")
       if bar is not None:
         bar.close()
+      problem = self._health(state, loss_sum)
+      if problem is not None:
+        raise Diverged(f"diverged at epoch {epoch} ({problem}); nothing of epoch {epoch} was "
+                       f"saved: {self.workdir} keeps the checkpoint of epoch {last_saved} and "
+                       f"the metrics before epoch {epoch}; lower lr (now {self.config.lr})")
 
       if epoch in self.log_epochs:
         train_loss = float(loss_sum) / self.steps_per_epoch  # syncs: the epoch is done
@@ -745,8 +838,11 @@ class Trainer:
              f" {record['images_per_second']:.0f} img/s")
       if events is not None:
         events.epoch(epoch, loss_sum, record if epoch in self.log_epochs else None)
-      if epoch % every == 0 or epoch == self.num_epochs:
+      if epoch % every == 0 or epoch == self.num_epochs or stop.requested:
         self._save(manager, epoch, state)
+        last_saved = epoch
+      if stop.requested and epoch < self.num_epochs:
+        self._stop(stop.signum, epoch, None, None, self.steps_per_epoch)
 
     if record is None:  # a finished run started again: recompute the final outputs
       geometry, train_emb, test_emb = self.evaluate(state)
@@ -762,13 +858,18 @@ class Trainer:
     return RunResult(metrics=record, workdir=self.workdir,
                      epochs_run=self.num_epochs - start_epoch)
 
+  def _stop(self, signum: int, epoch: int, state, loss_sum, step_in_epoch: int):
+    """Saves a mid-epoch checkpoint (``state`` given) and raises interrupts.Stopped."""
+    if state is not None:
+      self._save_preempted(state, loss_sum)
+    name = interrupts.signal_name(signum)
+    raise interrupts.Stopped(
+        signum, f"stopped by {name} after step {step_in_epoch}/{self.steps_per_epoch} of epoch "
+        f"{epoch}; saved a checkpoint there: start the same command again to resume")
+
   def _last_metrics(self) -> dict | None:
-    path = os.path.join(self.workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-      return None
-    with open(path) as f:
-      lines = [line for line in f if line.strip()]
-    return json.loads(lines[-1]) if lines else None
+    records = workdir_lib.read_metrics(self.workdir)
+    return records[-1] if records else None
 
 
 def train_and_evaluate(config, workdir: str) -> RunResult:

@@ -1,0 +1,173 @@
+"""Checkpoints of a training run: orbax saves with a checksum file, and a restore that falls
+back to the newest checkpoint that verifies.
+
+A checkpoint is orbax's step folder ``DIR/<step>/`` (saved synchronously, so it is complete
+once ``save`` returns) plus ``DIR/<step>/checksums.sha256``: the SHA-256 of every file of the
+step, in the format of ``sha256sum`` (so ``cd DIR/<step> && sha256sum -c checksums.sha256``
+checks one by hand). orbax itself detects a truncated or missing file only sometimes and a
+flipped bit never; the checksums detect both before anything is restored.
+
+``restore_latest`` walks the steps from the newest down. A step whose checksums do not match,
+or that orbax cannot restore, or that the caller's ``check`` rejects, is moved aside to
+``DIR.corrupt/<step>`` (kept for inspection, out of orbax's way so the step can be saved again)
+with one line saying so, and the next older step is tried. A step without a checksum file
+(a kill between orbax's commit and the checksum write) is restored when orbax can restore it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import time
+from typing import Any, Callable
+
+CHECKSUMS_NAME = "checksums.sha256"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that does not restore or does not verify."""
+
+
+def create_manager(directory: str, *, max_to_keep: int = 3):
+  """A synchronous orbax CheckpointManager over ``directory`` (created when missing)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def _step_dir(manager, step: int) -> str:
+  return os.path.join(os.fspath(manager.directory), str(step))
+
+
+def _file_digests(folder: str) -> dict[str, str]:
+  digests = {}
+  for root, dirs, files in os.walk(folder):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, folder)
+      if rel == CHECKSUMS_NAME:
+        continue
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+      digests[rel] = h.hexdigest()
+  return digests
+
+
+def write_checksums(folder: str) -> None:
+  """Writes ``folder/checksums.sha256`` (sha256sum format) over every other file of it."""
+  from geometry import runfiles  # pylint: disable=g-import-not-at-top
+  digests = _file_digests(folder)
+  runfiles.write_text(os.path.join(folder, CHECKSUMS_NAME),
+                      "".join(f"{d}  {rel}\n" for rel, d in sorted(digests.items())))
+
+
+def verify_checksums(folder: str) -> str | None:
+  """None when ``folder``'s files match its checksum file (or it has none), else the reason."""
+  path = os.path.join(folder, CHECKSUMS_NAME)
+  if not os.path.exists(path):
+    return None
+  expected = {}
+  try:
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        if line.strip():
+          digest, rel = line.rstrip("\n").split("  ", 1)
+          expected[rel] = digest
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    return f"unreadable {CHECKSUMS_NAME} ({e})"
+  actual = _file_digests(folder)
+  missing = sorted(set(expected) - set(actual))
+  if missing:
+    return f"missing file {missing[0]}"
+  changed = sorted(rel for rel in expected if actual[rel] != expected[rel])
+  if changed:
+    return f"checksum mismatch in {changed[0]}"
+  return None
+
+
+def save(manager, step: int, tree: Any, *, write_sums: bool = True) -> None:
+  """Saves ``tree`` (a pytree of arrays) as ``step``, waits for it, then writes its checksums
+  (``write_sums``: on the process that writes the run's files)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  # orbax logs a failed write once per worker thread before it raises; the raised error is
+  # reported instead (one line, by the caller).
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.CRITICAL)
+  try:
+    manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    manager.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    text = str(e)
+    if "No space left on device" in text or "os_error_code='28'" in text:
+      raise OSError(errno.ENOSPC, f"No space left on device while saving checkpoint {step} "
+                    f"in {os.fspath(manager.directory)}") from None
+    raise
+  finally:
+    absl_logger.setLevel(level)
+  if write_sums:
+    write_checksums(_step_dir(manager, step))
+
+
+def _move_aside(manager, step: int) -> str:
+  root = os.fspath(manager.directory)
+  target_root = root.rstrip(os.sep) + ".corrupt"
+  os.makedirs(target_root, exist_ok=True)
+  target = os.path.join(target_root, str(step))
+  if os.path.exists(target):
+    target = f"{target}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}"
+  shutil.move(_step_dir(manager, step), target)
+  manager.reload()
+  return target
+
+
+def _one_line(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  text = text or type(error).__name__
+  return text if len(text) <= 160 else text[:157] + "..."
+
+
+def restore_latest(manager, abstract: Any, *, check: Callable[[int, Any], str | None] | None
+                   = None, log: Callable[[str], None] = print, what: str = "checkpoint",
+                   move_aside: bool = True) -> tuple[int, Any]:
+  """(step, tree) of the newest step that verifies and restores, or (0, None) when none does.
+
+  ``abstract`` is the pytree of ``jax.ShapeDtypeStruct`` to restore into; ``check(step, tree)``
+  returns a reason to reject a restored tree (None to accept). Each rejected step is reported
+  in one line through ``log`` and moved aside (``move_aside``; only the process that owns the
+  files should move them).
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  for step in sorted(manager.all_steps(), reverse=True):
+    reason = verify_checksums(_step_dir(manager, step))
+    tree = None
+    if reason is None:
+      try:
+        tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+      except Exception as e:  # pylint: disable=broad-except
+        # orbax/tensorstore raise many types for unreadable data; all mean "not this one".
+        reason = f"does not restore ({type(e).__name__}: {_one_line(e)})"
+    if reason is None and check is not None:
+      reason = check(step, tree)
+    if reason is None:
+      return step, tree
+    older = [s for s in manager.all_steps() if s < step]
+    where = ""
+    if move_aside:
+      where = f", moved to {_move_aside(manager, step)}"
+    log(f"{what} {step} is corrupt ({reason}){where}; "
+        + (f"falling back to {what} {max(older)}" if older else "no older one is left"))
+  return 0, None
+
+
+def delete_all(manager) -> None:
+  """Removes every step of ``manager`` (a checkpoint superseded by a newer one elsewhere)."""
+  for step in manager.all_steps():
+    manager.delete(step)

@@ -1,0 +1,221 @@
+"""The workdir of a training run: usability check, exclusive lock and the metrics file.
+
+Guarantees (``docs/faults_training.md`` lists the tests that show them):
+
+* ``check_usable(path)`` finds a workdir that cannot be written (a file, a folder under a file,
+  a read-only folder) before any work is done.
+* ``WorkdirLock`` makes one process the only writer of a workdir. It is an advisory
+  ``fcntl.flock`` on ``WORKDIR/.lock``, which the kernel releases when its holder exits in any
+  way (``kill -9`` included), so a lock left by a dead process never blocks a resume. The file
+  holds the holder's pid, host, start time and command, which a refused process names.
+* ``metrics.jsonl`` is appended one fsync'ed line at a time, and the rewrite on resume (keeping
+  the lines of the epochs up to the checkpoint) goes through a temporary file and an atomic
+  rename: a run killed at any moment leaves either the old file or the new one, whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import sys
+import time
+from typing import Iterable
+
+from geometry import runfiles
+
+LOCK_NAME = ".lock"
+METRICS_NAME = "metrics.jsonl"
+
+
+class WorkdirError(ValueError):
+  """A workdir that cannot be used: not a folder, not writable, or in use by another process."""
+
+
+class WorkdirBusy(WorkdirError):
+  """Another live process holds the workdir's lock."""
+
+
+def check_usable(path: str) -> None:
+  """Raises WorkdirError unless ``path`` is (or can be created as) a writable folder.
+
+  Creates nothing: the nearest existing ancestor must be a folder that this process may write
+  into, and ``path`` itself, when it exists, must be a writable folder.
+  """
+  path = os.path.abspath(path)
+  if os.path.exists(path):
+    if not os.path.isdir(path):
+      raise WorkdirError(f"workdir {path} is a file, not a folder; pass another --workdir")
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise WorkdirError(f"workdir {path} is not writable; pass another --workdir or fix its "
+                         "permissions")
+    return
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise WorkdirError(f"workdir {path} lies under {parent}, which is a file; pass another "
+                       "--workdir")
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise WorkdirError(f"workdir {path} cannot be created: {parent} is not writable; pass "
+                       "another --workdir")
+
+
+def _describe(holder: dict) -> str:
+  parts = [f"pid {holder.get('pid', '?')}"]
+  if holder.get("host"):
+    parts.append(f"on {holder['host']}")
+  if holder.get("started_at"):
+    parts.append(f"since {holder['started_at']}")
+  text = " ".join(parts)
+  if holder.get("command"):
+    text += f" ({holder['command'][:200]})"
+  return text
+
+
+def _read_holder(fd: int) -> dict:
+  try:
+    os.lseek(fd, 0, os.SEEK_SET)
+    raw = os.read(fd, 1 << 16).decode("utf-8", "replace")
+    holder = json.loads(raw)
+    return holder if isinstance(holder, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
+class WorkdirLock:
+  """Exclusive, non-blocking lock on a workdir, held for the lifetime of a run.
+
+  ``acquire()`` raises WorkdirBusy naming the holder when a live process has it; use as a
+  context manager or call ``release()``. The lock file is left in place: it is the flock, not
+  the file, that says the workdir is in use.
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = os.path.abspath(workdir)
+    self.path = os.path.join(self.workdir, LOCK_NAME)
+    self._fd: int | None = None
+
+  def acquire(self) -> "WorkdirLock":
+    import fcntl  # pylint: disable=g-import-not-at-top
+    os.makedirs(self.workdir, exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      holder = _read_holder(fd)
+      os.close(fd)
+      if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        raise WorkdirBusy(f"workdir {self.workdir} is in use by {_describe(holder)}; wait for "
+                          "it to finish or stop it, or pass another --workdir") from None
+      raise
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "command": " ".join(sys.argv)}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+    self._fd = fd
+    return self
+
+  def release(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)  # closing the descriptor drops the flock
+      self._fd = None
+
+  def __enter__(self) -> "WorkdirLock":
+    return self.acquire()
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def lock_holder(workdir: str) -> dict | None:
+  """The holder of ``workdir``'s lock (pid, host, started_at, command) while a live process
+  holds it, else None. Takes the lock for an instant when it is free, so it never blocks."""
+  import fcntl  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.abspath(workdir), LOCK_NAME)
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return None
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+      return _read_holder(fd) or {"pid": None}
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return None
+  finally:
+    os.close(fd)
+
+
+def describe_holder(holder: dict) -> str:
+  """One phrase naming a lock holder ("pid 123 on host since ... (command)")."""
+  return _describe(holder)
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics.jsonl
+
+
+def append_metrics(workdir: str, record: dict) -> None:
+  """Appends one strict-JSON line to ``WORKDIR/metrics.jsonl`` and syncs it to disk."""
+  line = runfiles.dumps(record, indent=None) + "\n"
+  path = os.path.join(workdir, METRICS_NAME)
+  try:
+    with open(path, "a") as f:
+      f.write(line)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    # A failed write() names no file; the one-line report should.
+    raise OSError(e.errno, f"{e.strerror or e} while appending to {path}") from e
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The records of ``WORKDIR/metrics.jsonl`` up to the first line that does not parse (a line
+  cut by a kill); [] when there is no file."""
+  path = os.path.join(workdir, METRICS_NAME)
+  records = []
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      for line in f:
+        if not line.strip():
+          continue
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          break
+        if not isinstance(record, dict):
+          break
+        records.append(record)
+  except FileNotFoundError:
+    return []
+  return records
+
+
+def _write_lines(path: str, lines: Iterable[str]) -> None:
+  """The whole file replaced atomically (``runfiles.atomic_open``: temp file, fsync, rename)."""
+  with runfiles.atomic_open(path, "w") as f:
+    for line in lines:
+      f.write(line + "\n")
+
+
+def truncate_metrics(workdir: str, last_epoch: int) -> int:
+  """Keeps the metrics lines of epochs <= ``last_epoch`` (those after the checkpoint are
+  recomputed, so the file ends up equal to an uninterrupted run's); returns how many are kept.
+
+  The file is rewritten only when something is dropped, and atomically.
+  """
+  path = os.path.join(workdir, METRICS_NAME)
+  if not os.path.exists(path):
+    return 0
+  with open(path, "rb") as f:
+    raw = f.read()
+  records = read_metrics(workdir)
+  kept = [r for r in records if int(r.get("epoch", 0)) <= last_epoch]
+  text = "".join(json.dumps(r) + "\n" for r in kept)
+  if text.encode() != raw:
+    _write_lines(path, (json.dumps(r) for r in kept))
+  return len(kept)
