@@ -328,7 +328,9 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
   denom = 1 + z * z / trials
   centre = (p + z * z / (2 * trials)) / denom
   half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-  return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+  lo = 0.0 if successes == 0 else max(0.0, centre - half)
+  hi = 1.0 if successes == trials else min(1.0, centre + half)
+  return [float(lo), float(hi)]
 
 
 def quantile_interval(values: np.ndarray, q: float, confidence: float = CONFIDENCE) -> list:
