@@ -2,6 +2,7 @@
 
   ufm solve --classes 10 --imbalance step:10 --n-max 40 --dim 10 --tau 0.1 --seeds 4 --out runs/ufm
   ufm check-batches experiments/schedules/c1_violation.json --binding 1
+  ufm advise --classes 10 --imbalance step:100 --n-max 5000 --batch-size 128
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from geometry import runfiles
 from ufm import __version__
 from ufm import outdir
+from ufm import advise as advise_lib
 from ufm import problem as problem_lib
 from ufm.problem import ProblemError
 
@@ -84,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
   check.add_argument("file", help='JSON {"labels": [...], "batches": [[...], ...]}')
   check.add_argument("--binding", type=int, default=0,
                      help="binding examples per class appended to every batch")
+  advise_lib.add_parser(sub)
   return parser
 
 
@@ -346,6 +349,8 @@ def main(argv=None) -> int:
   try:
     if args.command == "solve":
       return _cmd_solve(args)
+    if args.command == "advise":
+      return advise_lib.run(args)
     return _cmd_check_batches(args)
   except ProblemError as e:
     print(f"ufm: error: {e}", file=sys.stderr)

@@ -1,0 +1,444 @@
+"""The batching advisor: how likely reshuffled drop-last batches are to satisfy C1/C2.
+
+The model is the trainer's batching (``deepnet/train.py``, ``geometry.batching``): n = sum_c n_c
+examples; every epoch a uniform random permutation is cut into m = floor(n / B) batches of B
+examples and the last r = n - m B are dropped; with binding b, the first b examples of every
+class (themselves ordinary examples too) are appended to every batch; each row is seen in V
+views. The certificate is ``geometry.batching.BatchCertificate`` (Theorem 2 of Kini et al.,
+ICLR 2024):
+
+- C1: each class's co-occurrence graph is connected. A dropped example is an isolated vertex.
+- C2: every pair of classes shares a batch in which one of the two has >= 2 rows (V >= 2 makes
+  every present class qualify).
+
+What is computed, and how (``docs/batching.md`` has the derivations):
+
+- ``guaranteed`` / ``binding_needed``: worst case over all partitions, closed form.
+- ``exact_epoch_probabilities``: the per-epoch probabilities wherever they have a closed form
+  (binding b >= 1: the certificate only depends on which r examples are dropped, a uniform
+  r-subset, so p_c1 is hypergeometric; b = 0 with m >= 2: p_of_unique = 0; one batch, m = 1).
+  Elsewhere ``None``.
+- ``simulate``: Monte Carlo over independent epochs, vectorised over trials, with an
+  incremental union (connected components) over epochs for epochs-until-the-union-holds.
+- ``advise``: the exact value where there is one, the Monte Carlo estimate otherwise, each with
+  its interval: Wilson for probabilities, a bootstrap percentile interval for the mean and a
+  distribution-free order-statistic interval for the 90th percentile of the epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from scipy import sparse, stats
+from scipy.sparse import csgraph
+
+DEFAULT_TRIALS = 400
+DEFAULT_MAX_EPOCHS = 2000
+CONFIDENCE = 0.95
+
+
+def epoch_shape(sizes: Sequence[int], batch_size: int) -> tuple[int, int]:
+  """(m, r): the number of batches of one drop-last epoch and the examples it drops."""
+  n = int(sum(sizes))
+  return n // batch_size, n % batch_size
+
+
+def _check(sizes, batch_size, views, binding):
+  sizes = [int(s) for s in sizes]
+  if len(sizes) < 2 or min(sizes) < 1:
+    raise ValueError(f"need >= 2 classes of positive size, got {sizes}")
+  if batch_size < 2:
+    raise ValueError(f"batch size must be >= 2, got {batch_size}")
+  if batch_size > sum(sizes):
+    raise ValueError(f"batch size {batch_size} exceeds the {sum(sizes)} examples")
+  if views < 1:
+    raise ValueError(f"views must be >= 1, got {views}")
+  if binding < 0 or binding > min(sizes):
+    raise ValueError(f"binding {binding} per class must be in [0, {min(sizes)}] (the smallest "
+                     "class)")
+  return sizes
+
+
+def guaranteed(sizes: Sequence[int], batch_size: int, views: int, binding: int) -> bool:
+  """Whether EVERY drop-last partition satisfies C1 and C2 on the examples it keeps.
+
+  "On the examples it keeps": the r = n mod B dropped examples of an epoch are isolated whatever
+  the binding, so no binding can promise the full certificate every epoch when r > 0. The
+  guarantee is that the epoch's kept examples (binding rows included) satisfy C1, and every
+  pair of classes with a kept row is tied; a dropped example joins its class in the union as
+  soon as a later epoch keeps it. With r = 0 this is the full certificate of every epoch.
+
+  With m = n // B batches, r = n mod B and uniform binding b (worst case over partitions):
+
+  - m = 1: C1 always holds (one batch). C2 with V >= 2 too. With V = 1 a pair fails iff both
+    classes can be left with one row each: b = 0 needs n_c + n_c' - 2 > r, b = 1 needs
+    n_c + n_c' > r (all ordinary examples of both dropped), b >= 2 always ties.
+  - m >= 2: C1 needs b >= 1 for any class of >= 2 examples (two of them can be put in two
+    batches), and b >= 1 suffices (every kept example shares a batch with z_c). C2: with b >= 1
+    every class is in every batch, so V >= 2 ties every pair; with V = 1, b = 1 ties (c, c')
+    iff some ordinary example of c or c' is kept, guaranteed iff n_c + n_c' > r; b >= 2 always.
+    With b = 0 two singleton classes can be put in two batches, so b = 0 never suffices.
+  """
+  sizes = _check(sizes, batch_size, views, binding)
+  m, r = epoch_shape(sizes, batch_size)
+  two_smallest = sum(sorted(sizes)[:2])
+  if m == 1:
+    if views >= 2 or binding >= 2:
+      return True
+    return two_smallest - (2 if binding == 0 else 0) > r
+  if binding == 0:
+    return False
+  return views >= 2 or binding >= 2 or two_smallest > r
+
+
+def binding_needed(sizes: Sequence[int], batch_size: int, views: int) -> int | None:
+  """The smallest binding per class (as ``--binding`` / ``config.binding`` take it) for which
+  every partition satisfies C1/C2 on its kept examples (``guaranteed``); ``None`` when no
+  binding up to the smallest class size does (V = 1 with two tiny classes)."""
+  for b in range(0, min(min(sizes), 2) + 1):
+    if guaranteed(sizes, batch_size, views, b):
+      return b
+  return None
+
+
+def _prob_avoid(n: int, r: int, forbidden: int) -> float:
+  """P(a uniform r-subset of n items misses `forbidden` given items) = C(n - f, r) / C(n, r)."""
+  if r > n - forbidden:
+    return 0.0
+  return float(math.exp(math.lgamma(n - forbidden + 1) - math.lgamma(n - forbidden - r + 1)
+                        - math.lgamma(n + 1) + math.lgamma(n - r + 1)))
+
+
+def exact_epoch_probabilities(sizes: Sequence[int], batch_size: int, views: int,
+                              binding: int) -> dict:
+  """Per-epoch probabilities with a closed form; ``None`` where Monte Carlo is needed.
+
+  Keys ``p_c1``, ``p_c2``, ``p_of_unique`` and ``p_c1_by_class`` (a list, entries may be None).
+  With m batches, r dropped, uniform binding b:
+
+  - b >= 1: class c is connected iff none of its n_c - b non-binding examples is dropped, and
+    the dropped set is a uniform r-subset, so P(C1_c) = C(n - n_c + b, r) / C(n, r) and
+    P(C1) = C(K b, r) / C(n, r). C2 is certain for V >= 2 or b >= 2 (every class is in every
+    batch), and for V = 1, b = 1 when any two classes together exceed r; then
+    p_of_unique = p_c1. When B divides n, all three are 1.
+  - b = 0, m >= 2: p_of_unique = 0 (C1 puts each class of >= 2 examples in one batch, C2 then
+    puts every class in the same batch, which cannot hold n > B examples); P(C1_c) = 0 when
+    n_c > B and 1 when n_c = 1.
+  - b = 0, m = 1: class c (n_c >= 2) is connected iff none of its examples is dropped; C2 is
+    certain when no class can lose all its examples (every n_c > r) and, for V = 1, no two
+    classes can both be left with one row (n_c + n_c' - 2 > r); p_of_unique is 1 if r = 0
+    (and, for V = 1, at most one singleton class), else 0.
+  """
+  sizes = _check(sizes, batch_size, views, binding)
+  n, k = sum(sizes), len(sizes)
+  m, r = epoch_shape(sizes, batch_size)
+  two_smallest = sum(sorted(sizes)[:2])
+  out = {"p_c1": None, "p_c2": None, "p_of_unique": None, "p_c1_by_class": [None] * k}
+  if binding >= 1:
+    out["p_c1_by_class"] = [_prob_avoid(n, r, s - binding) for s in sizes]
+    out["p_c1"] = _prob_avoid(n, r, n - k * binding)
+    if views >= 2 or binding >= 2 or two_smallest > r:
+      out["p_c2"] = 1.0
+      out["p_of_unique"] = out["p_c1"]
+    return out
+  if m >= 2:
+    out["p_c1_by_class"] = [1.0 if s == 1 else 0.0 if s > batch_size else None for s in sizes]
+    if any(s > batch_size for s in sizes):
+      out["p_c1"] = 0.0
+    elif all(s == 1 for s in sizes):
+      out["p_c1"] = 1.0
+    out["p_of_unique"] = 0.0
+    return out
+  out["p_c1_by_class"] = [1.0 if s == 1 else _prob_avoid(n, r, s) for s in sizes]
+  out["p_c1"] = _prob_avoid(n, r, sum(s for s in sizes if s >= 2))
+  if min(sizes) > r and (views >= 2 or two_smallest - 2 > r):
+    out["p_c2"] = 1.0
+  singletons = sum(s == 1 for s in sizes)
+  out["p_of_unique"] = float(r == 0 and (views >= 2 or singletons <= 1))
+  return out
+
+
+# -- Monte Carlo ---------------------------------------------------------------------------
+
+
+def _positions(rng, n: int, s: int, trials: int) -> np.ndarray:
+  """[trials, s] positions of s given examples in independent uniform permutations of n.
+
+  The positions of s fixed examples under a uniform permutation are a uniform ordered s-sample
+  of [0, n) without replacement: a whole permutation when s is a large share of n, Floyd's
+  sampling (``Generator.choice``) per trial otherwise.
+  """
+  if 4 * s >= n:
+    return rng.permuted(np.broadcast_to(np.arange(n), (trials, n)), axis=1)[:, :s]
+  return np.stack([rng.choice(n, s, replace=False) for _ in range(trials)])
+
+
+class _Chunk:
+  """Union-of-epochs certificates of `trials` independent runs, advanced one epoch at a time.
+
+  Only the classes still missing something in some trial ("active") are simulated: a class
+  whose graph is connected and whose pairs are all tied stays so in the union.
+  """
+
+  def __init__(self, sizes, batch_size, views, binding, trials):
+    self.sizes = np.asarray(sizes)
+    self.k = len(sizes)
+    self.n = int(self.sizes.sum())
+    self.batch_size, self.views, self.binding = batch_size, views, binding
+    self.m = self.n // batch_size
+    self.labels = np.repeat(np.arange(self.k), self.sizes)        # class-sorted examples
+    self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+    self.trial_ids = np.arange(trials)
+    self.active = np.arange(self.k)
+    self.examples = np.arange(self.n)
+    self.comp = np.arange(trials * self.n).reshape(trials, self.n)   # component ids
+    self.connected = np.zeros((trials, self.k), bool)
+    self.tied = np.broadcast_to(np.eye(self.k, dtype=bool), (trials, self.k, self.k)).copy()
+
+  def step(self, rng) -> None:
+    """One more uniformly reshuffled epoch for every trial."""
+    positions = _positions(rng, self.n, len(self.examples), len(self.trial_ids))
+    self.advance(positions // self.batch_size)
+
+  def advance(self, bins: np.ndarray) -> None:
+    """Adds one epoch to the union: ``bins[t, i]`` is the batch (m = dropped) of active example
+    ``self.examples[i]`` in trial t."""
+    t, s, m, ka = len(self.trial_ids), len(self.examples), self.m, len(self.active)
+    kept = bins < m
+    local = np.searchsorted(self.active, self.labels[self.examples])   # active-class index
+    rows = np.arange(t)[:, None]
+    sub = np.ix_(np.arange(t), self.active, self.active)
+    if not self.tied[sub].all():
+      self.tied[sub] |= self._meet(t, ka, m, bins, kept, local, rows)
+    if not self.connected[:, self.active].all():
+      self._join(t, s, m, bins, kept, local, rows)
+
+  def _meet(self, t, ka, m, bins, kept, local, rows) -> np.ndarray:
+    """[t, ka, ka] the class pairs this epoch ties (both present in a batch, one with >= 2
+    rows, each row counted V times)."""
+    if self.binding:
+      # Every class is in every batch with b rows; with b = 1 and V = 1 a class has a second row
+      # exactly in the batches that hold one of its examples.
+      if self.views >= 2 or self.binding >= 2:
+        return np.ones((t, ka, ka), bool)
+      has = np.zeros((t, ka), bool)
+      has[np.broadcast_to(rows, kept.shape)[kept], local[None, :].repeat(t, 0)[kept]] = True
+      return has[:, :, None] | has[:, None, :]
+    # Sparse (batch, class) occupancy: a batch holds only a few of the active classes.
+    count = np.bincount(((rows * (m + 1) + bins) * ka + local)[kept], minlength=t * (m + 1) * ka)
+    cell = np.flatnonzero(count)
+    count = count[cell]
+    batch, cls = np.divmod(cell, ka)
+    col = (batch // (m + 1)) * ka + cls                                 # (trial, class)
+    shape = (t * (m + 1), t * ka)
+    present = sparse.csr_matrix((np.ones(len(cell), np.float32), (batch, col)), shape=shape)
+    anchored = sparse.csr_matrix(((self.views * count >= 2).astype(np.float32), (batch, col)),
+                                 shape=shape)
+    pairs = (present.T @ anchored).tocoo()
+    meet = np.zeros((t, ka, ka), bool)
+    hit = pairs.data > 0
+    i, j = pairs.row[hit], pairs.col[hit]
+    meet[i // ka, i % ka, j % ka] = True
+    return meet | meet.transpose(0, 2, 1)
+
+  def _join(self, t, s, m, bins, kept, local, rows) -> None:
+    """Merges the components of the union with this epoch's co-occurrence edges."""
+    node = self.comp                     # component ids, < t * s
+    num_nodes = int(node.max()) + 1
+    if self.binding:
+      # z_c is in every batch, so every kept class-c example joins z_c's component, and the b
+      # binding examples of a class are together in every batch.
+      first = np.searchsorted(self.examples, self.starts[self.active])   # z_c's column
+      src = [node[kept]] + [node[:, first + i].ravel() for i in range(1, self.binding)]
+      dst = [node[:, first][:, local][kept]] + [node[:, first].ravel()] * (self.binding - 1)
+      src, dst = np.concatenate(src), np.concatenate(dst)
+      total = num_nodes
+    else:
+      # one node per (trial, batch, class)
+      src = node[kept]
+      dst = num_nodes + ((rows * m + bins) * len(self.active) + local)[kept]
+      total = num_nodes + t * m * len(self.active)
+    graph = sparse.coo_matrix((np.ones(len(src), np.int32), (src, dst)), shape=(total, total))
+    _, comp = csgraph.connected_components(graph, directed=False)
+    self.comp = comp[node]
+    bounds = np.searchsorted(self.examples, self.starts[self.active])
+    same = (np.minimum.reduceat(self.comp, bounds, axis=1)
+            == np.maximum.reduceat(self.comp, bounds, axis=1))
+    self.connected[:, self.active] = same
+
+  def certified(self) -> np.ndarray:
+    """[trials] whether the union so far satisfies C1 and C2."""
+    return self.connected.all(1) & self.tied.all((1, 2))
+
+  def keep(self, alive: np.ndarray) -> None:
+    """Drops the finished trials and the classes no remaining trial still needs."""
+    self.trial_ids, self.comp = self.trial_ids[alive], self.comp[alive]
+    self.connected, self.tied = self.connected[alive], self.tied[alive]
+    needed = (~self.connected | ~self.tied.all(2)).any(0)
+    active = np.flatnonzero(needed)
+    if len(active) < len(self.active):
+      columns = np.isin(self.labels[self.examples], active)
+      self.examples, self.comp = self.examples[columns], self.comp[:, columns]
+      self.active = active
+
+
+def simulate(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: int = 0,
+             trials: int = DEFAULT_TRIALS, seed: int = 0,
+             max_epochs: int = DEFAULT_MAX_EPOCHS, chunk_elements: int = 2_000_000) -> dict:
+  """Monte Carlo of the trainer's batching: `trials` independent runs of reshuffled epochs.
+
+  Returns NumPy arrays over trials: ``c1``, ``c2`` (the first epoch's certificate, bool),
+  ``c1_by_class`` ([trials, K]) and ``epochs`` (the first epoch whose union of batches
+  satisfies C1 and C2, 1 = the first epoch; ``max_epochs + 1`` when not reached by then).
+  Trials are processed in chunks of about `chunk_elements` example slots.
+  """
+  sizes = _check(sizes, batch_size, views, binding)
+  rng = np.random.default_rng(seed)
+  n, k = sum(sizes), len(sizes)
+  per_chunk = max(1, min(trials, chunk_elements // n))
+  c1 = np.zeros((trials, k), bool)
+  c2 = np.zeros(trials, bool)
+  epochs = np.full(trials, max_epochs + 1, np.int64)
+  for lo in range(0, trials, per_chunk):
+    size = min(per_chunk, trials - lo)
+    chunk = _Chunk(sizes, batch_size, views, binding, size)
+    for epoch in range(1, max_epochs + 1):
+      chunk.step(rng)
+      ids = lo + chunk.trial_ids
+      if epoch == 1:
+        c1[ids] = chunk.connected
+        c2[ids] = chunk.tied.all((1, 2))
+      done = chunk.certified()
+      epochs[ids[done]] = epoch
+      if done.all():
+        break
+      chunk.keep(~done)
+  return {"c1": c1.all(1), "c2": c2, "c1_by_class": c1, "epochs": epochs}
+
+
+# -- intervals -----------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> list:
+  """Wilson score interval of a binomial proportion."""
+  z = stats.norm.ppf(0.5 + confidence / 2)
+  p = successes / trials
+  denom = 1 + z * z / trials
+  centre = (p + z * z / (2 * trials)) / denom
+  half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+  lo = 0.0 if successes == 0 else max(0.0, centre - half)
+  hi = 1.0 if successes == trials else min(1.0, centre + half)
+  return [float(lo), float(hi)]
+
+
+def quantile_interval(values: np.ndarray, q: float, confidence: float = CONFIDENCE) -> list:
+  """Distribution-free interval [x_(l), x_(u)] for the q-quantile from order statistics:
+  the number of samples below the quantile is Binomial(T, q), so l and u are its
+  (1 -/+ confidence)/2 quantiles (clipped to the sample)."""
+  x = np.sort(values)
+  t = len(x)
+  lo = int(stats.binom.ppf((1 - confidence) / 2, t, q))
+  hi = int(stats.binom.ppf((1 + confidence) / 2, t, q)) + 1
+  return [int(x[max(lo, 1) - 1]), int(x[min(hi, t) - 1])]
+
+
+def bootstrap_mean_interval(values: np.ndarray, confidence: float = CONFIDENCE,
+                            resamples: int = 2000, seed: int = 0) -> list:
+  """Percentile bootstrap interval of the mean."""
+  rng = np.random.default_rng(seed)
+  values = np.asarray(values, np.float64)
+  means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)
+  return [float(np.quantile(means, (1 - confidence) / 2)),
+          float(np.quantile(means, (1 + confidence) / 2))]
+
+
+# -- the advice ----------------------------------------------------------------------------
+
+
+def _estimate(exact, hits: np.ndarray, confidence: float):
+  if exact is not None:
+    return float(exact), [float(exact), float(exact)], "exact"
+  k = int(np.sum(hits))
+  return k / len(hits), wilson_interval(k, len(hits), confidence), "monte_carlo"
+
+
+def advise(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: int = 0,
+           trials: int = DEFAULT_TRIALS, seed: int = 0, max_epochs: int = DEFAULT_MAX_EPOCHS,
+           confidence: float = CONFIDENCE) -> dict:
+  """Everything the advisor knows about one batching set-up, as a JSON-ready dict.
+
+  ``p_c1``, ``p_c2``, ``p_of_unique``: probabilities that one reshuffled drop-last epoch
+  satisfies C1, C2, both (exact where ``exact_epoch_probabilities`` has a closed form, else
+  Monte Carlo over `trials` epochs); ``epochs_until_of_unique``: mean and 90th percentile of the
+  first epoch whose union of batches satisfies both (1 = the first epoch); ``binding_needed``;
+  ``intervals`` and ``methods`` for every estimate.
+  """
+  sizes = _check(sizes, batch_size, views, binding)
+  m, r = epoch_shape(sizes, batch_size)
+  exact = exact_epoch_probabilities(sizes, batch_size, views, binding)
+  deterministic = exact["p_of_unique"] == 1.0   # then every epoch certifies: nothing to sample
+  sim = None if deterministic else simulate(sizes, batch_size, views=views, binding=binding,
+                                            trials=trials, seed=seed, max_epochs=max_epochs)
+  if sim is None:
+    exact["p_c1_by_class"] = [1.0] * len(sizes)
+  out = {"sizes": sizes, "batch_size": batch_size, "views": views, "binding": binding,
+         "num_batches": m, "dropped_per_epoch": r, "trials": trials, "seed": seed,
+         "confidence": confidence}
+  intervals, methods = {}, {}
+  for key, hits in (("p_c1", "c1"), ("p_c2", "c2"), ("p_of_unique", None)):
+    hits = None if sim is None else sim["c1"] & sim["c2"] if hits is None else sim[hits]
+    out[key], intervals[key], methods[key] = _estimate(exact[key], hits, confidence)
+  by_class = [_estimate(e, None if sim is None else sim["c1_by_class"][:, c], confidence)
+              for c, e in enumerate(exact["p_c1_by_class"])]
+  out["p_c1_by_class"] = [v for v, _, _ in by_class]
+  intervals["p_c1_by_class"] = [i for _, i, _ in by_class]
+
+  until = {"max_epochs": max_epochs, "censored": 0}
+  if deterministic:
+    until.update(mean=1.0, p90=1, median=1, min=1, max=1)
+    intervals["epochs_mean"], intervals["epochs_p90"] = [1.0, 1.0], [1, 1]
+    methods["epochs_until_of_unique"] = "exact"
+  else:
+    epochs = sim["epochs"]
+    censored = until["censored"] = int(np.sum(epochs > max_epochs))
+    p90 = int(np.quantile(epochs, 0.9, method="inverted_cdf"))
+    until.update(mean=None if censored else float(epochs.mean()),
+                 p90=None if p90 > max_epochs else p90,
+                 median=int(np.quantile(epochs, 0.5, method="inverted_cdf")),
+                 min=int(epochs.min()), max=int(epochs.max()))
+    intervals["epochs_mean"] = None if censored else bootstrap_mean_interval(
+        epochs, confidence, seed=seed)
+    intervals["epochs_p90"] = quantile_interval(epochs, 0.9, confidence)
+    methods["epochs_until_of_unique"] = "monte_carlo"
+  out["epochs_until_of_unique"] = until
+  out["binding_needed"] = binding_needed(sizes, batch_size, views)
+  out["guaranteed"] = guaranteed(sizes, batch_size, views, binding)
+  out["intervals"], out["methods"] = intervals, methods
+  return out
+
+
+def summary(advice: dict) -> str:
+  """A few human lines about an `advise` result."""
+  iv = advice["intervals"]
+  until = advice["epochs_until_of_unique"]
+  pct = int(round(100 * advice["confidence"]))
+
+  def prob(key):
+    lo, hi = iv[key]
+    return f"{advice[key]:.4g}" + ("" if lo == hi else f" [{lo:.3g}, {hi:.3g}]")
+
+  mean = "n/a" if until["mean"] is None else f"{until['mean']:.3g}"
+  p90 = f">{until['max_epochs']}" if until["p90"] is None else str(until["p90"])
+  needed = ("no binding suffices" if advice["binding_needed"] is None
+            else f"binding {advice['binding_needed']} per class")
+  return "\n".join([
+      f"ufm advise: n={sum(advice['sizes'])} in K={len(advice['sizes'])} classes, B="
+      f"{advice['batch_size']} ({advice['num_batches']} batches, {advice['dropped_per_epoch']} "
+      f"dropped per epoch), V={advice['views']}, binding {advice['binding']}",
+      f"  one epoch ({pct}% intervals): p_c1 {prob('p_c1')}, p_c2 {prob('p_c2')}, "
+      f"p_of_unique {prob('p_of_unique')}",
+      f"  epochs until the union satisfies C1/C2: mean {mean}, p90 {p90} "
+      f"({until['censored']} of {advice['trials']} trials not by epoch {until['max_epochs']})",
+      f"  every partition satisfies C1/C2 on its kept examples with {needed}"])
