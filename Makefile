@@ -20,7 +20,7 @@ EXTRAS  := dev,tfds,torch$(if $(filter-out cpu,$(JAX)),$(comma)$(JAX))
 PIP_CONSTRAINTS := $(if $(PINNED),-c constraints.txt)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo train report sweep bench
+.PHONY: help install test demo train report sweep bench data
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -58,3 +58,25 @@ sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes other
 
 bench: $(STAMP)  ## benchmarks; prints ratios measured in one run
 	$(BIN)/python -m benchmarks.run
+
+# Debian packages Fashion-MNIST's original IDX files; deepnet/idx.py reads them from there.
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+FASHION_PKG := dataset-fashion-mnist
+
+data:  ## install Fashion-MNIST's IDX files (Debian package; root + apt-get), else say what to download where; never fails
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  echo "data: Fashion-MNIST is in $(FASHION_DIR)"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "data: installing $(FASHION_PKG) with apt-get"; \
+	  { apt-get install -y -q $(FASHION_PKG) || { apt-get update -q && apt-get install -y -q $(FASHION_PKG); }; } \
+	    || echo "data: apt-get could not install $(FASHION_PKG); the tests that need it will be skipped"; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  echo "data: installing $(FASHION_PKG) with sudo apt-get"; \
+	  { sudo -n apt-get install -y -q $(FASHION_PKG) || { sudo -n apt-get update -q && sudo -n apt-get install -y -q $(FASHION_PKG); }; } \
+	    || echo "data: apt-get could not install $(FASHION_PKG); the tests that need it will be skipped"; \
+	else \
+	  echo "data: cannot install $(FASHION_PKG) here (needs apt-get and root). Download"; \
+	  echo "  train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"; \
+	  echo "  from http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into a folder DIR and pass"; \
+	  echo "  --config.data.data_dir=DIR (MNIST: the same names from https://ossci-datasets.s3.amazonaws.com/mnist/)"; \
+	fi

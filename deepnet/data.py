@@ -18,8 +18,12 @@ Data sets (``data_config.name``):
 
 - TFDS (``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist``), read from
   ``data_config.data_dir``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``; downloaded
-  only with ``data_config.download=True``. A data set that is not prepared raises
-  ``MissingDatasetError`` within seconds (a directory check before TFDS is even imported).
+  only with ``data_config.download=True``. ``mnist`` and ``fashion_mnist`` can also come from
+  their original IDX files (``deepnet.idx``): ``data_config.source`` is ``"auto"`` (TFDS when
+  prepared, else the IDX files in ``data_dir`` or Debian's ``/usr/share/datasets/<name>``),
+  ``"tfds"`` or ``"idx"``; both sources give the same uint8 arrays, so the same normalised
+  arrays. A data set that is not there raises ``MissingDatasetError`` within seconds (file
+  checks before TFDS is even imported), with both ways to get it.
   TensorFlow Datasets is the optional ``tfds`` extra (``pip install 'scl-geometry[tfds]'``);
   without it these names raise ``MissingDatasetError`` naming the extra. TensorFlow is kept
   off the GPUs before it reads anything.
@@ -54,6 +58,10 @@ whose row B + i comes from row i (the caller repeats the labels with concatenate
 - ``"single"``: x (one view).
 - ``"vflip"``: the paper's noAugment second view, a deterministic flip of the whole batch:
   images along H (vertical flip), vectors along the feature axis.
+- ``"noise"``: x + N(0, noise_std^2) per entry (images and vectors alike), on the normalised
+  input. On 8x8 digits a 1-pixel shift moves a stroke by an eighth of the image and makes the
+  two views of one digit far apart; small noise keeps the views close while still making them
+  distinct (docs/results.md measures the effect).
 - ``"augment"``: images get a per-sample random crop of the zero-padded image (offsets uniform
   in [0, 2 crop_pad] per axis, the padding value 0 being the data set's mean after
   normalisation) and, with ``hflip=True``, a per-sample horizontal flip with probability 1/2.
@@ -80,12 +88,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deepnet import idx as idx_lib
 from geometry import imbalance as imbalance_lib
 
 TFDS_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist")
+SOURCES = ("auto", "tfds", "idx")
 EMBEDDED_DATASETS = ("digits", "mnist1d", "gaussian")
 DATASETS = TFDS_DATASETS + EMBEDDED_DATASETS
-VIEW_MODES = ("augment", "vflip", "single")
+VIEW_MODES = ("augment", "vflip", "noise", "single")
+# Config fields of ``data`` that set make_views options (None: the data set's default).
+VIEW_OPTION_FIELDS = ("crop_pad", "hflip", "max_shift", "noise_std")
 KINDS = ("image", "vector")
 
 # (mean, std) per channel, applied after scaling pixels to [0, 1] (PAPER.md 7.1).
@@ -113,7 +125,8 @@ _GAUSSIAN_NOISE = 1.0
 
 
 class MissingDatasetError(Exception):
-  """A TFDS data set is not prepared in the data directory (and download is off)."""
+  """A data set is neither prepared for TFDS (with download off) nor, for mnist and
+  fashion_mnist, present as IDX files."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -170,7 +183,11 @@ def resolve_data_dir(data_dir: str | None) -> str:
 
 
 def _prepare_hint(name: str, data_dir: str) -> str:
-  return (f"data set {name!r} is not prepared in {data_dir}: on a machine with internet run "
+  return f"data set {name!r} is not prepared in {data_dir}: {_tfds_how(name, data_dir)}"
+
+
+def _tfds_how(name: str, data_dir: str) -> str:
+  return (f"on a machine with internet run "
           f"`tfds build {name} --data_dir {data_dir}` (or `python -m "
           f"tensorflow_datasets.scripts.download_and_prepare --datasets={name} --data_dir="
           f"{data_dir}`), then copy {data_dir} here and pass --config.data.data_dir={data_dir} "
@@ -246,6 +263,37 @@ def _load_tfds(name: str, data_dir: str, download: bool):
     splits[split] = (np.concatenate([c["image"] for c in chunks]),
                      np.concatenate([c["label"] for c in chunks]))
   return splits["train"], splits["test"]
+
+
+def _load_raw_images(name: str, data_config):
+  """uint8 images and labels of both splits from the source ``data_config.source`` selects.
+
+  "tfds": the TFDS builder; "idx" (mnist, fashion_mnist): the original IDX files
+  (``deepnet.idx``); "auto": TFDS when prepared (or ``download=True``), else the IDX files.
+  """
+  source = str(_get(data_config, "source", "auto"))
+  if source not in SOURCES:
+    raise ValueError(f"data.source must be one of {SOURCES}, got {source!r}")
+  if source == "idx" and name not in idx_lib.IDX_DATASETS:
+    raise ValueError(f"data.source='idx' exists for {idx_lib.IDX_DATASETS}, not {name!r}: use "
+                     "data.source='tfds'")
+  raw_dir = _get(data_config, "data_dir", None)
+  data_dir = resolve_data_dir(raw_dir)
+  download = bool(_get(data_config, "download", False))
+  if source == "tfds" or name not in idx_lib.IDX_DATASETS:
+    return _load_tfds(name, data_dir, download)
+  if source == "auto" and (download or _prepared_versions(name, data_dir)):
+    return _load_tfds(name, data_dir, download)
+  paths = idx_lib.find_idx_files(name, raw_dir)
+  if paths is None:
+    searched = ", ".join(idx_lib.candidate_dirs(name, raw_dir))
+    idx_way = idx_lib.how_to_get(name, raw_dir)
+    if source == "idx":
+      raise MissingDatasetError(f"data set {name!r}: no IDX files in {searched}; {idx_way}")
+    raise MissingDatasetError(
+        f"data set {name!r} is neither prepared for TFDS in {data_dir} nor found as IDX files "
+        f"in {searched}: either {_tfds_how(name, data_dir)}, or {idx_way}")
+  return idx_lib.load_idx_dataset(name, paths)
 
 
 def _normalise_images(name: str, images: np.ndarray) -> np.ndarray:
@@ -394,9 +442,7 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
   subsample_seed = int(_get(data_config, "subsample_seed", seed))
 
   if name in TFDS_DATASETS:
-    data_dir = resolve_data_dir(_get(data_config, "data_dir", None))
-    (train_x, train_y), (test_x, test_y) = _load_tfds(
-        name, data_dir, bool(_get(data_config, "download", False)))
+    (train_x, train_y), (test_x, test_y) = _load_raw_images(name, data_config)
     train_x, test_x = _normalise_images(name, train_x), _normalise_images(name, test_x)
     num_classes, kind = _NUM_CLASSES[name], "image"
   elif name == "digits":
@@ -483,6 +529,23 @@ def augment(x, key, kind: str, *, crop_pad: int | None = None, hflip: bool = Fal
   return out
 
 
+def view_options(data_config, dataset: Dataset) -> dict:
+  """``make_views`` keyword options: the data set's defaults, then every field of
+  ``VIEW_OPTION_FIELDS`` that ``data_config`` sets (not None)."""
+  options = dict(getattr(dataset, "view_options", {}) or {})
+  for field in VIEW_OPTION_FIELDS:
+    value = _get(data_config, field, None)
+    if value is not None:
+      options[field] = value
+  if options.get("crop_pad") is not None and int(options["crop_pad"]) < 0:
+    raise ValueError(f"data.crop_pad must be >= 0, got {options['crop_pad']}")
+  if "max_shift" in options and int(options["max_shift"]) < 0:
+    raise ValueError(f"data.max_shift must be >= 0, got {options['max_shift']}")
+  if "noise_std" in options and not float(options["noise_std"]) >= 0:
+    raise ValueError(f"data.noise_std must be >= 0, got {options['noise_std']}")
+  return options
+
+
 def make_views(x, key, mode: str, kind: str, *, crop_pad: int | None = None,
                hflip: bool = False, max_shift: int = 2, noise_std: float = 0.1):
   """The batch's views concatenated along the batch axis.
@@ -493,6 +556,7 @@ def make_views(x, key, mode: str, kind: str, *, crop_pad: int | None = None,
   - ``"augment"``: concat([x, aug(x)]), [2B, ...]: per-sample random crop of the zero-padded
     image (+ per-sample horizontal flip if ``hflip``) for images; per-sample random circular
     shift in [-max_shift, max_shift] plus N(0, noise_std^2) noise for vectors.
+  - ``"noise"``: concat([x, x + noise_std * eps]), eps ~ N(0, I) per entry, [2B, ...].
 
   Args:
     x: [B, H, W, C] images or [B, D] vectors.
@@ -514,6 +578,8 @@ def make_views(x, key, mode: str, kind: str, *, crop_pad: int | None = None,
       raise ValueError(f"image batches must be [B, H, W, C], got shape {x.shape}")
     # Axis 1 is H for NHWC images and the feature axis for [B, D] vectors.
     second = x[:, ::-1]
+  elif mode == "noise":
+    second = x + float(noise_std) * jax.random.normal(key, x.shape, x.dtype)
   else:
     second = augment(x, key, kind, crop_pad=crop_pad, hflip=hflip, max_shift=max_shift,
                      noise_std=noise_std)

@@ -12,7 +12,10 @@ Families (PAPER.md 7.2 and 10.4):
   stride-2 stem ops and two transitions divide the side by 16, so the input must be at least
   13 px (16 px or more in practice); a smaller input raises ValueError.
 - ``mlp``: Dense -> BN -> ReLU layers of widths ``mlp_widths`` on the flattened input; the
-  last layer's output is the embedding, d = mlp_widths[-1].
+  last layer's output is the embedding, d = mlp_widths[-1]. ``mlp_norm`` chooses the layers
+  with BatchNorm: ``"all"`` (default), ``"none"``, or 1-based layer numbers such as ``"1"``
+  or ``"1,2"``; a layer without BN is Dense (with bias) -> ReLU. BN on every layer slows the
+  approach to the OF (the batch statistics couple the rows of a batch), see docs/results.md.
 
 The final ReLU (``final_relu``, PAPER.md 10.4): with ``final_relu=True`` the features that are
 normalised are non-negative, which is what makes the orthogonal frame the optimum (Thm 1).
@@ -24,6 +27,12 @@ normalised are non-negative, which is what makes the orthogonal frame the optimu
 
 ``extra_linear=True`` is the other option of PAPER.md 10.4: keep the ReLU and append a
 Dense(d) (with bias) after pooling, so the features can again take any sign.
+
+Linear projection (``projection_dim > 0``): a Dense(projection_dim) with bias after the
+backbone (and after ``extra_linear``), followed by a ReLU iff ``projection_relu``; its output
+is what gets normalised (d = projection_dim). This is the second way of having a final ReLU
+that the paper's reviewers describe: a ReLU after a linear layer rather than the backbone's
+own last activation (compare ``final_relu``, which acts on the backbone).
 
 Optional projection head (``head_dim > 0``, not in the paper): Dense(d) -> ReLU ->
 Dense(head_dim) on the backbone output, followed by a ReLU iff ``final_relu``; the head's output
@@ -224,18 +233,20 @@ class DenseNet40(nn.Module):
 
 
 class MLP(nn.Module):
-  """Dense -> BN -> ReLU layers on the flattened input; no ReLU after the last one iff
-  ``final_relu`` is False."""
+  """Dense -> BN -> ReLU layers on the flattened input; BN only on the (0-based) layers in
+  ``norm_layers``; no ReLU after the last one iff ``final_relu`` is False."""
   widths: Sequence[int] = (256, 256)
   final_relu: bool = True
   dtype: Any = jnp.float32
+  norm_layers: Sequence[int] | None = None   # None: every layer
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.widths):
       x = nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{i + 1}")(x)
-      x = _norm(train, self.dtype, f"bn{i + 1}")(x)
+      if self.norm_layers is None or i in self.norm_layers:
+        x = _norm(train, self.dtype, f"bn{i + 1}")(x)
       if self.final_relu or i != len(self.widths) - 1:
         x = nn.relu(x)
     return x
@@ -252,6 +263,9 @@ class EmbeddingModel(nn.Module):
   extra_linear: bool = False
   head_dim: int = 0
   mlp_widths: Sequence[int] = (256, 256)
+  mlp_norm_layers: Sequence[int] | None = None
+  projection_dim: int = 0
+  projection_relu: bool = True
   num_classes: int = 10
   classifier: bool = False
   dtype: Any = jnp.float32
@@ -267,13 +281,18 @@ class EmbeddingModel(nn.Module):
     elif self.arch == "densenet40":
       backbone = DenseNet40(self.width, backbone_relu, self.dtype, name="backbone")
     elif self.arch == "mlp":
-      backbone = MLP(tuple(self.mlp_widths), backbone_relu, self.dtype, name="backbone")
+      backbone = MLP(tuple(self.mlp_widths), backbone_relu, self.dtype,
+                     norm_layers=self.mlp_norm_layers, name="backbone")
     else:
       raise ValueError(f"model.name must be one of {MODELS}, got {self.arch!r}")
     dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)
     h = backbone(x, train)
     if self.extra_linear:
       h = dense(h.shape[-1], name="extra_linear")(h)
+    if self.projection_dim > 0:
+      h = dense(self.projection_dim, name="projection")(h)
+      if self.projection_relu:
+        h = nn.relu(h)
     out = {}
     if self.head_dim > 0:
       z = dense(h.shape[-1], name="head_hidden")(h)
@@ -309,9 +328,38 @@ def _model_fields(model_config) -> dict:
   head_dim = int(_get(model_config, "head_dim", 0) or 0)
   if head_dim < 0:
     raise ValueError(f"model.head_dim must be >= 0, got {head_dim}")
+  projection_dim = int(_get(model_config, "projection_dim", 0) or 0)
+  if projection_dim < 0:
+    raise ValueError(f"model.projection_dim must be >= 0, got {projection_dim}")
   return dict(arch=name, width=width, final_relu=bool(_get(model_config, "final_relu", True)),
               extra_linear=bool(_get(model_config, "extra_linear", False)),
-              head_dim=head_dim, mlp_widths=mlp_widths, dtype=DTYPES[dtype_name])
+              head_dim=head_dim, mlp_widths=mlp_widths,
+              mlp_norm_layers=parse_mlp_norm(_get(model_config, "mlp_norm", "all"),
+                                             len(mlp_widths)),
+              projection_dim=projection_dim,
+              projection_relu=bool(_get(model_config, "projection_relu", True)),
+              dtype=DTYPES[dtype_name])
+
+
+def parse_mlp_norm(spec, num_layers: int) -> tuple[int, ...] | None:
+  """``model.mlp_norm`` -> the 0-based MLP layers with BatchNorm (None: all of them).
+
+  ``"all"`` -> None, ``"none"`` -> (), ``"1,3"`` -> (0, 2) (1-based numbers in the config, as
+  the parameter names ``dense1``, ``bn1``, ... are).
+  """
+  text = str(spec).strip().lower()
+  if text == "all":
+    return None
+  if text in ("none", ""):
+    return ()
+  try:
+    layers = sorted({int(t) for t in text.split(",")})
+  except ValueError:
+    layers = None
+  if not layers or layers[0] < 1 or layers[-1] > num_layers:
+    raise ValueError(f"model.mlp_norm must be 'all', 'none' or comma-separated layer numbers "
+                     f"in 1..{num_layers}, got {spec!r}")
+  return tuple(l - 1 for l in layers)
 
 
 def backbone_dim(model_config) -> int:
@@ -325,14 +373,18 @@ def backbone_dim(model_config) -> int:
 
 
 def embedding_dim(model_config, num_classes: int | None = None) -> int:
-  """The embedding dimension d: head_dim with a projection head, else the backbone width
-  (512 * width for resnet18, 142 for densenet40 at width 1, mlp_widths[-1] for mlp).
+  """The embedding dimension d: head_dim with a projection head, else projection_dim with a
+  linear projection, else the backbone width (512 * width for resnet18, 142 for densenet40 at
+  width 1, mlp_widths[-1] for mlp).
 
   ``num_classes`` is accepted for interface symmetry; d does not depend on it.
   """
   del num_classes
   head_dim = int(_get(model_config, "head_dim", 0) or 0)
-  return head_dim if head_dim > 0 else backbone_dim(model_config)
+  projection_dim = int(_get(model_config, "projection_dim", 0) or 0)
+  if head_dim > 0:
+    return head_dim
+  return projection_dim if projection_dim > 0 else backbone_dim(model_config)
 
 
 def create_model(model_config, num_classes: int, *, classifier: bool = False) -> nn.Module:

@@ -87,7 +87,8 @@ TIMING_KEYS = ("seconds", "images_per_second")
 
 # Config fields that may change between a run and its resumption without changing a number.
 RESUME_IGNORED_KEYS = ("distributed", "checkpoint_every_epochs", "eval_batch_size",
-                       "data.data_dir", "data.download", "tensorboard", "compilation_cache_dir")
+                       "data.data_dir", "data.download", "tensorboard", "compilation_cache_dir",
+                       "data.source")
 
 # Mid-epoch checkpoints written when a signal stops a run (deepnet.interrupts).
 PREEMPTED_DIR = "checkpoints_preempted"
@@ -169,24 +170,48 @@ def resolve_lr_decay_epochs(config) -> list[int]:
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """lr as a function of the step count (0-based), see the module docstring."""
   base_lr = float(config.lr)
+  warmup = int(float(config.get("warmup_epochs", 0) or 0) * steps_per_epoch)
   if config.get("lr_schedule", "multistep") == "cosine":
-    return optax.cosine_decay_schedule(base_lr, int(config.num_epochs) * steps_per_epoch)
-  boundaries = jnp.asarray([e * steps_per_epoch for e in resolve_lr_decay_epochs(config)],
-                           jnp.int32)
-  factor = float(config.get("lr_decay_factor", 0.1))
+    decayed = optax.cosine_decay_schedule(base_lr, int(config.num_epochs) * steps_per_epoch)
+  else:
+    boundaries = jnp.asarray([e * steps_per_epoch for e in resolve_lr_decay_epochs(config)],
+                             jnp.int32)
+    factor = float(config.get("lr_decay_factor", 0.1))
+
+    def decayed(count):
+      # Steps of epoch e (1-based) are (e-1)*S .. e*S-1; a decay "after epoch m" starts at m*S.
+      decays = jnp.sum(jnp.asarray(count) >= boundaries)
+      return base_lr * jnp.power(factor, decays)
+
+  if warmup <= 0:
+    return decayed
 
   def schedule(count):
-    # Steps of epoch e (1-based) are (e-1)*S .. e*S-1; a decay "after epoch m" starts at m*S.
-    decays = jnp.sum(jnp.asarray(count) >= boundaries)
-    return base_lr * jnp.power(factor, decays)
+    # Linear warm-up: step t (0-based) runs at (t + 1) / W of the scheduled lr for t < W.
+    ramp = jnp.minimum(1.0, (jnp.asarray(count, jnp.float32) + 1.0) / warmup)
+    return ramp * decayed(count)
 
   return schedule
 
 
+def decay_mask(params):
+  """True for the parameters that get weight decay: the kernels (ndim >= 2), not the biases
+  and BatchNorm scales / offsets (ndim 1)."""
+  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
 def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD + momentum with coupled L2 decay added to the gradient before the momentum."""
+  """SGD + momentum with coupled L2 decay added to the gradient before the momentum.
+
+  ``grad_clip_norm > 0`` first rescales the loss gradient g to
+  g * min(1, c / ||g||_2) (global norm over all parameters); ``decay_norm_and_bias=False``
+  applies the decay to the kernels only (``decay_mask``).
+  """
+  clip = float(config.get("grad_clip_norm", 0.0) or 0.0)
+  mask = None if config.get("decay_norm_and_bias", True) else decay_mask
   return optax.chain(
-      optax.add_decayed_weights(float(config.weight_decay)),
+      optax.clip_by_global_norm(clip) if clip > 0 else optax.identity(),
+      optax.add_decayed_weights(float(config.weight_decay), mask=mask),
       optax.sgd(learning_rate_schedule(config, steps_per_epoch),
                 momentum=float(config.momentum) or None))
 
@@ -240,6 +265,10 @@ def validate_config(config) -> None:
         f"weight_decay must be finite and >= 0, got {config.weight_decay}")
   check(config.get("lr_schedule", "multistep") in LR_SCHEDULES,
         f"lr_schedule must be one of {LR_SCHEDULES}, got {config.get('lr_schedule')!r}")
+  check(float(config.get("warmup_epochs", 0) or 0) >= 0,
+        f"warmup_epochs must be >= 0, got {config.get('warmup_epochs')}")
+  check(float(config.get("grad_clip_norm", 0.0) or 0.0) >= 0,
+        f"grad_clip_norm must be >= 0 (0: off), got {config.get('grad_clip_norm')}")
   check(math.isfinite(float(config.get("lr_decay_factor", 0.1)))
         and float(config.get("lr_decay_factor", 0.1)) > 0,
         f"lr_decay_factor must be finite and > 0, got {config.get('lr_decay_factor')}")
@@ -422,10 +451,12 @@ class Trainer:
     # normalised embedding that the loss sees.
     self.metric_output = "embedding" if self.loss_kind == "scl" else "features"
     self.view_mode = config.data.get("views", "vflip")
-    # The data set's own augmentation options (deepnet.data documents the choice per set).
-    self.make_views = functools.partial(data_lib.make_views, mode=self.view_mode, kind=ds.kind,
-                                        **dict(getattr(ds, "view_options", {}) or {}))
+    # The data set's own augmentation options (deepnet.data documents the choice per set),
+    # then the view fields the config sets.
     try:
+      self.make_views = functools.partial(data_lib.make_views, mode=self.view_mode,
+                                          kind=ds.kind,
+                                          **data_lib.view_options(config.data, ds))
       view_shape = jax.eval_shape(
           lambda x: self.make_views(x, jax.random.key(0)),
           jax.ShapeDtypeStruct((self.padded_rows,) + tuple(np.shape(ds.train_x)[1:]),

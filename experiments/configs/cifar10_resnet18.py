@@ -34,17 +34,26 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.extra_linear = False
   config.model.head_dim = 0        # 0: no projection head (the paper's setting)
   config.model.mlp_widths = (256, 256)
+  config.model.mlp_norm = "all"    # MLP layers with BatchNorm: "all" | "none" | "1" | "1,2" ...
+  config.model.projection_dim = 0  # > 0: a Dense(projection_dim) after the backbone
+  config.model.projection_relu = True  # ReLU after that projection
   config.model.dtype = "float32"   # compute dtype: "float32" | "bfloat16"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "cifar10"
   config.data.data_dir = config_dict.placeholder(str)   # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.download = False
+  config.data.source = "auto"      # mnist / fashion_mnist: "auto" | "tfds" | "idx"
   config.data.imbalance = "step"   # "none" | "step" | "exp"
   config.data.ratio = 10.0         # R
   config.data.rho = 0.5
   config.data.n_max = 5000
-  config.data.views = "vflip"      # "vflip" (paper) | "augment" | "single"
+  config.data.views = "vflip"      # "vflip" (paper) | "augment" | "noise" | "single"
+  # View options; None keeps the data set's default (deepnet/data.py).
+  config.data.noise_std = config_dict.placeholder(float)   # "noise" view; vector "augment"
+  config.data.crop_pad = config_dict.placeholder(int)      # image "augment"
+  config.data.hflip = config_dict.placeholder(bool)        # image "augment"
+  config.data.max_shift = config_dict.placeholder(int)     # vector "augment"
   config.data.subsample_seed = 1
   config.data.num_classes = 4      # gaussian only
   config.data.dim = 16             # gaussian only
@@ -62,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.lr_decay_epochs = (116, 232)
   config.lr_decay_base_epochs = 350  # decay epochs are of a 350-epoch run, scaled to num_epochs
   config.lr_decay_factor = 0.1
+  config.warmup_epochs = 0           # linear lr warm-up over this many epochs (0: none)
+  config.grad_clip_norm = 0.0        # clip the loss gradient's global norm (0: off)
+  config.decay_norm_and_bias = True  # False: weight decay on kernels only
   config.log_epochs = ()             # (): the paper's list scaled to num_epochs
 
   config.seed = 0

@@ -1,0 +1,163 @@
+"""The IDX reader (deepnet.idx) and the IDX source of mnist / fashion_mnist in deepnet.data."""
+
+import gzip
+import os
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from deepnet import data
+from deepnet import idx
+
+DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def _idx_bytes(array: np.ndarray, type_code: int) -> bytes:
+  """An IDX file by the format's definition: 0, 0, type, ndim, big-endian uint32 sizes, data."""
+  header = struct.pack(">BBBB", 0, 0, type_code, array.ndim)
+  header += b"".join(struct.pack(">I", s) for s in array.shape)
+  return header + array.tobytes()
+
+
+def _write(path, payload: bytes, compress: bool):
+  with (gzip.open(path, "wb") if compress else open(path, "wb")) as f:
+    f.write(payload)
+
+
+def _write_split_files(directory, images, labels, test_images, test_labels, compress=True):
+  os.makedirs(directory, exist_ok=True)
+  suffix = ".gz" if compress else ""
+  for stem, array, code in (("train-images-idx3-ubyte", images, 0x08),
+                            ("train-labels-idx1-ubyte", labels, 0x08),
+                            ("t10k-images-idx3-ubyte", test_images, 0x08),
+                            ("t10k-labels-idx1-ubyte", test_labels, 0x08)):
+    _write(os.path.join(directory, stem + suffix),
+           _idx_bytes(np.asarray(array, np.uint8), code), compress)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_reads_hand_written_image_and_label_files(tmp_path, compress):
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (5, 3, 4), dtype=np.uint8)   # non-square: catches H/W swaps
+  labels = np.array([3, 0, 9, 1, 1], np.uint8)
+  _write(tmp_path / "img", _idx_bytes(images, 0x08), compress)
+  _write(tmp_path / "lab", _idx_bytes(labels, 0x08), compress)
+  got = idx.read_idx(str(tmp_path / "img"))
+  assert got.shape == (5, 3, 4) and got.dtype == np.uint8
+  np.testing.assert_array_equal(got, images)
+  np.testing.assert_array_equal(idx.read_idx(str(tmp_path / "lab")), labels)
+
+
+def test_multi_byte_types_are_big_endian(tmp_path):
+  values = np.array([[1, -2], [300, 70000]], np.int32)
+  # 0x0C = int32, stored most significant byte first.
+  _write(tmp_path / "i32", _idx_bytes(values.astype(">i4"), 0x0C), False)
+  raw = (tmp_path / "i32").read_bytes()
+  assert raw[:4] == b"\x00\x00\x0c\x02" and raw[4:12] == b"\x00\x00\x00\x02" * 2
+  assert raw[12:16] == b"\x00\x00\x00\x01"                   # 1, big-endian
+  np.testing.assert_array_equal(idx.read_idx(str(tmp_path / "i32")), values)
+  # write_idx round-trips through the same layout.
+  idx.write_idx(str(tmp_path / "again.gz"), values)
+  with gzip.open(tmp_path / "again.gz", "rb") as f:
+    assert f.read() == raw
+
+
+def test_malformed_files_are_rejected_with_their_name(tmp_path):
+  good = _idx_bytes(np.zeros((2, 2, 2), np.uint8), 0x08)
+  cases = {"magic": b"\x01" + good[1:], "type": good[:2] + b"\x07" + good[3:],
+           "short": good[:-1], "header": good[:6]}
+  for name, payload in cases.items():
+    path = tmp_path / name
+    path.write_bytes(payload)
+    with pytest.raises(idx.IDXFormatError, match=str(path)):
+      idx.read_idx(str(path))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_source_arrays_normalisation_and_padding(tmp_path, compress):
+  rng = np.random.default_rng(1)
+  train = rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)
+  train_y = rng.permutation(10).astype(np.uint8)           # one per class, out of order
+  test = rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)
+  test_y = np.arange(10, dtype=np.uint8)
+  _write_split_files(tmp_path / "fashion_mnist", train, train_y, test, test_y, compress)
+  _write_split_files(tmp_path, train, train_y, test, test_y, compress)   # mnist: in data_dir
+  common = dict(data_dir=str(tmp_path), source="idx", imbalance="none", n_max=1)
+  fashion = data.load_dataset(dict(common, name="fashion_mnist"))
+  mnist = data.load_dataset(dict(common, name="mnist"))
+  # The train split comes sorted by class. Fashion-MNIST: a 2-pixel black border to 32x32,
+  # then (x / 255 - 0.5) / 0.5.
+  order = np.argsort(train_y)
+  padded = np.zeros((10, 32, 32), np.float64)
+  padded[:, 2:30, 2:30] = train[order]
+  np.testing.assert_allclose(fashion.train_x[..., 0], (padded / 255 - 0.5) / 0.5, atol=1e-6)
+  assert fashion.test_x.shape == (10, 32, 32, 1)
+  np.testing.assert_allclose(mnist.test_x[..., 0], (test / 255 - 0.1307) / 0.3081, rtol=1e-5,
+                             atol=1e-5)
+  np.testing.assert_array_equal(mnist.train_y, np.arange(10))
+  np.testing.assert_allclose(mnist.train_x[..., 0], (train[order] / 255 - 0.1307) / 0.3081,
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(fashion.test_y, test_y)
+  assert fashion.class_sizes == [1] * 10 and fashion.kind == "image"
+
+
+def test_idx_source_equals_tfds_source_on_mock_data(tmp_path, monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  tfds_dir, idx_dir = tmp_path / "tfds", tmp_path / "idx"
+  os.makedirs(tfds_dir / "fashion_mnist" / "3.0.1")
+  (tfds_dir / "fashion_mnist" / "3.0.1" / "dataset_info.json").write_text("{}")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+  with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
+    raw = {}
+    for split in ("train", "test"):
+      rows = list(tfds.as_numpy(tfds.load("fashion_mnist", split=split,
+                                          data_dir=str(tfds_dir)).batch(100)))
+      raw[split] = (np.concatenate([r["image"] for r in rows])[..., 0],
+                    np.concatenate([r["label"] for r in rows]))
+    config = dict(name="fashion_mnist", imbalance="none", n_max=1000, source="tfds",
+                  data_dir=str(tfds_dir))
+    from_tfds = data.load_dataset(config)
+    # "auto" takes TFDS when it is prepared.
+    from_auto = data.load_dataset(dict(config, source="auto"))
+  _write_split_files(idx_dir, *raw["train"], *raw["test"])
+  from_idx = data.load_dataset(dict(config, source="idx", data_dir=str(idx_dir)))
+  for field in ("train_x", "train_y", "test_x", "test_y"):
+    np.testing.assert_array_equal(getattr(from_idx, field), getattr(from_tfds, field))
+    np.testing.assert_array_equal(getattr(from_auto, field), getattr(from_tfds, field))
+    assert getattr(from_idx, field).dtype == getattr(from_tfds, field).dtype
+  assert from_idx.class_sizes == from_tfds.class_sizes
+  assert from_idx.view_options == from_tfds.view_options
+
+
+def test_missing_idx_data_fails_fast_with_both_ways(tmp_path):
+  start = time.perf_counter()
+  for source in ("auto", "idx"):
+    with pytest.raises(data.MissingDatasetError) as error:
+      data.load_dataset(dict(name="mnist", data_dir=str(tmp_path), source=source))
+    message = str(error.value)
+    assert "\n" not in message
+    assert "train-images-idx3-ubyte.gz" in message and str(tmp_path) in message
+    if source == "auto":
+      assert f"tfds build mnist --data_dir {tmp_path}" in message
+  assert time.perf_counter() - start < 5
+  with pytest.raises(ValueError, match="data.source"):
+    data.load_dataset(dict(name="mnist", source="csv"))
+  with pytest.raises(ValueError, match="tfds"):
+    data.load_dataset(dict(name="cifar10", source="idx"))
+
+
+@pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
+                    reason=f"the real Fashion-MNIST IDX files are not in {DEBIAN_FASHION} "
+                           "(`make data` installs Debian's dataset-fashion-mnist)")
+def test_real_fashion_mnist_files(tmp_path):
+  assert idx.find_idx_files("fashion_mnist", None) is not None
+  # "auto" with no TFDS copy falls back to the Debian files: the whole balanced train split.
+  ds = data.load_dataset(dict(name="fashion_mnist", data_dir=str(tmp_path), source="auto",
+                              imbalance="none", n_max=6000))
+  assert ds.train_x.shape == (60_000, 32, 32, 1) and ds.test_x.shape == (10_000, 32, 32, 1)
+  assert np.bincount(ds.train_y).tolist() == [6000] * 10 and ds.class_sizes == [6000] * 10
+  assert np.bincount(ds.test_y).tolist() == [1000] * 10
+  # Pixels 0 and 255 both occur: the normalised range is exactly [-1, 1].
+  assert ds.train_x.min() == -1.0 and ds.train_x.max() == 1.0
