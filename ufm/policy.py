@@ -96,8 +96,12 @@ class StallPolicy:
     class collapsed onto another class's coordinate in place (seen at K = 50)."""
     return np.where(self.targeted, 0.0, self.kick_left / self.kick_chunks)
 
-  def update(self, loss, pg, bound=None) -> Decision:
+  def update(self, loss, pg, bound=None, settled=None) -> Decision:
     """One chunk's numbers (`loss`, `pg` per seed, the bound L* or None) -> a `Decision`.
+
+    `settled` (CE): per seed, whether the geometry stopped changing over the chunk; a stall
+    with settled geometry stops like one with g <= tol (the ridge-balanced norms of the CE
+    problem creep long after the geometry has settled, which keeps g above tol).
 
     Must be called after the chunk's noise (from `noise_plan`) has been applied, with the
     numbers measured before it.
@@ -130,8 +134,11 @@ class StallPolicy:
     else:
       retry = stalled & (self.checks < self.max_checks) & (
           improved | (self.failures < self.max_failures))
-    settled = cert if self.certifiable else np.ones_like(cert)
-    stop = stalled & ~retry & (pg <= self.tol) & settled
+    settled_cert = cert if self.certifiable else np.ones_like(cert)
+    stationary = pg <= self.tol
+    if settled is not None:
+      stationary = stationary | np.asarray(settled, bool)
+    stop = stalled & ~retry & stationary & settled_cert
     # A stall that is accepted but whose g is still above tol is Adam jitter: a smaller
     # step size settles it.
     self.lr = np.where(stalled & ~retry & ~stop, self.lr * 0.5, self.lr)

@@ -93,6 +93,9 @@ class SolverOptions:
     max_checks: SCL: at most this many saddle checks (perturb a stationary point and
       re-converge) per seed.
     perturbation: the saddle check's noise scale (per entry, rows of norm 1).
+    geometry_tol: CE: the geometry has settled when the normalised Gram matrices of the class
+      means and of W change by at most this (Frobenius) over a chunk; None picks 1e-6
+      (float64) or 1e-4 (float32). A stall with settled geometry is converged.
     certificate_rtol: UFM+ SCL: a point is certified when its objective is within this
       relative tolerance of the bound (Theorem 1, or the per-batch bound); None picks 1e-9
       (float64) or 5e-7 (float32: the float32 objective of an exact OF was measured up to
@@ -113,6 +116,7 @@ class SolverOptions:
   max_failures: int = 3
   perturbation: float = 1e-2
   certificate_rtol: float | None = None
+  geometry_tol: float | None = None
 
   def resolved_lr(self, loss: str) -> float:
     if self.learning_rate is not None:
@@ -123,6 +127,11 @@ class SolverOptions:
     if self.tol is not None:
       return float(self.tol)
     return 1e-9 if dtype == "float64" else 1e-5
+
+  def resolved_geometry_tol(self, dtype: str) -> float:
+    if self.geometry_tol is not None:
+      return float(self.geometry_tol)
+    return 1e-6 if dtype == "float64" else 1e-4
 
   def resolved_rtol(self, dtype: str) -> float:
     if self.certificate_rtol is not None:
@@ -488,6 +497,17 @@ def _solve(problem, options, progress):
 
   class_excess = jax.jit(_over_seeds(class_excess_one, num_seeds))
 
+  def shapes_one(params):
+    """CE: the normalised Gram matrices G / ||G||_F of the class means of H and of W."""
+    means = jax.ops.segment_sum(params["H"], labels, num_segments=k)
+    grams = [x @ x.T for x in (means, params["W"])]
+    return jnp.stack([g / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(dtype).tiny)
+                      for g in grams])
+
+  shapes = jax.jit(_over_seeds(shapes_one, num_seeds))
+  geometry_tol = options.resolved_geometry_tol(problem.dtype)
+  previous_shapes = None
+
   evaluate = jax.jit(_over_seeds(objective, num_seeds,
                                  in_axes=(0, None, None, None, None, None)))
 
@@ -558,7 +578,14 @@ def _solve(problem, options, progress):
                           jnp.asarray(ending), jnp.asarray(kick_classes))
         if certifiable and final_epoch not in bounds:
           bounds[final_epoch] = problem.of_loss(final_epoch)
-        decision = policy.update(value, grad_rms, bounds.get(final_epoch))
+        settled = None
+        if not is_scl:
+          now = np.asarray(shapes(measured[0]), np.float64)
+          if previous_shapes is not None:
+            change = np.sqrt(np.sum((now - previous_shapes) ** 2, axis=(2, 3))).max(axis=1)
+            settled = change <= geometry_tol
+          previous_shapes = now
+        decision = policy.update(value, grad_rms, bounds.get(final_epoch), settled)
         if decision.take.any():
           best_point = _select(decision.take, measured, best_point)
         if decision.restore.any():

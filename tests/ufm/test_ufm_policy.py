@@ -83,3 +83,12 @@ def test_a_chunk_that_increases_the_objective_halves_the_step_size():
   p.update(np.array([10.0, 10.0]), np.array([1.0, 1.0]))
   p.update(np.array([10.5, 9.0]), np.array([1.0, 1.0]))
   np.testing.assert_allclose(p.lr, [5e-3, 1e-2])
+
+
+def test_ce_stops_on_settled_geometry_although_g_stays_above_tol():
+  p = _policy(certifiable=False, kicks=False)
+  loss, pg = np.array([3.0, 3.0]), np.array([1e-3, 1e-3])
+  p.update(loss, pg, settled=np.array([False, False]))
+  p.update(loss, pg, settled=np.array([True, False]))
+  np.testing.assert_array_equal(p.converged, [True, False])
+  np.testing.assert_array_equal(p.active, [False, True])
