@@ -178,6 +178,9 @@ def _seed_fields(problem, solution, s: int, of_loss, optimal_loss) -> dict:
       "reached_of": bool(geo["dist_of"] < OF_THRESHOLD),
       "converged": bool(solution.converged[s]), "steps": int(solution.steps[s]),
       "pg_norm": float(solution.pg_norm[s]), "rel_change": float(solution.rel_change[s]),
+      # UFM+ SCL: the objective is within certificate_rtol of the lower bound, so the point is
+      # a global minimizer (null where there is no bound).
+      "certified": None if solution.certified is None else bool(solution.certified[s]),
   }
   if solution.classifier is not None:
     w = solution.classifier[s]
@@ -233,6 +236,9 @@ def build_result(problem, options, solution) -> dict:
   result["num_seeds"] = len(per_seed)
   result["fraction_of"] = float(np.mean(dist < OF_THRESHOLD))
   result["fraction_converged"] = float(np.mean([f["converged"] for f in per_seed]))
+  result["certificate_rtol"] = solution.certificate_rtol
+  result["num_certified"] = (None if solution.certified is None
+                             else int(np.sum(solution.certified)))
   result["spread"] = {"loss_min": float(np.min(solution.loss)),
                       "loss_max": float(np.max(solution.loss)),
                       "dist_of_min": float(dist.min()), "dist_of_max": float(dist.max()),
@@ -289,9 +295,12 @@ def summary(result, out_dir) -> str:
   lines.append(f"  loss {result['loss']:.8g}{of}")
   lines.append(f"  dist_of {result['dist_of']:.3e}, dist_etf {result['dist_etf']:.3e}, "
                f"nc1 {result['nc1']:.2e}, mean_cos {result['mean_cos']:.4f}")
-  lines.append(f"  converged {result['converged']} after {result['steps']} steps, "
+  lines.append(f"  {_status_words(result)} after {result['steps']} steps, "
                f"{result['seconds']:.1f} s")
   if result["num_seeds"] > 1:
+    if result.get("num_certified") is not None:
+      lines.append(f"  certified global minimizers: {result['num_certified']} of "
+                   f"{result['num_seeds']} seeds")
     spread = result["spread"]
     lines.append(f"  seeds {result['num_seeds']}: fraction reaching the OF (dist_of < 1e-3) "
                  f"{result['fraction_of']:.2f}, dist_of {spread['dist_of_min']:.2e}.."
@@ -301,6 +310,19 @@ def summary(result, out_dir) -> str:
     lines.append(f"  classifier W: dist_etf {result['classifier']['dist_etf']:.3e}")
   lines.append(f"  wrote {out_dir}/result.json, embeddings.npy, labels.npy, gram.png")
   return "\n".join(lines)
+
+
+def _status_words(result) -> str:
+  """How the solve ended, in words: certified or not (UFM+ SCL), converged or not."""
+  if result.get("certified") is None:
+    return ("converged (stopping rule met)" if result["converged"]
+            else "not converged (step budget spent)")
+  rtol = result["certificate_rtol"]
+  if result["certified"]:
+    how = "converged" if result["converged"] else "budget spent before the stopping rule"
+    return f"certified global minimizer (gap within {rtol:g} x |bound|; {how})"
+  return (f"NOT certified: gap above {rtol:g} x |bound|, not a global minimizer "
+          f"(step budget spent escaping)")
 
 
 def _cmd_solve(args) -> int:

@@ -20,22 +20,29 @@ host loop checks convergence on the true objective (the full epoch for mini-batc
   the orthant counts), and
 * the relative change of the objective over the chunk,
 
-must both be below `tol`. Neither the gap to the closed form nor dist_of is used to stop.
+must both be below `tol`. For UFM+ with SCL a stall also needs a certificate to stop: the
+objective within a relative tolerance of its closed-form lower bound (Theorem 1, or the per-batch
+bound), which only global minimizers reach (`ufm.policy`). dist_of is never used to stop.
 
 Finding the global minimizer (UFM+ with SCL). PAPER.md 3 records that plain projected
-first-order methods stall at spurious stationary points (K = d = 10, R = 100, tau = 0.1). Two
-mechanisms were seen here: (i) a class spreads over several coordinates (a flat direction of the
-loss), leaving two other classes to share one coordinate; (ii) two classes share a coordinate
-while a free one exists, but the push apart is second order and the projection keeps the free
-coordinate at exactly zero, with exactly zero gradient. The solver therefore
+first-order methods stall at spurious stationary points (K = d = 10, R = 100, tau = 0.1). The
+mechanisms seen here: (i) a class spreads over several coordinates (a flat direction of the
+loss), leaving two other classes to share one coordinate; (ii) a class straddles coordinates
+held by other classes, or sits on another class's coordinate, while a coordinate is free: the
+projection keeps the free coordinate at exactly zero with exactly zero gradient, and the push
+towards it is second order (docs/solver.md). The solver therefore
 1. starts with a warm-up phase on a problem with the same global minimizers (Theorems 1-2 do
    not depend on class sizes): balanced anchor weights, a reward for peaky rows that the
    canonical OF maximizes, and decaying class-coherent noise (`continuation_phases`);
-2. then runs the true objective at the target tau, where a stall (objective flat over a chunk)
-   triggers a saddle check: a small class-coherent random perturbation with fresh Adam moments;
-   the point is accepted only when re-convergence does not lower the objective.
-The final phase is always the true problem and is where convergence is checked. Starts are
-random (non-negative for UFM+); nothing is initialised at or snapped to a frame.
+2. then runs the true objective at the target tau; a stall at a point that is not certified
+   triggers a kick: class-coherent random noise with fresh Adam moments. Full batch, the kick
+   moves only the classes whose anchors lie furthest above their per-anchor bounds (the
+   bound holds anchor by anchor), without the peaky-rows reward; every third kick moves all
+   classes with the reward. A kick that ends in a higher stall is undone. Kicks go on until a
+   certified point or the end of the budget.
+The final phase is always the true problem and is where convergence is checked. The point
+returned per seed is the lowest objective measured in it. Starts are random (non-negative for
+UFM+); nothing is initialised at, steered toward or snapped to a frame.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ import optax
 
 from geometry import losses
 from geometry import metrics
+from ufm import policy as policy_lib
 from ufm.problem import Problem
 
 
@@ -85,6 +93,13 @@ class SolverOptions:
     max_checks: SCL: at most this many saddle checks (perturb a stationary point and
       re-converge) per seed.
     perturbation: the saddle check's noise scale (per entry, rows of norm 1).
+    geometry_tol: CE: the geometry has settled when the normalised Gram matrices of the class
+      means and of W change by at most this (Frobenius) over a chunk; None picks 1e-6
+      (float64) or 1e-4 (float32). A stall with settled geometry is converged.
+    certificate_rtol: UFM+ SCL: a point is certified when its objective is within this
+      relative tolerance of the bound (Theorem 1, or the per-batch bound); None picks 1e-9
+      (float64) or 5e-7 (float32: the float32 objective of an exact OF was measured up to
+      1.6e-7 off the closed form at K = 100, n = 2750).
   """
   steps: int = 20000
   tol: float | None = None
@@ -100,6 +115,8 @@ class SolverOptions:
   kick_sparsity: float = 0.3
   max_failures: int = 3
   perturbation: float = 1e-2
+  certificate_rtol: float | None = None
+  geometry_tol: float | None = None
 
   def resolved_lr(self, loss: str) -> float:
     if self.learning_rate is not None:
@@ -110,6 +127,16 @@ class SolverOptions:
     if self.tol is not None:
       return float(self.tol)
     return 1e-9 if dtype == "float64" else 1e-5
+
+  def resolved_geometry_tol(self, dtype: str) -> float:
+    if self.geometry_tol is not None:
+      return float(self.geometry_tol)
+    return 1e-6 if dtype == "float64" else 1e-4
+
+  def resolved_rtol(self, dtype: str) -> float:
+    if self.certificate_rtol is not None:
+      return float(self.certificate_rtol)
+    return 1e-9 if dtype == "float64" else 5e-7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +270,8 @@ class SolveResult:
   pg_norm: np.ndarray              # [S] projected-gradient RMS at the end
   rel_change: np.ndarray           # [S] relative objective change over the last chunk
   converged: np.ndarray            # [S] bool
+  certified: np.ndarray | None     # [S] bool: loss within certificate_rtol of the bound (UFM+ SCL)
+  certificate_rtol: float | None
   steps: np.ndarray                # [S] steps taken
   seconds: float
   seeds: list[int]
@@ -433,83 +462,95 @@ def _solve(problem, options, progress):
       sq, count = jnp.sum(gh ** 2) + jnp.sum(grads["W"] ** 2), gh.shape[0] + grads["W"].shape[0]
     return value, jnp.sqrt(sq / count)
 
-  def perturb_one(state, flag, key, scale, reset):
+  def perturb_one(state, flag, key, scale, reset, classes):
     params, opt_state = state
     h = params["H"]
     # Class-coherent noise (one random direction per class, plus a per-example part): the
     # escape direction from a saddle where two classes sit on the same coordinates moves a
-    # whole class together, which independent per-example noise barely excites.
+    # whole class together, which independent per-example noise barely excites. Only the
+    # rows of `classes` move.
     k_class, k_row = jax.random.split(key)
     per_class = jax.random.normal(k_class, (k, h.shape[1]), h.dtype)[labels]
     noise = scale * (per_class + jax.random.normal(k_row, h.shape, h.dtype))
     moved = _project_rows(h + (jnp.abs(noise) if relu else noise), h, relu)
-    new = {**params, "H": jnp.where(flag, moved, h)}
+    new = {**params, "H": jnp.where(flag & classes[labels][:, None], moved, h)}
     # Fresh Adam moments: the old second moments are tuned to the gradients before the move
     # and would damp the (small) escape gradients for ~1/(1 - b2) steps.
     fresh = opt.init(new)
     return new, jax.tree.map(lambda a, b: jnp.where(flag & reset, a, b), fresh, opt_state)
 
-  perturb = jax.jit(lambda state, flags, key, scale, reset: _over_seeds(
+  perturb = jax.jit(lambda state, flags, key, scale, reset, classes: _over_seeds(
       perturb_one, num_seeds)(
-          state, flags, jax.random.split(key, flags.shape[0]), scale, reset))
+          state, flags, jax.random.split(key, flags.shape[0]), scale, reset, classes))
+
+  # Per-anchor certificate (full-batch UFM+ SCL): every anchor term is at least its value at
+  # an OF, log(n_c - 1 + (n - n_c) e^{-1/tau}) in the loss's shifted form (the proof of
+  # Theorem 1 bounds each anchor separately), so the excess of a class's anchors over their
+  # bounds says which classes hold a spurious stationary point up.
+  anchor_bound = jnp.asarray(np.log(np.maximum(sizes - 1, 1e-300) + (n - sizes) * np.exp(
+      -1.0 / problem.tau))[problem.labels] * (sizes[problem.labels] >= 2), dtype)
+
+  def class_excess_one(h):
+    terms = losses.supcon_loss(h, labels, temperature=problem.tau, reduction="none",
+                               block_size=block_size)
+    return jax.ops.segment_sum(terms - anchor_bound, labels, num_segments=k)
+
+  class_excess = jax.jit(_over_seeds(class_excess_one, num_seeds))
+
+  def shapes_one(params):
+    """CE: the normalised Gram matrices G / ||G||_F of the class means of H and of W."""
+    means = jax.ops.segment_sum(params["H"], labels, num_segments=k)
+    grams = [x @ x.T for x in (means, params["W"])]
+    return jnp.stack([g / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(dtype).tiny)
+                      for g in grams])
+
+  shapes = jax.jit(_over_seeds(shapes_one, num_seeds))
+  geometry_tol = options.resolved_geometry_tol(problem.dtype)
+  previous_shapes = None
 
   evaluate = jax.jit(_over_seeds(objective, num_seeds,
                                  in_axes=(0, None, None, None, None, None)))
 
   keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
   state = jax.vmap(init)(keys)
-  active = np.ones(num_seeds, bool)
   steps_done = np.zeros(num_seeds, np.int64)
-  lr = np.full(num_seeds, base_lr)
-  true_weights = jnp.ones((k,), dtype)
   start = time.perf_counter()
   step = 0
-  loss = np.full(num_seeds, np.inf)
-  pg = np.full(num_seeds, np.inf)
-  rel = np.full(num_seeds, np.inf)
-  converged = np.zeros(num_seeds, bool)
   final_epoch = 0
-  checks = np.zeros(num_seeds, np.int64)
-  checked_loss = np.full(num_seeds, np.inf)
   key = jax.random.PRNGKey(10_000 + problem.seed)
-  # Saddle-check "kicks" (final phase): a seed whose objective stalls gets a few chunks of the
-  # warm-up treatment (class-coherent noise, annealed peaky-rows reward) and fresh Adam moments,
-  # then returns to the true objective; the stall is accepted once a kick no longer lowers it.
-  kick_left = np.zeros(num_seeds, np.int64)
-  failures = np.zeros(num_seeds, np.int64)
-  checked_pg = np.full(num_seeds, np.inf)
-  best_state = state
-  # The point returned per seed: the lowest true objective measured (final phase), with the
-  # numbers measured there. Kicks move the state off it after its measurement, so the state at
-  # the end of the budget can be a perturbed one.
-  best_point = state
-  best_vals = {"loss": np.full(num_seeds, np.inf), "pg": np.full(num_seeds, np.inf),
-          "rel": np.full(num_seeds, np.inf)}
-  zeros = np.zeros(num_seeds)
+  certifiable = is_scl and relu
+  targetable = certifiable and schedule.full
+  policy = policy_lib.StallPolicy(
+      num_seeds, tol=tol, base_lr=base_lr, kicks=is_scl, certifiable=certifiable,
+      rtol=options.resolved_rtol(problem.dtype), max_checks=options.max_checks,
+      max_failures=options.max_failures, kick_chunks=options.kick_chunks)
+  # Final phase: `best_point` is the point returned per seed (the lowest true objective
+  # measured; kicks move the state off it after its measurement), `best_stall` the lowest
+  # stall a kick that ends higher goes back to, `kick_classes` the rows a kick moves.
+  best_point = best_stall = state
+  all_classes = np.ones((num_seeds, k), bool)
+  kick_classes = all_classes.copy()
+  bounds = {}
   for phase in phases:
     weights = jnp.asarray(phase.mix * np.ones(k) + (1 - phase.mix) * balanced_weights, dtype)
     tau = jnp.asarray(phase.tau, dtype)
     phase_end = step + phase.steps
-    prev = None
     lr = np.full(num_seeds, base_lr)
-    while step < phase_end and active.any():
+    while step < phase_end and policy.active.any():
       length = min(options.chunk, phase_end - step)
       if phase.final:
-        anneal = kick_left / options.kick_chunks
+        lr = policy.lr
+        sparsity = options.kick_sparsity * policy.reward() if relu else np.zeros(num_seeds)
       else:
-        anneal = np.full(num_seeds, (phase_end - step) / phase.steps)
-      if phase.final:
-        sparsity = options.kick_sparsity * anneal if relu else np.zeros(num_seeds)
-      else:
-        sparsity = phase.sparsity * anneal
+        sparsity = np.full(num_seeds, phase.sparsity * (phase_end - step) / phase.steps)
       xs = None
       if not schedule.full:
         idx, mask = schedule.steps(step, length)
         xs = (jnp.asarray(idx), jnp.asarray(mask))
-      state = run_chunk(state, jnp.asarray(active), xs, tau, weights,
+      state = run_chunk(state, jnp.asarray(policy.active), xs, tau, weights,
                         jnp.asarray(sparsity, dtype), jnp.asarray(lr, dtype), length)
       step += length
-      steps_done[active] = step
+      steps_done[policy.active] = step
       final_epoch = max((step - 1) // schedule.num_batches, 0)
       e_idx = e_mask = None
       if not schedule.full:
@@ -518,84 +559,69 @@ def _solve(problem, options, progress):
       value, grad_rms = evaluate(state[0], e_idx, e_mask, tau, weights,
                                  jnp.zeros((), dtype))
       value, grad_rms = np.asarray(value, np.float64), np.asarray(grad_rms, np.float64)
-      if prev is not None:
-        rel = np.abs(value - prev) / np.maximum(np.abs(value), 1e-30)
-        # An increase over a whole chunk means Adam overshoots: halve its step size (not while
-        # noise is injected on purpose).
-        if phase.final:
-          lr = np.where(active & (kick_left == 0) & (value > prev + 1e-10 * np.abs(prev)),
-                        lr * 0.5, lr)
-      prev, loss, pg = value, value, grad_rms
-      measured, was_active = state, active.copy()
-      # Noise: annealed over the warm-up, or during a kick; fresh Adam moments when it ends.
-      noisy = active & (anneal > 0) if (phase.final or phase.noise > 0) else zeros > 0
-      if noisy.any():
-        key, sub = jax.random.split(key)
-        level = (options.perturbation if phase.final else phase.noise) * anneal
-        ending = (kick_left == 1) if phase.final else np.full(num_seeds, step >= phase_end)
-        scale = np.where(ending, 0.0, level)
-        state = perturb(state, jnp.asarray(noisy), sub, jnp.asarray(scale, dtype),
-                        jnp.asarray(ending))
-        if phase.final:
-          kick_left = np.maximum(kick_left - 1, 0)
-          prev = np.where(noisy, np.inf, prev)
-          lr = np.where(noisy, base_lr, lr)
-      if phase.final:
-        # The objective stopped moving over a whole chunk (and no kick is under way).
-        stalled = active & (rel <= tol) & (kick_left == 0)
-        # Saddle check: under the projection, coordinates that no row uses are exactly zero
-        # with exactly zero gradient, a class spread over several coordinates is a flat
-        # direction, and two classes sharing a coordinate feel only a second-order push apart,
-        # so projected methods stop at such strict saddles. A kick moves off them.
-        improved = loss < checked_loss - 1e-7 * np.abs(loss)
-        # A kick that ends in a worse (or equal) stall is undone: back to the best stall seen.
-        worse = stalled & ~improved
-        failures = failures + worse
-        # (Only a clearly worse one: an equal stall is the same minimum, still converging.)
-        back = worse & (loss > checked_loss + 1e-7 * np.abs(checked_loss))
-        if back.any():
-          state = _select(back, best_state, state)
-          loss, pg = np.where(back, checked_loss, loss), np.where(back, checked_pg, pg)
-        retry = stalled & (checks < options.max_checks) & (
-            improved | (failures < options.max_failures)) if is_scl else np.zeros_like(stalled)
-        converged = converged | (stalled & (pg <= tol) & ~retry)
-        # A stall that kicks did not improve but whose projected gradient is still above tol
-        # is Adam jitter: a smaller step size settles it.
-        lr = np.where(stalled & ~retry & (pg > tol), lr * 0.5, lr)
-        if improved.any():
-          best_state = _select(stalled & improved, state, best_state)
-          checked_pg = np.where(stalled & improved, pg, checked_pg)
-          checked_loss = np.where(stalled & improved, loss, checked_loss)
-        if retry.any():
-          checks = checks + retry
-          kick_left = np.where(retry, options.kick_chunks, kick_left)
-        active = active & ~converged
-        # The measured point becomes the returned one when it is the lowest so far, or when
-        # the stopping rule accepted it and it is as low as the best within tol.
-        stopped = was_active & converged
-        take = was_active & ((value < best_vals["loss"]) | (
-            stopped & (value <= best_vals["loss"] + tol * np.abs(best_vals["loss"]))))
-        # A seed that stops at a point higher than one measured earlier returns the earlier,
-        # lower point, at which the stopping rule was not met.
-        converged = converged & ~(stopped & ~take)
-        if take.any():
-          best_point = _select(take, measured, best_point)
-          for name, v in (("loss", value), ("pg", grad_rms), ("rel", rel)):
-            best_vals[name] = np.where(take, v, best_vals[name])
+      measured = state
+      if not phase.final:
+        # Warm-up noise, annealed over the phase; fresh Adam moments at its end.
+        if phase.noise > 0:
+          key, sub = jax.random.split(key)
+          ending = step >= phase_end
+          scale = 0.0 if ending else phase.noise * (phase_end - step) / phase.steps
+          state = perturb(state, jnp.asarray(policy.active), sub,
+                          jnp.full(num_seeds, scale, dtype), jnp.full(num_seeds, ending),
+                          jnp.asarray(all_classes))
+      else:
+        noisy, level, ending = policy.noise_plan()
+        if noisy.any():
+          key, sub = jax.random.split(key)
+          state = perturb(state, jnp.asarray(noisy), sub,
+                          jnp.asarray(options.perturbation * level, dtype),
+                          jnp.asarray(ending), jnp.asarray(kick_classes))
+        if certifiable and final_epoch not in bounds:
+          bounds[final_epoch] = problem.of_loss(final_epoch)
+        settled = None
+        if not is_scl:
+          now = np.asarray(shapes(measured[0]), np.float64)
+          if previous_shapes is not None:
+            change = np.sqrt(np.sum((now - previous_shapes) ** 2, axis=(2, 3))).max(axis=1)
+            settled = change <= geometry_tol
+          previous_shapes = now
+        decision = policy.update(value, grad_rms, bounds.get(final_epoch), settled)
+        if decision.take.any():
+          best_point = _select(decision.take, measured, best_point)
+        if decision.restore.any():
+          state = _select(decision.restore, best_stall, state)
+        if decision.save_stall.any():
+          best_stall = _select(decision.save_stall, measured, best_stall)
+        if decision.kick.any():
+          kick_classes = np.where(decision.kick[:, None], all_classes, kick_classes)
+          if targetable and decision.targeted.any():
+            # A targeted kick moves the classes furthest above their per-anchor bound (at
+            # least half the largest excess), the ones a spurious stationary point strands.
+            excess = np.asarray(class_excess(state[0]["H"]), np.float64)
+            top = excess.max(axis=1, keepdims=True)
+            worst = (excess >= 0.5 * top) | (top <= 0)
+            kick_classes = np.where((decision.kick & decision.targeted)[:, None], worst,
+                                    kick_classes)
+          # The kick's first noise comes at once, with fresh Adam moments.
+          key, sub = jax.random.split(key)
+          state = perturb(state, jnp.asarray(decision.kick), sub,
+                          jnp.full(num_seeds, options.perturbation, dtype),
+                          jnp.asarray(decision.kick), jnp.asarray(kick_classes))
       if progress is not None:
-        best = int(np.nanargmin(loss))
-        h_best = np.asarray(state[0]["H"][best])
+        best = int(np.nanargmin(value))
+        h_best = np.asarray(measured[0]["H"][best])
         means, _ = metrics.class_means(h_best, problem.labels, k)
         progress({"step": step, "phase": phases.index(phase), "final": phase.final,
-                  "loss": float(loss[best]), "dist_of": metrics.dist_of(means),
-                  "pg": float(pg[best])})
+                  "loss": float(value[best]), "dist_of": metrics.dist_of(means),
+                  "pg": float(grad_rms[best])})
   jax.block_until_ready(best_point)
   seconds = time.perf_counter() - start
   params = jax.device_get(best_point[0])
   return SolveResult(
       embeddings=np.asarray(params["H"], np.float64),
       classifier=None if is_scl else np.asarray(params["W"], np.float64),
-      loss=best_vals["loss"], pg_norm=best_vals["pg"], rel_change=best_vals["rel"],
-      converged=converged, steps=steps_done,
+      loss=policy.best["loss"], pg_norm=policy.best["pg"], rel_change=policy.best["rel"],
+      converged=policy.converged, certified=policy.best["certified"] if certifiable else None,
+      certificate_rtol=policy.rtol if certifiable else None, steps=steps_done,
       seconds=seconds, seeds=seeds, block_size=block_size, phases=phases,
       final_epoch=final_epoch)

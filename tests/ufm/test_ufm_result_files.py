@@ -16,6 +16,8 @@ from geometry import frames
 from geometry import losses
 from geometry import metrics
 from ufm import cli
+from ufm import problem as problem_lib
+from ufm import solver as solver_lib
 
 
 def _projected_gradient_rms(h, labels, tau):
@@ -28,13 +30,35 @@ def _projected_gradient_rms(h, labels, tau):
   return float(np.sqrt(np.sum(cone ** 2) / len(h)))
 
 
-def test_budget_ending_inside_a_kick_reports_the_saved_embeddings(tmp_path, capsys):
-  # 1700 steps: the budget ends while a saddle-check kick has perturbed the state (after the
-  # OF was reached), the case where result.json and embeddings.npy used to disagree.
-  tau, sizes = 1.0, [10, 10, 2, 2]
+def _solve_and_write(out, steps, seeds=1, **options):
+  problem = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, tau=1.0)
+  opts = solver_lib.SolverOptions(steps=steps, seeds=seeds, **options)
+  solution = solver_lib.solve(problem, opts)
+  result = cli.build_result(problem, opts, solution)
+  cli.write_outputs(str(out), problem, solution, result)
+  return result, solution
+
+
+def test_cli_reproduction_reports_the_saved_embeddings(tmp_path):
+  # The reproduction of the reliability issue: result.json used to give the OF's loss while
+  # embeddings.npy held a kicked state (SCL 62.039 against 61.825).
   code = cli.main(["solve", "--sizes", "10,10,2,2", "--dim", "8", "--tau", "1", "--steps",
                    "1700", "--out", str(tmp_path), "--quiet"])
   assert code == 0
+  _check_files(tmp_path)
+
+
+def test_budget_ending_inside_a_kick_reports_the_saved_embeddings(tmp_path):
+  # A negative certificate tolerance certifies nothing, so the first stall (at the OF) starts
+  # a kick, and a kick of 1000 chunks outlasts the budget: the solve stops by its budget
+  # inside a kick, with the state moved off the best point it measured.
+  _, solution = _solve_and_write(tmp_path, 1700, certificate_rtol=-1.0, kick_chunks=1000)
+  assert not solution.converged[0] and not solution.certified[0]
+  _check_files(tmp_path)
+
+
+def _check_files(tmp_path):
+  tau, sizes = 1.0, [10, 10, 2, 2]
   result = json.loads((tmp_path / "result.json").read_text())
   h = np.load(tmp_path / "embeddings.npy")
   labels = np.load(tmp_path / "labels.npy")
