@@ -12,6 +12,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from geometry import memory
+
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -252,7 +254,9 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
     reduction: `"sum"` (the paper's per-batch sum), `"mean"` (average over the anchors that
       have at least one positive; 0 if there are none) or `"none"` (per-anchor terms `[N]`).
     block_size: `None` for the dense path (an N x N similarity matrix); an integer for the
-      streaming path, with memory O(N * block_size) and the same value and gradient.
+      streaming path, with memory O(N * block_size) and the same value and gradient. A dense
+      call that cannot fit in the device's free memory raises ValueError naming a block size
+      that does (`geometry.memory.check_dense_scl`).
     weights: optional `[N]` per-anchor weights w_i for `"sum"` (sum_i w_i term_i) and
       `"mean"` (the same divided by the number of anchors with a positive); the same as
       weighting the `"none"` terms, in one sweep instead of two.
@@ -283,6 +287,8 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
   n = embeddings.shape[0]
   valid = jnp.ones((n,), bool) if where is None else jnp.asarray(where, bool)
   temperature = jnp.asarray(temperature, dtype)
+  if block_size is None:
+    memory.check_dense_scl(n, jnp.dtype(dtype).itemsize)
   if n == 0:
     # The empty sum: no anchor, no term (and the mean over no anchor is 0, as documented).
     empty = jnp.sum(embeddings) * 0.0
