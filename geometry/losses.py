@@ -7,9 +7,12 @@ practice are measured with the same code. The semantics are those of PAPER.md se
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
+
+from geometry import memory
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -195,6 +198,38 @@ _terms.defvjp(_terms_fwd, _terms_bwd)
 
 
 
+def _check_inputs(embeddings, labels, where, weights, temperature) -> None:
+  """Shapes and the temperature, checked while tracing (static facts only: no cost per step).
+
+  A temperature that is a tracer (passed into a jitted function) has no value yet and is not
+  checked; a Python number or a concrete array is.
+  """
+  if embeddings.ndim != 2:
+    raise ValueError(f"supcon_loss: embeddings must be [N, d], got shape {embeddings.shape}")
+  n = embeddings.shape[0]
+
+  def same_rows(name, value):
+    shape = jnp.shape(value)
+    if shape != (n,):
+      raise ValueError(f"supcon_loss: {name} has shape {shape}, but embeddings of shape "
+                       f"{embeddings.shape} need one entry per row: shape ({n},)")
+
+  same_rows("labels", labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"supcon_loss: labels must be integers, got {labels.dtype}")
+  if where is not None:
+    same_rows("where", where)
+  if weights is not None:
+    same_rows("weights", weights)
+  if jnp.ndim(temperature) != 0:
+    raise ValueError(f"supcon_loss: temperature must be a scalar, got shape "
+                     f"{jnp.shape(temperature)}")
+  if not isinstance(temperature, jax.core.Tracer):
+    value = float(temperature)
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f"supcon_loss: temperature must be a finite number > 0, got {value}")
+
+
 def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="mean",
                 block_size=None, weights=None):
   r"""Supervised contrastive loss (SupCon "L_out") of one batch, PAPER.md section 1.
@@ -219,13 +254,22 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
     reduction: `"sum"` (the paper's per-batch sum), `"mean"` (average over the anchors that
       have at least one positive; 0 if there are none) or `"none"` (per-anchor terms `[N]`).
     block_size: `None` for the dense path (an N x N similarity matrix); an integer for the
-      streaming path, with memory O(N * block_size) and the same value and gradient.
+      streaming path, with memory O(N * block_size) and the same value and gradient. A dense
+      call that cannot fit in the device's free memory raises ValueError naming a block size
+      that does (`geometry.memory.check_dense_scl`).
     weights: optional `[N]` per-anchor weights w_i for `"sum"` (sum_i w_i term_i) and
       `"mean"` (the same divided by the number of anchors with a positive); the same as
       weighting the `"none"` terms, in one sweep instead of two.
 
   Returns:
-    A scalar (or `[N]` for `reduction="none"`) in the compute dtype.
+    A scalar (or `[N]` for `reduction="none"`) in the compute dtype. An empty batch (N = 0)
+    gives the empty sum, 0 (and `[0]` for `"none"`).
+
+  Raises:
+    ValueError: while tracing, when the shapes disagree (embeddings not `[N, d]`; labels,
+      `where` or `weights` not `[N]`), the labels are not integers, or the temperature is
+      not a finite number > 0 (checked when it is concrete: a Python number or an array,
+      not a tracer). The weights of masked rows are ignored, NaN included.
 
   Example:
     >>> import jax.numpy as jnp
@@ -236,18 +280,27 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
   if reduction not in _REDUCTIONS:
     raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
   embeddings = jnp.asarray(embeddings)
+  labels = jnp.asarray(labels)
+  _check_inputs(embeddings, labels, where, weights, temperature)
   dtype = _compute_dtype(embeddings.dtype)
   embeddings = embeddings.astype(dtype)
-  labels = jnp.asarray(labels)
   n = embeddings.shape[0]
   valid = jnp.ones((n,), bool) if where is None else jnp.asarray(where, bool)
   temperature = jnp.asarray(temperature, dtype)
+  if block_size is None:
+    memory.check_dense_scl(n, jnp.dtype(dtype).itemsize)
+  if n == 0:
+    # The empty sum: no anchor, no term (and the mean over no anchor is 0, as documented).
+    empty = jnp.sum(embeddings) * 0.0
+    return jnp.zeros((0,), dtype) if reduction == "none" else empty
   block_size = n if block_size is None else max(1, min(int(block_size), n))
   if reduction == "none":
     if weights is not None:
       raise ValueError("weights apply to reduction 'sum' or 'mean'; weight the 'none' terms")
     return _terms(embeddings, labels, valid, temperature, block_size)
   weights = jnp.ones((n,), dtype) if weights is None else jnp.asarray(weights, dtype)
+  # A masked row is removed entirely, its weight included (NaN * 0 would still be NaN).
+  weights = jnp.where(valid, weights, 0.0)
   total, count = _weighted_total(embeddings, labels, valid, weights, temperature, block_size)
   if reduction == "sum":
     return total

@@ -3,7 +3,10 @@
 Everything is accumulated and computed in NumPy float64 (PAPER.md 10.11). The metrics only
 need per-class sums, counts and the total second moment, so a data set of any size is
 evaluated chunk by chunk with `GeometryAccumulator` without an N x N matrix;
-`geometry_report` is the one-call form and gives the same result.
+`geometry_report` is the one-call form and gives the same result. It needs no d x d matrix
+either: Sigma_B^+ has rank K - 1 and comes from the SVD of the `[K, d]` centered class means,
+and NC1 only needs Sigma_W along its K - 1 directions, so a solve at d = 10^5 costs
+O(N d K) memory and time, not d^2.
 """
 
 from __future__ import annotations
@@ -17,9 +20,23 @@ def _as_f64(x):
 
 def class_means(embeddings, labels, num_classes: int, *, where=None):
   """Masked class means `[K, d]` and counts `[K]` (a class with no example gets a zero mean)."""
-  acc = GeometryAccumulator(num_classes, np.shape(embeddings)[1])
-  acc.update(embeddings, labels, where=where)
-  return acc.means, acc.counts
+  h, y = _kept(embeddings, labels, where, num_classes)
+  sums = np.zeros((num_classes, h.shape[1]))
+  np.add.at(sums, y, h)
+  counts = np.bincount(y, minlength=num_classes)
+  return sums / np.maximum(counts, 1)[:, None], counts
+
+
+def _kept(embeddings, labels, where, num_classes):
+  """Rows kept by `where` as float64, labels as int64 checked to lie in [0, K)."""
+  h = _as_f64(embeddings)
+  y = np.asarray(labels).astype(np.int64)
+  if where is not None:
+    keep = np.asarray(where, bool)
+    h, y = h[keep], y[keep]
+  if y.size and (y.min() < 0 or y.max() >= num_classes):
+    raise ValueError(f"labels must lie in [0, {num_classes})")
+  return h, y
 
 
 def gram(means) -> np.ndarray:
@@ -73,16 +90,55 @@ def angle_values(means) -> np.ndarray:
   return 1.0 - np.arccos(cos[off]) / np.pi
 
 
-def nc1(within_cov, means) -> float:
-  """Tr(Sigma_W Sigma_B^+) with Sigma_B = (1/K) sum_c (mu_c - mu_bar)(mu_c - mu_bar)^T and
-  its pseudo-inverse from the top K-1 singular triplets (no division by K, as the code)."""
+def between_class_basis(means):
+  """The top K-1 eigenpairs of Sigma_B = (1/K) sum_c (mu_c - mu_bar)(mu_c - mu_bar)^T.
+
+  From the thin SVD of the `[K, d]` centered means C = U S V^T: Sigma_B = V (S^2/K) V^T, so
+  no d x d matrix is formed (O(K^2 d)). Eigenvalues below 1e-12 of the largest are dropped.
+
+  Returns:
+    (vt `[r, d]` orthonormal eigenvectors as rows, eigenvalues `[r]`), r <= K - 1.
+  """
   centered = centered_means(means)
   k = centered.shape[0]
-  sigma_b = centered.T @ centered / k
-  u, s, vt = np.linalg.svd(sigma_b)
-  rank = min(k - 1, int(np.sum(s > s[0] * 1e-12))) if s.size and s[0] > 0 else 0
-  pinv = (vt[:rank].T / s[:rank]) @ u[:, :rank].T
-  return float(np.trace(_as_f64(within_cov) @ pinv))
+  _, s, vt = np.linalg.svd(centered, full_matrices=False)
+  eig = s * s / k
+  rank = min(k - 1, int(np.sum(eig > eig[0] * 1e-12))) if eig.size and eig[0] > 0 else 0
+  return vt[:rank], eig[:rank]
+
+
+def nc1(within_cov, means) -> float:
+  """Tr(Sigma_W Sigma_B^+) with Sigma_B = (1/K) sum_c (mu_c - mu_bar)(mu_c - mu_bar)^T and
+  its pseudo-inverse from the top K-1 eigenpairs (no division by K, as the code):
+  sum_r v_r^T Sigma_W v_r / lambda_r over the eigenpairs of `between_class_basis`."""
+  vt, eig = between_class_basis(means)
+  within = _as_f64(within_cov)
+  return float(np.sum(np.einsum("rd,de,re->r", vt, within, vt) / eig))
+
+
+def _nc1_from_rows(h, y, means) -> float:
+  """`nc1` from the rows themselves: v^T Sigma_W v = (1/N) sum_i ((h_i - mu_{y_i}) . v)^2,
+  so only `[N, K-1]` projections are formed, never the d x d Sigma_W (d may be 10^5)."""
+  vt, eig = between_class_basis(means)
+  projected = (h - means[y]) @ vt.T
+  quadratic = np.sum(projected * projected, axis=0) / max(len(y), 1)
+  return float(np.sum(quadratic / eig))
+
+
+def _summary(means, counts, value_nc1) -> dict:
+  """The metrics shared by `GeometryAccumulator.result` and `geometry_report`."""
+  k = len(means)
+  return {
+      "dist_of": dist_of(means),
+      "dist_etf": dist_etf(means),
+      "nc1": value_nc1,
+      "nc1_over_k": value_nc1 / k,
+      "mean_cos": mean_cos(means),
+      "class_mean_norms": np.linalg.norm(means, axis=1).tolist(),
+      "counts": counts.tolist(),
+      "gram": gram(means).tolist(),
+      "angle_values": angle_values(means).tolist(),
+  }
 
 
 class GeometryAccumulator:
@@ -90,7 +146,8 @@ class GeometryAccumulator:
 
   Two kinds of statistics: per-class sums / counts and the second moment sum_i h_i h_i^T
   (enough for the class means, the within-class covariance and so every geometry metric),
-  and, when `reference_means` is given, per-class nearest-class-centre hits. NCC on a set with
+  and, when `reference_means` is given, per-class nearest-class-centre hits. The second
+  moment is d x d (`geometry_report` avoids it when all rows are at hand). NCC on a set with
   its own means therefore needs a second pass (or `geometry_report`, which does it).
 
   Example:
@@ -109,13 +166,7 @@ class GeometryAccumulator:
     self.ncc_hits = np.zeros(num_classes, np.int64)
 
   def update(self, embeddings, labels, *, where=None) -> "GeometryAccumulator":
-    h = _as_f64(embeddings)
-    y = np.asarray(labels).astype(np.int64)
-    if where is not None:
-      keep = np.asarray(where, bool)
-      h, y = h[keep], y[keep]
-    if y.size and (y.min() < 0 or y.max() >= self.num_classes):
-      raise ValueError(f"labels must lie in [0, {self.num_classes})")
+    h, y = _kept(embeddings, labels, where, self.num_classes)
     np.add.at(self.sums, y, h)
     self.counts += np.bincount(y, minlength=self.num_classes)
     self.second_moment += h.T @ h
@@ -134,19 +185,7 @@ class GeometryAccumulator:
     total = max(int(counts.sum()), 1)
     # N Sigma_W = sum_i h_i h_i^T - sum_c n_c mu_c mu_c^T
     within = (self.second_moment - (means * counts[:, None]).T @ means) / total
-    k = self.num_classes
-    value_nc1 = nc1(within, means)
-    out = {
-        "dist_of": dist_of(means),
-        "dist_etf": dist_etf(means),
-        "nc1": value_nc1,
-        "nc1_over_k": value_nc1 / k,
-        "mean_cos": mean_cos(means),
-        "class_mean_norms": np.linalg.norm(means, axis=1).tolist(),
-        "counts": counts.tolist(),
-        "gram": gram(means).tolist(),
-        "angle_values": angle_values(means).tolist(),
-    }
+    out = _summary(means, counts, nc1(within, means))
     if self.reference_means is not None:
       out.update(ncc_accuracies(self.ncc_hits, counts, majority=majority))
     return out
@@ -197,8 +236,10 @@ def geometry_report(embeddings, labels, num_classes: int, *, where=None, referen
       by default the set's own means.
     majority: majority classes for the NCC split (default the first floor(K/2)).
   """
-  dim = np.shape(embeddings)[1]
-  if reference_means is None:
-    reference_means, _ = class_means(embeddings, labels, num_classes, where=where)
-  acc = GeometryAccumulator(num_classes, dim, reference_means=reference_means)
-  return acc.update(embeddings, labels, where=where).result(majority=majority)
+  h, y = _kept(embeddings, labels, where, num_classes)
+  means, counts = class_means(h, y, num_classes)
+  out = _summary(means, counts, _nc1_from_rows(h, y, means))
+  reference = means if reference_means is None else _as_f64(reference_means)
+  hits = np.bincount(y[ncc_predict(h, reference) == y], minlength=num_classes)
+  out.update(ncc_accuracies(hits, counts, majority=majority))
+  return out

@@ -107,16 +107,41 @@ def _problem_from_args(args) -> problem_lib.Problem:
   for name in ("steps", "seeds"):
     if getattr(args, name) < 1:
       raise ProblemError(f"--{name} must be >= 1, got {getattr(args, name)}")
+  if args.seed + args.seeds - 1 > problem_lib.SEED_MAX and 0 <= args.seed <= problem_lib.SEED_MAX:
+    raise ProblemError(f"--seed {args.seed} with --seeds {args.seeds}: the seeds "
+                       f"{args.seed}..{args.seed + args.seeds - 1} must lie in "
+                       f"[0, {problem_lib.SEED_MAX}]")
   if args.block_size is not None and args.block_size < 1:
     raise ProblemError(f"--block-size must be >= 1, got {args.block_size}")
   if args.tol is not None and not (math.isfinite(args.tol) and args.tol > 0):
     raise ProblemError(f"--tol must be a finite number > 0, got {args.tol}")
   if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
     raise ProblemError(f"--lr must be a finite number > 0, got {args.lr}")
-  return problem_lib.make_problem(
+  if sizes is not None and args.dim >= 1:
+    # Before the labels exist: 10^9 rows would take seconds and gigabytes to build.
+    _check_memory(args, sum(sizes), len(sizes))
+  problem = problem_lib.make_problem(
       sizes=sizes, dim=args.dim, tau=args.tau, relu=args.relu, loss=args.loss,
       lambda_h=args.lambda_h, lambda_w=args.lambda_w, batching=args.batching,
       binding=args.binding, seed=args.seed, dtype=args.dtype)
+  if sizes is None:
+    _check_memory(args, problem.num_examples, problem.num_classes,
+                  max(len(b) for b in problem.epoch_batches(0)))
+  return problem
+
+
+def _check_memory(args, rows: int, classes: int, batch_rows: int | None = None) -> None:
+  """Refuses a solve that cannot fit in memory (`ufm.memory`), before anything is built."""
+  from ufm import memory  # pylint: disable=g-import-not-at-top
+  if batch_rows is None:
+    kind, _, size = args.batching.partition(":")
+    extra = max(args.binding, 0) * classes
+    if kind in ("shuffle", "fixed") and size.isdigit():
+      batch_rows = int(size) + extra
+    elif extra:
+      batch_rows = rows + extra
+  memory.check_solve(rows, args.dim, seeds=args.seeds, dtype=args.dtype, batch_rows=batch_rows,
+                     block_size=args.block_size, loss=args.loss, num_classes=classes)
 
 
 class _Progress:

@@ -21,6 +21,9 @@ from geometry import frames
 from geometry import imbalance as imbalance_lib
 
 LOSSES = ("scl", "ce")
+# Seeds become int32 PRNG keys (float32 solves run without x64), and the solver keys its noise
+# with 10_000 + seed: every seed S..S+N-1 must stay at or below this.
+SEED_MAX = 2**31 - 1 - 10_000
 DTYPES = ("float32", "float64")
 
 
@@ -82,12 +85,19 @@ def sizes_from_recipe(num_classes: int, imbalance: str, n_max: int, rho: float =
 def load_schedule(path: str) -> tuple[np.ndarray, list[np.ndarray]]:
   """Reads a schedule file `{"labels": [...], "batches": [[i, ...], ...]}` and validates it."""
   try:
-    with open(path) as f:
-      data = json.load(f)
+    with open(path, "rb") as f:
+      raw = f.read()
   except OSError as e:
     _error(f"cannot read schedule file {path}: {e.strerror}")
+  try:
+    data = json.loads(raw.decode("utf-8"))
+  except UnicodeDecodeError as e:
+    _error(f"schedule file {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+           f"{e.start})")
   except json.JSONDecodeError as e:
     _error(f"schedule file {path} is not valid JSON: {e.msg} (line {e.lineno})")
+  except RecursionError:
+    _error(f"schedule file {path} is nested too deeply to be a schedule (lists in lists)")
   if not isinstance(data, dict) or "labels" not in data or "batches" not in data:
     _error(f"schedule file {path} must be a JSON object with keys 'labels' and 'batches'")
   labels, batches = data["labels"], data["batches"]
@@ -99,6 +109,10 @@ def load_schedule(path: str) -> tuple[np.ndarray, list[np.ndarray]]:
     _error(f"schedule file {path}: 'labels' must be a list of non-negative integers")
   if not labels:
     _error(f"schedule file {path}: 'labels' is empty")
+  if max(labels) >= len(labels):
+    # Checked before counting: a label of 10^8 would otherwise allocate 10^8 counts.
+    _error(f"schedule file {path}: label {max(labels)} with only {len(labels)} examples; "
+           "labels must be 0..K-1 with an example of every class")
   labels = np.asarray(labels, np.int64)
   counts = np.bincount(labels)
   if np.any(counts == 0):
@@ -116,6 +130,11 @@ def load_schedule(path: str) -> tuple[np.ndarray, list[np.ndarray]]:
       _error(f"schedule file {path}: batch {b} has an index out of range [0, {len(labels)})")
     if len(batch) < 2:
       _error(f"schedule file {path}: batch {b} has {len(batch)} example(s); batch size must be >= 2")
+    if len(set(batch)) < len(batch):
+      seen = set()
+      repeated = next(i for i in batch if i in seen or seen.add(i))
+      _error(f"schedule file {path}: batch {b} repeats index {repeated} (a repeated row would "
+             "count as its own positive); list each example once per batch")
     out.append(np.asarray(batch, np.int64))
   return labels, out
 
@@ -238,6 +257,8 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, t
     _error(f"--dtype must be one of {DTYPES}, got {dtype!r}")
   if not isinstance(binding, (int, np.integer)) or binding < 0:
     _error(f"--binding must be a non-negative integer, got {binding}")
+  if not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+    _error(f"--seed must be an integer in [0, {SEED_MAX}], got {seed}")
   kind, batch_size, file_batches = _parse_batching(batching)
   if kind == "file":
     if sizes is not None or labels is not None:
