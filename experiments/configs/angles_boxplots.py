@@ -4,8 +4,10 @@ PAPER.md 9 (angle box-plots, 5.5): CIFAR-10, step imbalance, the "augment" secon
 the OF (0.5) and simplex-ETF reference lines; a ReLU network should sit at 0.5 for every R.
 The no-ReLU runs are added for contrast.
 
-- cpu preset: MLP on digits (augment views, the digits config's 1000 epochs), with and
-  without ReLU: 6 runs, about 8 minutes on 2 cores.
+- cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py) with
+  the recipe's own second view (input + Gaussian noise) instead of the paper's augment view,
+  with and without ReLU: 6 settings, each over the experiment's seeds. Needs the IDX files
+  (`make data`).
 - paper preset: ResNet-18 on CIFAR-10 (views augment, 350 epochs, GPU): 6 runs.
 
   make sweep EXP=angles_boxplots
@@ -16,18 +18,18 @@ from experiments.sweep import ratio_name, train_run
 
 
 def get_experiment(preset="cpu"):
-  config = ("experiments/configs/digits_mlp.py" if preset == "cpu"
-            else "experiments/configs/cifar10_resnet18.py")
+  config, views = (("experiments/configs/fashion_mnist_cpu.py", "noise") if preset == "cpu"
+                   else ("experiments/configs/cifar10_resnet18.py", "augment"))
   runs = []
   for relu in (True, False):
     for ratio in (1.0, 10.0, 100.0):
       runs.append(train_run(f"{'relu' if relu else 'norelu'}_{ratio_name(ratio)}", config, {
-          "data.imbalance": "step", "data.ratio": ratio, "data.views": "augment",
+          "data.imbalance": "step", "data.ratio": ratio, "data.views": views,
           "model.final_relu": relu}))
   return {
       "name": "angles_boxplots",
       "title": "Angle box-plots: pairwise angles of the final class means across R",
       "description": "Final pairwise angle values 1 - theta/pi of the train class means, step "
-                     f"imbalance, augment views ({preset} preset).",
+                     f"imbalance, {views} views ({preset} preset).",
       "runs": runs,
   }

@@ -5,9 +5,13 @@ with a final ReLU, SCL without it (PAPER.md 10.4) and CE, plus UFM+ and UFM solv
 same number of classes and the same imbalance. Expected: with ReLU an OF at every R (as UFM+
 predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
 
-- cpu preset: MLP on digits (step imbalance, R in {1, 10, 100}, the digits config's 1000
-  epochs) with and without ReLU, CE at R = 10: 7 runs, and UFM+ / UFM solves (K = 10, d = 16,
-  tau = 0.1, 20 / 2 examples per class) at R = 1 and 10: about 10 minutes on 2 cores.
+- cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py, step
+  imbalance, R in {1, 10, 100}) with and without the final ReLU, in both of its forms: the
+  backbone's own last activation (``model.final_relu``) and a ReLU after a linear projection
+  Dense(128) on the backbone (``model.projection_dim``, ``model.projection_relu``; the form
+  the paper's reviewers describe), CE at R = 10: 13 settings, each over the experiment's
+  seeds, and UFM+ / UFM solves (K = 10, d = 16, tau = 0.1, 20 / 2 examples per class) at R = 1
+  and 10. Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU, TFDS data), same R grid with CE at
   every R, and the UFM solves also at R = 100 (200 / 2 per class: a minority class needs two
   examples for Thm 1, and this K = 10, n = 1010 problem is slow and has spurious stationary
@@ -20,10 +24,11 @@ predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
 from experiments.sweep import ratio_name, train_run, ufm_run
 
 RATIOS = (1.0, 10.0, 100.0)
+PROJECTION_DIM = 128
 
 
 def get_experiment(preset="cpu"):
-  config = ("experiments/configs/digits_mlp.py" if preset == "cpu"
+  config = ("experiments/configs/fashion_mnist_cpu.py" if preset == "cpu"
             else "experiments/configs/cifar10_resnet18.py")
   runs = []
   for ratio in RATIOS:
@@ -39,14 +44,21 @@ def get_experiment(preset="cpu"):
     base = {"data.imbalance": "step", "data.ratio": ratio}
     runs.append(train_run(f"relu_{r}", config, {**base, "model.final_relu": True}))
     runs.append(train_run(f"norelu_{r}", config, {**base, "model.final_relu": False}))
+    # The other form of a final ReLU: after a linear layer on the (ReLU) backbone output.
+    for relu in (True, False):
+      runs.append(train_run(f"proj_{'relu' if relu else 'norelu'}_{r}", config, {
+          **base, "model.final_relu": True, "model.projection_dim": PROJECTION_DIM,
+          "model.projection_relu": relu}))
     if preset == "paper" or ratio == 10.0:
       runs.append(train_run(f"ce_{r}", config, {**base, "loss": "ce"}))
-  heatmaps = [f"{kind}_R10" for kind in ("ufm_plus", "ufm", "relu", "norelu", "ce")]
+  heatmaps = [f"{kind}_R10" for kind in ("ufm_plus", "ufm", "relu", "norelu", "proj_relu",
+                                          "proj_norelu", "ce")]
   return {
       "name": "e2_relu",
       "title": "E2: SCL with vs without the final ReLU, beside the UFM+ / UFM predictions",
       "description": "Class-mean Gram matrices and geometry across R for SCL with a final ReLU, "
-                     "without it, and CE, with the UFM+ and UFM solves of the same problem "
+                     "without it (the backbone's last activation, and a ReLU after a linear "
+                     "projection, proj_*), and CE, with the UFM+ and UFM solves of the same problem "
                      f"({preset} preset).",
       "runs": runs,
       "report": {"heatmaps": heatmaps},

@@ -5,9 +5,10 @@ example per class appended to every batch), for small batches / large R, with re
 with fixed batches (E.6), and without the final ReLU (E.5.2). Expected: binding speeds up the
 appearance of the OF.
 
-- cpu preset: MLP on digits, 120 epochs (6000 steps at batch 10): R = 100 with batches of 10
-  (reshuffled and fixed), R = 10 with batches of 50, and R = 100 without ReLU; each with and
-  without binding: 8 runs, about 8 minutes on 2 cores.
+- cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py), 120
+  epochs (6000 steps at batch 10): R = 100 with batches of 10 (reshuffled and fixed), R = 10
+  with batches of 50, and R = 100 without ReLU; each with and without binding: 8 settings,
+  each over the experiment's seeds. Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10, 350 epochs, batch 50, the same pairs (GPU).
 
   make sweep EXP=e5_binding
@@ -19,7 +20,7 @@ from experiments.sweep import train_run
 
 def get_experiment(preset="cpu"):
   if preset == "cpu":
-    config, extra, small = "experiments/configs/digits_mlp.py", {"num_epochs": 120}, 10
+    config, extra, small = "experiments/configs/fashion_mnist_cpu.py", {"num_epochs": 120}, 10
   else:
     config, extra, small = "experiments/configs/cifar10_resnet18.py", {}, 50
   cases = [

@@ -5,8 +5,9 @@ minority classes) of SCL networks with and without the final ReLU and with and w
 batch-binding. Expected: the ReLU does not reduce accuracy [P]; binding has little effect on
 generalisation [U: direction].
 
-- cpu preset: MLP on digits (step imbalance, R in {10, 100}, 500 epochs): 8 runs, about 6
-  minutes on 2 cores.
+- cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py, step
+  imbalance, R in {10, 100}, its 500 epochs): 8 settings, each over the experiment's seeds;
+  the test set is the full balanced 10,000 images. Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10 (R in {1, 10, 100}, 350 epochs, GPU): 12 runs.
 
   make sweep EXP=e7_accuracy
@@ -18,7 +19,7 @@ from experiments.sweep import ratio_name, train_run
 
 def get_experiment(preset="cpu"):
   if preset == "cpu":
-    config, extra, ratios = "experiments/configs/digits_mlp.py", {"num_epochs": 500}, (10.0, 100.0)
+    config, extra, ratios = "experiments/configs/fashion_mnist_cpu.py", {}, (10.0, 100.0)
   else:
     config, extra, ratios = "experiments/configs/cifar10_resnet18.py", {}, (1.0, 10.0, 100.0)
   runs = []
