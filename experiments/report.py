@@ -1447,8 +1447,11 @@ def write_html(builder: Builder, title: str, description: str, out_dir: Path) ->
   counts = {}
   for v in builder.verdicts:
     counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
-  parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(r.name)}</code> ({run_label(r)})"
-                                       for r in builder.runs)
+  def seeds_of(run):  # the seeds of a setting run over several seeds
+    seed = run.flat.get("seed")
+    return f"; {seeds_text(seed)}" if isinstance(seed, list) else ""
+  parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(r.name)}</code> ({run_label(r)}"
+                                       f"{seeds_of(r)})" for r in builder.runs)
                + f". Verdicts: {counts.get('holds', 0)} hold, "
                f"{counts.get('does not hold', 0)} do not hold, "
                f"{counts.get('inconclusive', 0)} inconclusive.</p>")
