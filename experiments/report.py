@@ -29,6 +29,10 @@ with its provenance, so a reader (or a test) can check each one against its sour
 Source paths are relative to ``OUT``. Each verdict lists its numbers and a machine-readable
 rule (``conditions``: comparisons that must all hold).
 
+Training runs whose configs differ only in ``seed`` are one setting (experiments/seeds.py):
+figures and tables show seed means with their min and max, and a verdict on them holds only
+when it holds on every seed (seed counts in ``seeds_total``, ``seeds_holding``, ...).
+
 Report hints (an experiment's ``"report"`` dict, see experiments/sweep.py): ``heatmaps`` (run
 names, in panel order), ``thresholds`` (overrides of `THRESHOLDS`), ``references`` (reference
 values to check, e.g. PAPER.md 8: ``{"run", "key", "value", "op": "approx"|"<"|">", "tol",
