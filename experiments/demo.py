@@ -5,10 +5,10 @@
 Solves UFM+ and UFM for a step-imbalanced problem (K = 10, R = 10, tau = 0.1), trains an MLP
 on scikit-learn's digits with the same K and imbalance with SCL with and without the final
 ReLU (and with CE), each for seeds 0, 1 and 2 (`--seeds`), then builds the report comparing
-them and prints its path. The runs are
-the experiment `experiments/configs/demo.py`, run by the sweep runner, so a second call skips
-finished runs and resumes an interrupted training run. `--quick` trains 5 epochs (a smoke
-test); `--epochs N` sets the number of epochs (default: the digits config's).
+them and prints its path. The runs are the experiment `experiments/configs/demo.py`, run by the
+sweep runner, so a second call skips finished runs and resumes an interrupted training run.
+`--quick` trains 5 epochs (a smoke test); `--epochs N` sets the number of epochs (default: the
+digits config's).
 """
 
 from __future__ import annotations

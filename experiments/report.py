@@ -29,6 +29,10 @@ with its provenance, so a reader (or a test) can check each one against its sour
 Source paths are relative to ``OUT``. Each verdict lists its numbers and a machine-readable
 rule (``conditions``: comparisons that must all hold).
 
+Training runs whose configs differ only in ``seed`` are one setting (experiments/seeds.py):
+figures and tables show seed means with their min and max, and a verdict on them holds only
+when it holds on every seed (seed counts in ``seeds_total``, ``seeds_holding``, ...).
+
 Report hints (an experiment's ``"report"`` dict, see experiments/sweep.py): ``heatmaps`` (run
 names, in panel order), ``thresholds`` (overrides of `THRESHOLDS`), ``references`` (reference
 values to check, e.g. PAPER.md 8: ``{"run", "key", "value", "op": "approx"|"<"|">", "tol",
@@ -1485,8 +1489,11 @@ def write_html(builder: Builder, title: str, description: str, out_dir: Path) ->
   counts = {}
   for v in builder.verdicts:
     counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
-  parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(r.name)}</code> ({run_label(r)})"
-                                       for r in builder.runs)
+  def seeds_of(run):  # the seeds of a setting run over several seeds
+    seed = run.flat.get("seed")
+    return f"; {seeds_text(seed)}" if isinstance(seed, list) else ""
+  parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(r.name)}</code> ({run_label(r)}"
+                                       f"{seeds_of(r)})" for r in builder.runs)
                + f". Verdicts: {counts.get('holds', 0)} hold, "
                f"{counts.get('does not hold', 0)} do not hold, "
                f"{counts.get('inconclusive', 0)} inconclusive.</p>")

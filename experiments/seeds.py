@@ -57,6 +57,11 @@ def setting_name(name: str) -> str:
 # Aggregation of numbers.
 
 
+def _seed_order(seed):
+  """Sort key of seeds: integers in numeric order (10 after 2), anything else after them."""
+  return (0, seed, "") if isinstance(seed, int) else (1, 0, str(seed))
+
+
 def _is_number(v) -> bool:
   return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -152,8 +157,7 @@ class SeedGroup(rp.Run):
 
 def make_group(members: Sequence[rp.Run]) -> SeedGroup:
   """A SeedGroup of runs that differ only in their seed (sorted by seed)."""
-  members = sorted(members, key=lambda r: (str(type(r.flat.get(SEED_FIELD))),
-                                           r.flat.get(SEED_FIELD)))
+  members = sorted(members, key=lambda r: _seed_order(r.flat.get(SEED_FIELD)))
   names = {setting_name(m.name) for m in members}
   name = names.pop() if len(names) == 1 else members[0].name
   data = copy.deepcopy(members[0].data)
@@ -203,7 +207,7 @@ def seed_slices(settings: Sequence[rp.Run]) -> list:
   every UFM solve (settings are paired by seed value, as the sweep runs them)."""
   members = [(s.members if isinstance(s, SeedGroup) else [s]) for s in settings
              if s.kind == "train"]
-  seeds = sorted({m.flat.get(SEED_FIELD) for ms in members for m in ms}, key=str)
+  seeds = sorted({m.flat.get(SEED_FIELD) for ms in members for m in ms}, key=_seed_order)
   ufm = [s for s in settings if s.kind != "train"]
   slices = []
   for seed in seeds:
@@ -375,7 +379,7 @@ def _record_seeds(node) -> list:
 
 def mark_on_means(verdict: dict) -> dict:
   """A verdict decided on seed means, with the seeds it averages."""
-  seeds = sorted(set(_record_seeds(verdict["numbers"])), key=str)
+  seeds = sorted(set(_record_seeds(verdict["numbers"])), key=_seed_order)
   return {**verdict, "decided_on": "seed means", "seeds_total": len(seeds), "seeds": seeds}
 
 

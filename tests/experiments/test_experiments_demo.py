@@ -69,3 +69,12 @@ def test_reduced_demo_end_to_end(tmp_path):
   for file in re.findall(r"data-file='([^']*)'", text):
     assert (html_path.parent / file).is_file()
   assert len(re.findall(r"<img ", text)) == len(rep["figures"])
+
+
+def test_bad_seeds_is_one_line(tmp_path, capsys):
+  from experiments import demo
+  for bad in ("two", "0", "1,1"):
+    assert demo.main(["--out", str(tmp_path / "d"), "--seeds", bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("demo: error:") and "seeds" in err[0]
+  assert not (tmp_path / "d").exists()

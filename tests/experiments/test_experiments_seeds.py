@@ -192,3 +192,19 @@ def test_combine_verdicts_counts_by_hand():
   assert combined["seed_count"] == "holds on 1 of 3 seeds" and combined["rule"].endswith("r x")
   (one,) = seeds.combine_verdicts([(0, [v("holds", "mlp, seed 0")])], {})
   assert one["verdict"] == "holds" and one["setup"] == "mlp, seed 0" and one["seeds_total"] == 1
+
+
+def test_settings_and_seed_slices(tmp_path):
+  def run(name, seed, **overrides):
+    return report.Run(name, tmp_path / name, "train", training_config(**overrides, seed=seed))
+  ufm = report.Run("u", tmp_path / "u", "ufm", {"relu": True})
+  runs = [ufm, run("a_seed10", 10), run("a_seed2", 2), run("b_seed2", 2, lr=0.5),
+          run("c", 0, lr=0.3)]
+  settings = seeds.group_settings(runs)
+  assert [s.name for s in settings] == ["u", "a", "b_seed2", "c"]
+  assert settings[1].seeds == [2, 10] and settings[1].flat["seed"] == [2, 10]
+  assert "seeds 2, 10" in report.setup_text(settings[1])
+  # One slice per seed value (10 after 2): that seed's run of every setting, and the UFM solve.
+  slices = seeds.seed_slices(settings)
+  assert [(seed, [r.name for r in rs]) for seed, rs in slices] == [
+      (0, ["u", "c"]), (2, ["u", "a_seed2", "b_seed2"]), (10, ["u", "a_seed10"])]
