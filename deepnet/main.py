@@ -94,7 +94,7 @@ def _write_error(error: BaseException) -> OSError | None:
 def main(argv: list[str] | None = None) -> int:
   argv = list(sys.argv if argv is None else argv)
   from deepnet import interrupts  # pylint: disable=g-import-not-at-top
-  interrupts.raise_on_signals()
+  interrupts.exit_on_signals()
   try:
     return _main(argv)
   except interrupts.Stopped as e:
