@@ -11,11 +11,13 @@ flipped bit never; the checksums detect both before anything is restored.
 or that orbax cannot restore, or that the caller's ``check`` rejects, is moved aside to
 ``DIR.corrupt/<step>`` (kept for inspection, out of orbax's way so the step can be saved again)
 with one line saying so, and the next older step is tried. A step without a checksum file
-(a kill between orbax's commit and the checksum write) is restored when orbax can restore it.
+is an interrupted save (a kill during orbax's write or before the checksum write) and is moved
+aside too, unless no step of the folder has one (a folder written before checksums existed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -31,12 +33,26 @@ class CheckpointError(RuntimeError):
   """A checkpoint that does not restore or does not verify."""
 
 
+@contextlib.contextmanager
+def _quiet_orbax(level: int = logging.ERROR):
+  """orbax logs (through absl) what this module reports itself in one line: a step folder
+  left incomplete by a kill, and a failed write once per worker thread."""
+  absl_logger = logging.getLogger("absl")
+  previous = absl_logger.level
+  absl_logger.setLevel(max(level, previous))
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(previous)
+
+
 def create_manager(directory: str, *, max_to_keep: int = 3):
   """A synchronous orbax CheckpointManager over ``directory`` (created when missing)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=False)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  with _quiet_orbax():
+    return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
 def _step_dir(manager, step: int) -> str:
@@ -96,22 +112,16 @@ def save(manager, step: int, tree: Any, *, write_sums: bool = True) -> None:
   """Saves ``tree`` (a pytree of arrays) as ``step``, waits for it, then writes its checksums
   (``write_sums``: on the process that writes the run's files)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  # orbax logs a failed write once per worker thread before it raises; the raised error is
-  # reported instead (one line, by the caller).
-  absl_logger = logging.getLogger("absl")
-  level = absl_logger.level
-  absl_logger.setLevel(logging.CRITICAL)
   try:
-    manager.save(step, args=ocp.args.StandardSave(tree), force=True)
-    manager.wait_until_finished()
+    with _quiet_orbax(logging.CRITICAL):
+      manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+      manager.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
     text = str(e)
     if "No space left on device" in text or "os_error_code='28'" in text:
       raise OSError(errno.ENOSPC, f"No space left on device while saving checkpoint {step} "
                     f"in {os.fspath(manager.directory)}") from None
     raise
-  finally:
-    absl_logger.setLevel(level)
   if write_sums:
     write_checksums(_step_dir(manager, step))
 
@@ -142,11 +152,23 @@ def restore_latest(manager, abstract: Any, *, check: Callable[[int, Any], str | 
   ``abstract`` is the pytree of ``jax.ShapeDtypeStruct`` to restore into; ``check(step, tree)``
   returns a reason to reject a restored tree (None to accept). Each rejected step is reported
   in one line through ``log`` and moved aside (``move_aside``; only the process that owns the
-  files should move them).
+  files should move them). Once any step has a checksum file, a step without one is an
+  interrupted save and is rejected; a folder where none has one (written before checksums
+  existed) is trusted as far as orbax restores it.
   """
+  with _quiet_orbax():
+    return _restore_latest(manager, abstract, check, log, what, move_aside)
+
+
+def _restore_latest(manager, abstract, check, log, what, move_aside):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  summed = any(os.path.exists(os.path.join(_step_dir(manager, s), CHECKSUMS_NAME))
+               for s in manager.all_steps())
   for step in sorted(manager.all_steps(), reverse=True):
-    reason = verify_checksums(_step_dir(manager, step))
+    folder = _step_dir(manager, step)
+    reason = verify_checksums(folder)
+    if reason is None and summed and not os.path.exists(os.path.join(folder, CHECKSUMS_NAME)):
+      reason = f"no {CHECKSUMS_NAME}: its save was interrupted"
     tree = None
     if reason is None:
       try:

@@ -7,12 +7,13 @@ command exits with the shell's code for the signal, 128 + signum (143 for SIGTER
 SIGINT). A second signal while the checkpoint is written is noted and ignored, so the save
 completes.
 
-During start-up (before the loop runs) there is nothing to save: ``raise_on_signals`` makes
-both signals raise ``Stopped`` at once, which the command reports in one line.
+During start-up (before the loop runs) there is nothing to save: ``exit_on_signals`` makes
+both signals end the process at once with one line.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -74,14 +75,19 @@ class StopSignals:
     self._previous = {}
 
 
-def raise_on_signals() -> None:
-  """Makes SIGTERM and SIGINT raise ``Stopped`` wherever the main thread is (start-up)."""
+def exit_on_signals() -> None:
+  """Makes SIGTERM and SIGINT end the process at once with one line (start-up: nothing is
+  written yet). The handler exits with ``os._exit`` rather than raising, because the signal may
+  land inside the import of a native extension (jaxlib), which an exception leaves
+  half-initialized and which then crashes the interpreter at exit."""
   if not _in_main_thread():
     return
 
   def handle(signum, frame):  # pylint: disable=unused-argument
-    raise Stopped(signum, f"stopped by {signal_name(signum)} during start-up, before any "
-                  "training step; nothing to resume from yet")
+    message = (f"error: stopped by {signal_name(signum)} during start-up, before any training "
+               "step; nothing to resume from yet\n")
+    os.write(2, message.encode())
+    os._exit(128 + signum)  # pylint: disable=protected-access
 
   for sig in SIGNALS:
     signal.signal(sig, handle)

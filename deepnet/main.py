@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scl-train {__version__}")
     return 0
   from deepnet import interrupts  # pylint: disable=g-import-not-at-top
-  interrupts.raise_on_signals()
+  interrupts.exit_on_signals()
   try:
     return _main(argv)
   except interrupts.Stopped as e:

@@ -58,6 +58,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from deepnet import workdir as workdir_lib
 from experiments import __version__, reuse
 from geometry import runfiles
 
@@ -339,6 +340,14 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
       log(f"{prefix}: finished already, skipped")
       summary["runs"][run["name"]] = {**state["runs"].get(run["name"], {}), **entry}
       continue
+    holder = workdir_lib.lock_holder(run_dir) if run["kind"] == "train" else None
+    if holder is not None:
+      # E.g. the child of an earlier sweep that is still finishing: never a second trainer.
+      log(f"{prefix}: FAILED: still running in {workdir_lib.describe_holder(holder)}; wait for "
+          "it to finish (or stop it) and run the sweep again")
+      summary["failed"].append(run["name"])
+      summary["runs"][run["name"]] = {**entry, "status": "running elsewhere"}
+      continue
     log(f"{prefix}: {'resuming' if before == 'resume' else 'starting'}: {shown}")
     state["runs"][run["name"]] = {**entry, "status": "running", "started_at": _now()}
     _write_state(state_path, state)
@@ -348,7 +357,8 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
       log_file.write(f"\n=== {_now()} {before}: {shown}\n")
       log_file.flush()
       proc = subprocess.Popen(argv, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
-                              env={**os.environ, **(env or {})})
+                              env={**os.environ, **(env or {})},
+                              preexec_fn=_terminate_with_parent(os.getpid()))
       try:
         code = proc.wait()
       except KeyboardInterrupt:
@@ -384,6 +394,25 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
   if report and not dry_run:
     summary["report"] = str(build_report(exp, out_dir, log=log))
   return summary
+
+
+def _terminate_with_parent(parent_pid: int) -> Callable[[], None]:
+  """preexec_fn of a run: the child gets SIGTERM when the sweep dies, even by ``kill -9``
+  (Linux ``PR_SET_PDEATHSIG``), so no run outlives its sweep; a trainer then saves a
+  checkpoint and stops. Elsewhere it does nothing."""
+
+  def setup() -> None:
+    if not sys.platform.startswith("linux"):
+      return
+    try:
+      import ctypes  # pylint: disable=g-import-not-at-top
+      ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+      return
+    if os.getppid() != parent_pid:   # the sweep died before prctl took effect
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  return setup
 
 
 def _write_state(path: Path, state: dict) -> None:
