@@ -442,3 +442,20 @@ def summary(advice: dict) -> str:
       f"  epochs until the union satisfies C1/C2: mean {mean}, p90 {p90} "
       f"({until['censored']} of {advice['trials']} trials not by epoch {until['max_epochs']})",
       f"  every partition satisfies C1/C2 on its kept examples with {needed}"])
+
+
+def advice_for_training(class_sizes: Sequence[int], batch_size: int, *, views: int,
+                        binding: int, batching: str, seed: int, num_epochs: int,
+                        trials: int = 200) -> dict | None:
+  """The advice for a training run's own batching, as the trainer logs it in ``run.json``.
+
+  Epochs are simulated up to the run's ``num_epochs`` (``censored`` counts the simulated runs
+  whose union would not certify within it). ``None`` unless the batching is reshuffled
+  (``"shuffle"``): a fixed partition is certified once, by the trainer itself.
+  """
+  if batching != "shuffle":
+    return None
+  advice = advise(class_sizes, batch_size, views=min(int(views), 2), binding=binding,
+                  trials=trials, seed=seed, max_epochs=num_epochs)
+  advice.pop("sizes")   # run.json has class_sizes
+  return advice
