@@ -397,17 +397,20 @@ def advise(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: in
 
   until = {"max_epochs": max_epochs, "censored": 0}
   if deterministic:
-    until.update(mean=1.0, p90=1, median=1, min=1, max=1)
+    until.update(mean=1.0, p10=1, median=1, p90=1, min=1, max=1)
     intervals["epochs_mean"], intervals["epochs_p90"] = [1.0, 1.0], [1, 1]
     methods["epochs_until_of_unique"] = "exact"
   else:
     epochs = sim["epochs"]
     censored = until["censored"] = int(np.sum(epochs > max_epochs))
-    p90 = int(np.quantile(epochs, 0.9, method="inverted_cdf"))
-    until.update(mean=None if censored else float(epochs.mean()),
-                 p90=None if p90 > max_epochs else p90,
-                 median=int(np.quantile(epochs, 0.5, method="inverted_cdf")),
-                 min=int(epochs.min()), max=int(epochs.max()))
+
+    def quantile(q):   # None when beyond the simulated epochs
+      value = int(np.quantile(epochs, q, method="inverted_cdf"))
+      return None if value > max_epochs else value
+
+    until.update(mean=None if censored else float(epochs.mean()), p10=quantile(0.1),
+                 median=quantile(0.5), p90=quantile(0.9), min=int(epochs.min()),
+                 max=int(epochs.max()))
     intervals["epochs_mean"] = None if censored else bootstrap_mean_interval(
         epochs, confidence, seed=seed)
     intervals["epochs_p90"] = quantile_interval(epochs, 0.9, confidence)
