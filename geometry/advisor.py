@@ -5,7 +5,7 @@ examples; every epoch a uniform random permutation is cut into m = floor(n / B) 
 examples and the last r = n - m B are dropped; with binding b, the first b examples of every
 class (themselves ordinary examples too) are appended to every batch; each row is seen in V
 views. The certificate is ``geometry.batching.BatchCertificate`` (Theorem 2 of Kini et al.,
-ICLR 2024):
+ICLR 2024; ``docs/theory.md#c1-c2``):
 
 - C1: each class's co-occurrence graph is connected. A dropped example is an isolated vertex.
 - C2: every pair of classes shares a batch in which one of the two has >= 2 rows (V >= 2 makes
