@@ -68,6 +68,7 @@ from deepnet import interrupts
 from deepnet import models
 from deepnet import tensorboard_events
 from deepnet import workdir as workdir_lib
+from geometry import advisor as advisor_lib
 from geometry import batching as batching_lib
 from geometry import frames
 from geometry import losses
@@ -734,6 +735,11 @@ class Trainer:
           "num_processes": jax.process_count(), "padded_rows": self.padded_rows,
           "jax_version": jax.__version__, "backend": jax.default_backend(),
           "provenance": runfiles.provenance(),
+          # what the batching advisor predicts for of_unique_so_far (docs/batching.md)
+          "batching_advice": advisor_lib.advice_for_training(
+              self.dataset.class_sizes, self.batch_size, views=self.num_views,
+              binding=int(self.config.get("binding", 0)), batching=self.config.batching,
+              seed=int(self.config.seed), num_epochs=self.num_epochs),
       }
       _write_json_atomically(os.path.join(self.workdir, "run.json"), info)
 

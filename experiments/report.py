@@ -58,6 +58,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from experiments import __version__
+from experiments import report_batching
 
 # Thresholds of the verdicts. They are stated beside every verdict; experiments may override
 # them through their report hints.
@@ -1375,6 +1376,7 @@ class Builder:
     self.add_ufm_table_and_verdicts()
     self.add_geometry_table()
     self.add_accuracy_table()
+    report_batching.add_batching(self)
     return self
 
 

@@ -5,7 +5,7 @@ examples; every epoch a uniform random permutation is cut into m = floor(n / B) 
 examples and the last r = n - m B are dropped; with binding b, the first b examples of every
 class (themselves ordinary examples too) are appended to every batch; each row is seen in V
 views. The certificate is ``geometry.batching.BatchCertificate`` (Theorem 2 of Kini et al.,
-ICLR 2024):
+ICLR 2024; ``docs/theory.md#c1-c2``):
 
 - C1: each class's co-occurrence graph is connected. A dropped example is an isolated vertex.
 - C2: every pair of classes shares a batch in which one of the two has >= 2 rows (V >= 2 makes
@@ -397,17 +397,20 @@ def advise(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: in
 
   until = {"max_epochs": max_epochs, "censored": 0}
   if deterministic:
-    until.update(mean=1.0, p90=1, median=1, min=1, max=1)
+    until.update(mean=1.0, p10=1, median=1, p90=1, min=1, max=1)
     intervals["epochs_mean"], intervals["epochs_p90"] = [1.0, 1.0], [1, 1]
     methods["epochs_until_of_unique"] = "exact"
   else:
     epochs = sim["epochs"]
     censored = until["censored"] = int(np.sum(epochs > max_epochs))
-    p90 = int(np.quantile(epochs, 0.9, method="inverted_cdf"))
-    until.update(mean=None if censored else float(epochs.mean()),
-                 p90=None if p90 > max_epochs else p90,
-                 median=int(np.quantile(epochs, 0.5, method="inverted_cdf")),
-                 min=int(epochs.min()), max=int(epochs.max()))
+
+    def quantile(q):   # None when beyond the simulated epochs
+      value = int(np.quantile(epochs, q, method="inverted_cdf"))
+      return None if value > max_epochs else value
+
+    until.update(mean=None if censored else float(epochs.mean()), p10=quantile(0.1),
+                 median=quantile(0.5), p90=quantile(0.9), min=int(epochs.min()),
+                 max=int(epochs.max()))
     intervals["epochs_mean"] = None if censored else bootstrap_mean_interval(
         epochs, confidence, seed=seed)
     intervals["epochs_p90"] = quantile_interval(epochs, 0.9, confidence)
@@ -442,3 +445,20 @@ def summary(advice: dict) -> str:
       f"  epochs until the union satisfies C1/C2: mean {mean}, p90 {p90} "
       f"({until['censored']} of {advice['trials']} trials not by epoch {until['max_epochs']})",
       f"  every partition satisfies C1/C2 on its kept examples with {needed}"])
+
+
+def advice_for_training(class_sizes: Sequence[int], batch_size: int, *, views: int,
+                        binding: int, batching: str, seed: int, num_epochs: int,
+                        trials: int = 200) -> dict | None:
+  """The advice for a training run's own batching, as the trainer logs it in ``run.json``.
+
+  Epochs are simulated up to the run's ``num_epochs`` (``censored`` counts the simulated runs
+  whose union would not certify within it). ``None`` unless the batching is reshuffled
+  (``"shuffle"``): a fixed partition is certified once, by the trainer itself.
+  """
+  if batching != "shuffle":
+    return None
+  advice = advise(class_sizes, batch_size, views=min(int(views), 2), binding=binding,
+                  trials=trials, seed=seed, max_epochs=num_epochs)
+  advice.pop("sizes")   # run.json has class_sizes
+  return advice

@@ -1,0 +1,62 @@
+"""The batching advisor's prediction in run.json against the trainer's own of_unique_so_far."""
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+
+from deepnet import train
+from geometry import advisor, batching
+from tests.deepnet.test_train_e2e import gaussian_config, read_metrics
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+
+def _first_certified(config, labels, num_classes, max_epochs):
+  """The first epoch whose union of the trainer's batches (``train.epoch_schedule``)
+  certifies C1/C2, by the trainer's own certificate class."""
+  union = batching.BatchCertificate(labels, num_classes, views=2)
+  for epoch in range(1, max_epochs + 1):
+    if union.update(train.epoch_schedule(config, labels, num_classes, epoch)).result()[
+        "of_unique"]:
+      return epoch
+  return max_epochs + 1
+
+
+def test_advice_in_run_json_predicts_of_unique_so_far(tmp_path):
+  # sizes 12, 12, 6, 6 in batches of 4 (9 per epoch, none dropped), two views, no binding:
+  # C1 never holds in one epoch, the union needs several.
+  epochs = 20
+  config = gaussian_config(batch_size=4, num_epochs=epochs, batching="shuffle", binding=0,
+                           log_epochs=tuple(range(1, epochs + 1)), checkpoint_every_epochs=20)
+  trainer = train.Trainer(config, str(tmp_path))
+  trainer.run()
+  with open(os.path.join(tmp_path, "run.json")) as f:
+    advice = json.load(f)["batching_advice"]
+  assert advice["batch_size"] == 4 and advice["views"] == 2 and advice["binding"] == 0
+  assert advice["p_of_unique"] == 0.0 and advice["epochs_until_of_unique"]["max_epochs"] == epochs
+  assert advice["binding_needed"] == 1
+
+  lines = read_metrics(str(tmp_path))
+  observed = next(r["epoch"] for r in lines if r["of_unique_so_far"])
+  assert all(not r["of_unique_so_far"] for r in lines if r["epoch"] < observed)
+  until = advice["epochs_until_of_unique"]
+  assert until["min"] <= observed <= until["max"]   # inside the spread of the simulated runs
+
+  # The trainer's schedules over 150 seeds (no training needed): their mean epoch-until-union
+  # agrees with the advisor's within the two estimates' standard errors (z = 3.29).
+  labels = trainer.train_y_host
+  seeds = np.array([_first_certified(_with_seed(config, s), labels, 4, 200)
+                    for s in range(150)])
+  sim = advisor.simulate(trainer.dataset.class_sizes, 4, views=2, trials=1000, seed=1,
+                         max_epochs=200)
+  se = math.sqrt(seeds.var() / len(seeds) + sim["epochs"].var() / 1000)
+  assert abs(seeds.mean() - sim["epochs"].mean()) <= 3.29 * se
+
+
+def _with_seed(config, seed):
+  config = config.copy_and_resolve_references()
+  config.seed = seed
+  return config
