@@ -15,8 +15,9 @@ A paper-scale network (ResNet-18 or DenseNet-40 at full width, as in the presets
 ``experiments/configs/*_resnet18.py``) is refused on a CPU backend, where it would train for
 days, unless ``--allow_cpu`` is given; the data check comes first. Compiled programs are kept
 in a persistent cache (``config.compilation_cache_dir``, see `deepnet.compilation_cache`), so
-a resumed run and equal-shape runs of a sweep skip recompiling; ``--nocompilation_cache``
-turns it off. ``--help`` lists the flags, ``--version`` prints the version.
+a resumed run, and the runs of a sweep that compile the same programs, load them instead of
+compiling; ``--nocompilation_cache`` turns it off. ``--help`` lists the flags, ``--version``
+prints the version.
 
 Bad input (an unknown flag, a bad config value, a config file that does not load, a data set
 that is not prepared, a workdir that is a file or holds another run or is in use) prints one
@@ -114,7 +115,8 @@ def usage() -> str:
   """The module docstring and every flag of this entry point (what ``--help`` prints)."""
   module = flags.FLAGS.find_module_defining_flag("workdir")
   flag_help = flags.FLAGS.module_help(module).replace(f"{module}:", "flags:", 1)
-  return f"{__doc__.strip()}\n\nusage: scl-train --config=FILE --workdir=DIR [flags]\n{flag_help}\n"
+  return (f"{__doc__.strip()}\n\nusage: scl-train --config=FILE --workdir=DIR [flags]\n"
+          f"{flag_help}\n")
 
 
 def _one_line(error: BaseException) -> str:

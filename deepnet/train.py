@@ -486,30 +486,34 @@ class Trainer:
 
   # -- pure functions (jitted) -------------------------------------------------------------
 
-  def _init_variables(self):
+  def _init_variables(self, seed=None):
     x = jnp.zeros((2,) + tuple(np.shape(self.dataset.train_x)[1:]), jnp.float32)
-    return self.model.init(jax.random.key(int(self.config.seed)), x, train=False)
+    seed = int(self.config.seed) if seed is None else seed
+    return self.model.init(jax.random.key(seed), x, train=False)
 
-  def _init_state(self) -> TrainState:
-    variables = self._init_variables()
+  def _init_state(self, seed=None) -> TrainState:
+    variables = self._init_variables(seed)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
                       opt_state=self.tx.init(params))
 
-  def _train_step(self, state: TrainState, loss_sum, schedule, row_mask, train_x, train_y):
+  def _train_step(self, state: TrainState, loss_sum, schedule, row_mask, train_x, train_y,
+                  seed=None):
     """One SGD step on row ``state.step mod S`` of the epoch's ``schedule`` ([S, G_pad]).
 
     Returns the new state and ``loss_sum`` plus this step's loss (the epoch's loss stays on
-    the device; the host reads it only at log points).
+    the device; the host reads it only at log points). ``seed`` (an int array, default
+    ``config.seed``) is an argument so that runs differing only in their seed share one
+    compiled step (the persistent compilation cache, `deepnet.compilation_cache`).
     """
     row = state.step % self.steps_per_epoch
     idx = jax.lax.dynamic_index_in_dim(schedule, row, axis=0, keepdims=False)
     x = jnp.take(train_x, idx, axis=0)
     y = jnp.take(train_y, idx, axis=0)
     # The step's key depends on (seed, step) only: resumed runs draw the same views.
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(int(self.config.seed)), 1),
-                             state.step)
+    seed = int(self.config.seed) if seed is None else seed
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), state.step)
     x = self.make_views(x, key)
     x = jax.lax.with_sharding_constraint(x, self.row_sharding)
     y = jnp.tile(y, self.num_views)
@@ -570,7 +574,9 @@ class Trainer:
     return schedule, padded
 
   def initial_state(self) -> TrainState:
-    return jax.jit(self._init_state, out_shardings=self.replicated)()
+    # The seed is an argument, not a constant: runs that differ only in it share the program.
+    seed = self._global_array(np.asarray(int(self.config.seed), np.uint32), self.replicated)
+    return jax.jit(self._init_state, out_shardings=self.replicated)(seed)
 
   # -- evaluation --------------------------------------------------------------------------
 
@@ -812,6 +818,7 @@ class Trainer:
            f"epochs {start_epoch + 1}..{self.num_epochs} -> {self.workdir}")
 
     events = tensorboard_events.TrainingEvents.for_trainer(self, start_epoch)
+    seed = self._global_array(np.asarray(int(self.config.seed), np.uint32), self.replicated)
     show_bar = _is_main_process() and sys.stderr.isatty()
     run_start = time.time()
     record, train_emb, test_emb = None, None, None
@@ -831,7 +838,7 @@ class Trainer:
       refresh = max(1, self.steps_per_epoch // 10)
       for i in range(first_step, self.steps_per_epoch):
         state, loss_sum = self.train_step(state, loss_sum, device_schedule, row_mask,
-                                          train_x, train_y)
+                                          train_x, train_y, seed)
         if stop.requested and i + 1 < self.steps_per_epoch:
           self._stop(stop.signum, epoch, state, loss_sum, i + 1)
         if bar is not None:
