@@ -2,7 +2,7 @@
 speed against a plain loop over the trainer's own certificate.
 
   python -m benchmarks.advisor_table --table            # about 5 minutes on 2 busy CPU cores
-  python -m benchmarks.advisor_table --speed            # about a minute
+  python -m benchmarks.advisor_table --speed            # about two minutes
 
 ``--table``: for step and exp imbalance, R in {1, 10, 100}, n_max 5000, K = 10, V = 2 and
 B in {32, 50, 128, 512, 1024}, without binding: p_c1, p_c2 (one epoch), the mean and 90th
@@ -12,7 +12,8 @@ table.
 
 ``--speed``: seconds per simulated run (a run = epochs until the union certifies) of
 ``geometry.advisor.simulate`` against a plain loop (``geometry.batching.random_partition`` +
-``BatchCertificate.update`` each epoch, as the trainer does), timed in one process.
+``BatchCertificate.update`` each epoch, as the trainer does), timed in one process; then the
+wall time of whole advices at R = 100.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ def speed(plain_runs: int, trials: int) -> None:
           f"(mean epochs {plain.mean():.1f}, {plain_runs} runs), advisor {t_adv:.4f} s/run "
           f"(mean epochs {sim['epochs'].mean():.1f}, {trials} runs): ratio "
           f"{t_plain / t_adv:.0f}x", flush=True)
+  for kind in ("step", "exp"):
+    sizes = imbalance.class_sizes(10, kind, 100, 5000)
+    for b in (32, 128, 1024):
+      t0 = time.perf_counter()
+      advisor.advise(sizes, b, views=2, trials=trials, seed=0)
+      print(f"advise {kind} R=100 B={b}, {trials} trials: {time.perf_counter() - t0:.1f} s",
+            flush=True)
 
 
 def main(argv=None) -> int:

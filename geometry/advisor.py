@@ -105,10 +105,7 @@ def binding_needed(sizes: Sequence[int], batch_size: int, views: int) -> int | N
 
 def _prob_avoid(n: int, r: int, forbidden: int) -> float:
   """P(a uniform r-subset of n items misses `forbidden` given items) = C(n - f, r) / C(n, r)."""
-  if r > n - forbidden:
-    return 0.0
-  return float(math.exp(math.lgamma(n - forbidden + 1) - math.lgamma(n - forbidden - r + 1)
-                        - math.lgamma(n + 1) + math.lgamma(n - r + 1)))
+  return math.comb(n - forbidden, r) / math.comb(n, r)   # exact integers, one rounding
 
 
 def exact_epoch_probabilities(sizes: Sequence[int], batch_size: int, views: int,
@@ -175,6 +172,19 @@ def _positions(rng, n: int, s: int, trials: int) -> np.ndarray:
   return np.stack([rng.choice(n, s, replace=False) for _ in range(trials)])
 
 
+def _occupied(keys: np.ndarray, size: int):
+  """(cells, counts, inverse): the distinct values of `keys` (all in [0, size)) sorted, their
+  counts, and each key's index into cells; by a ``bincount`` when `size` is not much larger
+  than the number of keys, else by sorting them."""
+  if size <= 8 * len(keys):
+    count = np.bincount(keys, minlength=size)
+    occupied = count > 0
+    return (np.flatnonzero(occupied), count[occupied],
+            (np.cumsum(occupied) - 1)[keys])
+  cells, inverse, count = np.unique(keys, return_inverse=True, return_counts=True)
+  return cells, count, inverse.ravel()
+
+
 class _Chunk:
   """Union-of-epochs certificates of `trials` independent runs, advanced one epoch at a time.
 
@@ -210,12 +220,19 @@ class _Chunk:
     local = np.searchsorted(self.active, self.labels[self.examples])   # active-class index
     rows = np.arange(t)[:, None]
     sub = np.ix_(np.arange(t), self.active, self.active)
-    if not self.tied[sub].all():
-      self.tied[sub] |= self._meet(t, ka, m, bins, kept, local, rows)
-    if not self.connected[:, self.active].all():
-      self._join(t, s, m, bins, kept, local, rows)
+    need_ties = not self.tied[sub].all()
+    need_joins = not self.connected[:, self.active].all()
+    if not self.binding and (need_ties or need_joins):
+      # the occupied (trial, batch, class) cells of the kept examples
+      occupancy = _occupied(((rows * m + bins) * ka + local)[kept], t * m * ka)
+    else:
+      occupancy = None
+    if need_ties:
+      self.tied[sub] |= self._meet(t, ka, m, kept, local, rows, occupancy)
+    if need_joins:
+      self._join(kept, local, occupancy)
 
-  def _meet(self, t, ka, m, bins, kept, local, rows) -> np.ndarray:
+  def _meet(self, t, ka, m, kept, local, rows, occupancy) -> np.ndarray:
     """[t, ka, ka] the class pairs this epoch ties (both present in a batch, one with >= 2
     rows, each row counted V times)."""
     if self.binding:
@@ -227,12 +244,10 @@ class _Chunk:
       has[np.broadcast_to(rows, kept.shape)[kept], local[None, :].repeat(t, 0)[kept]] = True
       return has[:, :, None] | has[:, None, :]
     # Sparse (batch, class) occupancy: a batch holds only a few of the active classes.
-    count = np.bincount(((rows * (m + 1) + bins) * ka + local)[kept], minlength=t * (m + 1) * ka)
-    cell = np.flatnonzero(count)
-    count = count[cell]
+    cell, count, _ = occupancy
     batch, cls = np.divmod(cell, ka)
-    col = (batch // (m + 1)) * ka + cls                                 # (trial, class)
-    shape = (t * (m + 1), t * ka)
+    col = (batch // m) * ka + cls                                       # (trial, class)
+    shape = (t * m, t * ka)
     present = sparse.csr_matrix((np.ones(len(cell), np.float32), (batch, col)), shape=shape)
     anchored = sparse.csr_matrix(((self.views * count >= 2).astype(np.float32), (batch, col)),
                                  shape=shape)
@@ -243,7 +258,7 @@ class _Chunk:
     meet[i // ka, i % ka, j % ka] = True
     return meet | meet.transpose(0, 2, 1)
 
-  def _join(self, t, s, m, bins, kept, local, rows) -> None:
+  def _join(self, kept, local, occupancy) -> None:
     """Merges the components of the union with this epoch's co-occurrence edges."""
     node = self.comp                     # component ids, < t * s
     num_nodes = int(node.max()) + 1
@@ -256,10 +271,10 @@ class _Chunk:
       src, dst = np.concatenate(src), np.concatenate(dst)
       total = num_nodes
     else:
-      # one node per (trial, batch, class)
-      src = node[kept]
-      dst = num_nodes + ((rows * m + bins) * len(self.active) + local)[kept]
-      total = num_nodes + t * m * len(self.active)
+      # one node per occupied (trial, batch, class) cell
+      cells, _, inverse = occupancy
+      src, dst = node[kept], num_nodes + inverse
+      total = num_nodes + len(cells)
     graph = sparse.coo_matrix((np.ones(len(src), np.int32), (src, dst)), shape=(total, total))
     _, comp = csgraph.connected_components(graph, directed=False)
     self.comp = comp[node]
@@ -438,7 +453,8 @@ def summary(advice: dict) -> str:
             else f"binding {advice['binding_needed']} per class")
   return "\n".join([
       f"ufm advise: n={sum(advice['sizes'])} in K={len(advice['sizes'])} classes, B="
-      f"{advice['batch_size']} ({advice['num_batches']} batches, {advice['dropped_per_epoch']} "
+      f"{advice['batch_size']} ({advice['num_batches']} batch"
+      f"{'es' if advice['num_batches'] != 1 else ''}, {advice['dropped_per_epoch']} "
       f"dropped per epoch), V={advice['views']}, binding {advice['binding']}",
       f"  one epoch ({pct}% intervals): p_c1 {prob('p_c1')}, p_c2 {prob('p_c2')}, "
       f"p_of_unique {prob('p_of_unique')}",
@@ -449,7 +465,7 @@ def summary(advice: dict) -> str:
 
 def advice_for_training(class_sizes: Sequence[int], batch_size: int, *, views: int,
                         binding: int, batching: str, seed: int, num_epochs: int,
-                        trials: int = 200) -> dict | None:
+                        trials: int = 100) -> dict | None:
   """The advice for a training run's own batching, as the trainer logs it in ``run.json``.
 
   Epochs are simulated up to the run's ``num_epochs`` (``censored`` counts the simulated runs
