@@ -2,8 +2,7 @@
 
   python -m benchmarks.compile_cache [--epochs 3] [--out runs/bench/compile_cache.json]
 
-Every measurement is the wall time of one `python -m deepnet.main` process on the digits
-recipe (``experiments/configs/digits_mlp.py``, ``--epochs`` epochs), with the cache on (a
+Every measurement is one `python -m deepnet.main` process on the digits recipe (``experiments/configs/digits_mlp.py``, ``--epochs`` epochs), with the cache on (a
 folder warmed by the first run) and off (``--nocompilation_cache``), in one invocation so that
 the ratios share the machine's load:
 
@@ -14,7 +13,10 @@ the ratios share the machine's load:
 * ``other_seed``: a second run with another ``seed``, which the step closes over (its own
   train step; the embedding pass is shared).
 
-Prints ``cache_on / cache_off`` per case; JSON with the seconds goes to ``--out``.
+Each process reports its wall-clock seconds, its CPU seconds (user + system), which the other
+jobs of a loaded machine disturb less, and, from ``jax.monitoring``, the seconds XLA spent
+compiling or loading programs from the cache and the cache's hits and misses. Prints
+``cache_on / cache_off`` of the three per case; JSON goes to ``--out``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -34,20 +37,50 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CONFIG = "experiments/configs/digits_mlp.py"
 
 
-def _train(workdir: str, cache: str | None, epochs: int, *extra: str) -> float:
-  """Seconds of one training process (cache folder ``cache``, or off when None)."""
-  argv = [sys.executable, "-m", "deepnet.main", f"--config={CONFIG}", f"--workdir={workdir}",
+# The child: deepnet.main with a listener on JAX's compile events (the time XLA spends
+# compiling or loading from the cache, and the cache's hits and misses).
+_CHILD = """
+import json, sys
+import jax.monitoring
+totals = {}
+def duration(event, seconds, **kwargs):
+  totals[event] = totals.get(event, 0.0) + seconds
+def count(event, **kwargs):
+  totals[event] = totals.get(event, 0) + 1
+jax.monitoring.register_event_duration_secs_listener(duration)
+jax.monitoring.register_event_listener(count)
+from deepnet import main
+code = main.main(["deepnet.main"] + sys.argv[1:])
+print("COMPILE_EVENTS " + json.dumps(totals), file=sys.stderr)
+sys.exit(code)
+"""
+_EVENTS = {"backend_compile_seconds": "/jax/core/compile/backend_compile_duration",
+           "cache_hits": "/jax/compilation_cache/cache_hits",
+           "cache_misses": "/jax/compilation_cache/cache_misses"}
+
+
+def _train(workdir: str, cache: str | None, epochs: int, *extra: str) -> dict:
+  """Wall seconds, CPU seconds (user + system) and JAX's compile events of one training
+  process (cache folder ``cache``, or off when None)."""
+  argv = [sys.executable, "-c", _CHILD, f"--config={CONFIG}", f"--workdir={workdir}",
           f"--config.num_epochs={epochs}", "--config.checkpoint_every_epochs=1",
           "--config.tensorboard=False", *extra]
   argv += [f"--config.compilation_cache_dir={cache}"] if cache else ["--nocompilation_cache"]
   env = dict(os.environ, JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
              PYTHONPATH=REPO)
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
   start = time.perf_counter()
   proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
-  seconds = time.perf_counter() - start
+  wall = time.perf_counter() - start
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
   if proc.returncode != 0:
     raise SystemExit(f"error: training failed: {proc.stderr.strip().splitlines()[-1:]}")
-  return seconds
+  events = json.loads([line for line in proc.stderr.splitlines()
+                       if line.startswith("COMPILE_EVENTS ")][-1].split(" ", 1)[1])
+  out = {"wall": wall,
+         "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+  out.update({key: events.get(name, 0) for key, name in _EVENTS.items()})
+  return out
 
 
 def _drop_checkpoints_after(workdir: str, epoch: int) -> None:
@@ -69,9 +102,10 @@ def measure(epochs: int, root: str) -> dict:
                                               epochs, "--config.data.subsample_seed=2")
     seconds[f"other_seed_{label}"] = _train(os.path.join(root, f"seed1_{label}"), use, epochs,
                                             "--config.seed=1")
-  ratios = {case: seconds[f"{case}_on"] / seconds[f"{case}_off"]
-            for case in ("resume", "same_program", "other_seed")}
-  return {"epochs": epochs, "config": CONFIG, "seconds": seconds, "ratios": ratios,
+  cases = ("resume", "same_program", "other_seed")
+  ratios = {f"{case}.{kind}": seconds[f"{case}_on"][kind] / seconds[f"{case}_off"][kind]
+            for case in cases for kind in ("wall", "cpu", "backend_compile_seconds")}
+  return {"epochs": epochs, "config": CONFIG, "runs": seconds, "ratios": ratios,
           "cache_entries": len(os.listdir(cache)), "provenance": runfiles.provenance()}
 
 
@@ -87,8 +121,10 @@ def main(argv=None) -> int:
     return 2
   with tempfile.TemporaryDirectory(prefix="compile_cache_") as root:
     result = measure(args.epochs, root)
-  for key, value in result["seconds"].items():
-    print(f"  {key:30s} {value:7.2f} s")
+  for key, run in result["runs"].items():
+    print(f"  {key:28s} {run['wall']:7.2f} s wall {run['cpu']:7.2f} s CPU "
+          f"{run['backend_compile_seconds']:6.2f} s compiling/loading, cache hits "
+          f"{run['cache_hits']} misses {run['cache_misses']}")
   for case, ratio in result["ratios"].items():
     print(f"  {case}.cache_on_vs_off = {ratio:.3f}")
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

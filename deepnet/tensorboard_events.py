@@ -28,8 +28,10 @@ imports PyTorch whenever that is installed.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
 import time
 from typing import Any, Callable, Mapping
 
@@ -118,9 +120,14 @@ class TrainingEvents:
   @classmethod
   def for_trainer(cls, trainer, start_epoch: int) -> "TrainingEvents | None":
     """The events of ``trainer``'s run, or None when ``config.tensorboard`` is off, this is not
-    process 0, or the run has no epoch left."""
+    process 0, the run has no epoch left, or tensorboard is not installed (with a warning)."""
     if (not bool(trainer.config.get("tensorboard", True)) or jax.process_index() != 0
         or start_epoch >= trainer.num_epochs):
+      return None
+    if importlib.util.find_spec("tensorboard") is None:
+      # metrics.jsonl holds every number; a broken install costs the event files only.
+      print("warning: tensorboard is not installed, so no event files are written (pip "
+            "install tensorboard, or pass --config.tensorboard=False)", file=sys.stderr)
       return None
     return cls(trainer.workdir, lr_schedule=trainer.lr_schedule,
                steps_per_epoch=trainer.steps_per_epoch, num_epochs=trainer.num_epochs,

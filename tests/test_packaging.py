@@ -1,0 +1,126 @@
+"""The install as the README states it: the Makefile's pip lines, the extras and metadata of
+pyproject.toml, the constraints file against the declared ranges, LICENSE and CITATION.cff."""
+
+import os
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def _pyproject():
+  with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+    return tomllib.load(f)
+
+
+def _make_n(*args):
+  if shutil.which("make") is None:
+    pytest.skip("make is not installed")
+  # A throw-away VENV path so that nothing of the real .venv/ decides what make would do.
+  return subprocess.run(["make", "-n", "install", "VENV=/nonexistent/venv", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args,extras", [((), "dev,tfds,torch"),
+                                         (("JAX=cpu",), "dev,tfds,torch"),
+                                         (("JAX=cuda12",), "dev,tfds,torch,cuda12"),
+                                         (("JAX=cuda13",), "dev,tfds,torch,cuda13")])
+def test_make_install_pip_line(args, extras):
+  proc = _make_n(*args)
+  assert proc.returncode == 0, proc.stderr
+  pip = [line.strip() for line in proc.stdout.splitlines() if "pip install" in line]
+  assert pip == [f'/nonexistent/venv/bin/pip install -e ".[{extras}]"'], proc.stdout
+  pinned = _make_n(*args, "PINNED=1")
+  assert [line.strip() for line in pinned.stdout.splitlines() if "pip install" in line] == [
+      f'/nonexistent/venv/bin/pip install -e ".[{extras}]" -c constraints.txt']
+
+
+def test_make_install_rejects_an_unknown_jax_variant():
+  proc = _make_n("JAX=rocm")
+  assert proc.returncode != 0
+  assert "JAX=rocm is not one of: cpu cuda12 cuda13" in proc.stderr
+
+
+def test_every_extra_the_makefile_names_exists_and_the_gpu_extras_are_jax_cuda():
+  extras = _pyproject()["project"]["optional-dependencies"]
+  assert {"dev", "tfds", "torch", "cuda12", "cuda13"} <= set(extras)
+  for variant in ("cuda12", "cuda13"):
+    (req,) = [Requirement(r) for r in extras[variant]]
+    assert req.name == "jax" and req.extras == {variant}
+
+
+def test_core_has_no_tensorflow_no_torch_and_no_test_tools():
+  project = _pyproject()["project"]
+  core = {Requirement(r).name for r in project["dependencies"]}
+  assert not core & {"tensorflow", "tensorflow-cpu", "tensorflow-datasets", "torch", "chex",
+                     "pytest"}
+  assert {"absl-py", "jax", "flax", "optax", "orbax-checkpoint", "tensorboard"} <= core
+  dev = {Requirement(r).name for r in project["optional-dependencies"]["dev"]}
+  assert "chex" in dev
+  assert project["requires-python"] == ">=3.11"
+  assert project["license"] == "Apache-2.0"
+
+
+def test_tfds_extra_takes_tensorflow_cpu_only_where_it_has_wheels():
+  reqs = [Requirement(r) for r in _pyproject()["project"]["optional-dependencies"]["tfds"]]
+  by_name = {r.name: r for r in reqs}
+  linux_x86 = {"sys_platform": "linux", "platform_machine": "x86_64"}
+  for env, wanted in ((linux_x86, "tensorflow-cpu"),
+                      ({"sys_platform": "linux", "platform_machine": "aarch64"}, "tensorflow"),
+                      ({"sys_platform": "darwin", "platform_machine": "arm64"}, "tensorflow")):
+    chosen = [r.name for r in reqs if r.marker is not None and r.marker.evaluate(env)]
+    assert chosen == [wanted], (env, chosen)
+  assert by_name["tensorflow-datasets"].marker is None
+
+
+def test_torch_extra_pins_the_cpu_wheel_exactly():
+  reqs = {Requirement(r).name: Requirement(r)
+          for r in _pyproject()["project"]["optional-dependencies"]["torch"]}
+  assert str(reqs["torch"].specifier) == "==2.13.0"
+  assert "pytorch-metric-learning" in reqs
+
+
+def test_constraints_pin_versions_inside_the_declared_ranges():
+  project = _pyproject()["project"]
+  declared = [Requirement(r) for r in project["dependencies"]]
+  for extra in ("dev", "tfds", "torch"):
+    declared += [Requirement(r) for r in project["optional-dependencies"][extra]]
+  pins = {}
+  with open(os.path.join(REPO, "constraints.txt")) as f:
+    for line in f:
+      line = line.split("#")[0].strip()
+      if line:
+        name, _, version = line.partition("==")
+        assert version, line
+        pins[name.lower().replace("_", "-")] = Version(version)
+  for req in declared:
+    assert req.name.lower() in pins or (req.marker and not req.marker.evaluate()), req
+    if req.name.lower() in pins:
+      assert req.specifier.contains(pins[req.name.lower()], prereleases=True), (req, pins[
+          req.name.lower()])
+
+
+def test_license_and_citation():
+  with open(os.path.join(REPO, "LICENSE")) as f:
+    assert "Apache License" in f.read(200)
+  yaml = pytest.importorskip("yaml")
+  with open(os.path.join(REPO, "CITATION.cff")) as f:
+    cff = yaml.safe_load(f)
+  from geometry import __version__  # pylint: disable=g-import-not-at-top
+  assert cff["cff-version"] == "1.2.0" and str(cff["version"]) == __version__
+  assert cff["license"] == "Apache-2.0"
+  paper = cff["preferred-citation"]
+  assert [a["family-names"] for a in paper["authors"]] == [
+      "Kini", "Vakilian", "Behnia", "Gill", "Thrampoulidis"]
+  assert paper["year"] == 2024 and "2306.07960" in paper["url"]
+
+
+def test_schedules_ship_as_package_data():
+  data = _pyproject()["tool"]["setuptools"]["package-data"]["experiments"]
+  assert "schedules/*.json" in data
+  assert os.listdir(os.path.join(REPO, "experiments", "schedules"))
