@@ -1479,7 +1479,7 @@ def _seed_note(verdict: dict) -> str:
   note = verdict["seed_count"]
   for word, key in (("fails", "seeds_failing"), ("inconclusive", "seeds_inconclusive")):
     if verdict.get(key):
-      note += f"; {word} on seed " + ", ".join(map(str, verdict[key]))
+      note += f"; {word} on {seeds_text(list(verdict[key]))}"
   return note
 
 

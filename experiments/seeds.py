@@ -173,7 +173,8 @@ def make_group(members: Sequence[rp.Run]) -> SeedGroup:
       if kind is not None:
         line[key] = value
     metrics.append(line)
-  return SeedGroup(name=name, path=members[0].path.parent / name, kind="train", data=data,
+  # The files common to the seeds (config, run.json) are read from the first seed's folder.
+  return SeedGroup(name=name, path=members[0].path, kind="train", data=data,
                    metrics=metrics, members=list(members))
 
 
@@ -264,9 +265,22 @@ class SeedNumbers(rp.Numbers):
     if not isinstance(run, SeedGroup):
       return super().series(run, key)
     member = [super(SeedNumbers, self).series(m, key) for m in run.members]
+    line_of = {line["epoch"]: i for i, line in enumerate(run.metrics)}
+    flags = [s for s in member if s["values"] and all(isinstance(v, bool) for v in s["values"])]
+    if flags and len(flags) == len([s for s in member if s["values"]]):
+      # A boolean per epoch (e.g. of_unique_so_far): true when true on every seed logging it.
+      by_x: dict = {}
+      for s in flags:
+        for x, v in zip(s["x"], s["values"]):
+          by_x.setdefault(x, []).append(v)
+      xs = sorted(by_x)
+      return {"values": [all(by_x[x]) for x in xs], "x": xs,
+              "count": [len(by_x[x]) for x in xs], "lines": [line_of[x] for x in xs],
+              "x_key": "epoch", "key": key, "derived": "all", "from": flags,
+              "seeds": [m.flat.get(SEED_FIELD) for m, s in zip(run.members, member)
+                        if s in flags]}
     numeric = [s for s in member if all(_is_number(v) for v in s["values"])]
     curve = mean_curve([(s["x"], s["values"]) for s in numeric])
-    line_of = {line["epoch"]: i for i, line in enumerate(run.metrics)}
     return {**curve, "lines": [line_of[x] for x in curve["x"]], "x_key": "epoch", "key": key,
             "derived": "mean", "from": numeric,
             "seeds": [m.flat.get(SEED_FIELD) for m, s in zip(run.members, member)
@@ -398,9 +412,6 @@ def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hint
   """The report builder over seeds: figures and tables from the settings (seed means with
   bands), verdicts per seed combined (see the module docstring). Returns the main builder,
   whose `verdicts` are the combined ones."""
-  num = SeedNumbers(out_dir)
-  main = builder_cls(settings, out_dir, thresholds, hints, numbers=num,
-                     keep=lambda v, on_means: on_means or not reads_training(v)).build()
   per_seed, names = [], {}
   for seed, runs in seed_slices(settings):
     mapping = {setting_name(r.name): r.name for r in runs if r.kind == "train"}
@@ -412,6 +423,10 @@ def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hint
     sub = builder_cls(runs, out_dir, thresholds, slice_hints, draw=False,
                       keep=lambda v, on_means: not on_means and reads_training(v)).build()
     per_seed.append((seed, sub.verdicts))
+  # The main builder goes last, so its figures are the ones on disk even where a section
+  # writes its figure itself.
+  main = builder_cls(settings, out_dir, thresholds, hints, numbers=SeedNumbers(out_dir),
+                     keep=lambda v, on_means: on_means or not reads_training(v)).build()
   combined = combine_verdicts(per_seed, names)
   kept = [mark_on_means(v) if v.pop("_on_means") else v for v in main.verdicts]
   # Report order: the order of the claims in the main builder's run through the sections.

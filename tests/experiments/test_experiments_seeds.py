@@ -3,6 +3,7 @@ hold only on every seed, on hand-made seed runs whose outcomes are worked out by
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -67,6 +68,23 @@ def test_mean_curve_and_band_by_hand(built):
   assert s["min"] == [0.7, 0.3, 0.15, 0.20, 0.04]
   assert s["max"] == [0.9, 0.5, 0.30, 0.20, 0.15]
   assert "seeds 0, 1, 2" in fig["caption"]
+
+
+def test_boolean_curve_is_true_where_every_seed_is(built, tmp_path):
+  out, _, _ = built
+  root = tmp_path / "runs"
+  shutil.copytree(out.parent / "runs", root)
+  group = next(s for s in seeds.group_settings(report.discover([root])) if s.name == "relu_R10")
+  assert group.path == root / "relu_R10_seed0"     # common files: the first seed's
+  (root / "relu_R10_seed1" / "metrics.jsonl").write_text(
+      (root / "relu_R10_seed1" / "metrics.jsonl").read_text().replace(
+          '"of_unique_so_far": true}', '"of_unique_so_far": false}', 1))
+  group = next(s for s in seeds.group_settings(report.discover([root])) if s.name == "relu_R10")
+  s = seeds.SeedNumbers(out).series(group, "of_unique_so_far")
+  # Seed 1 is false at its first epoch only; epochs 5 and 6 are logged by some seeds only.
+  assert s["x"] == [1, 3, 5, 6, 10] and s["values"] == [False, True, True, True, True]
+  assert s["count"] == [3, 3, 2, 1, 3] and s["derived"] == "all"
+  assert _recompute(s, out) == s["values"]
 
 
 def test_tables_give_mean_and_spread(built):
@@ -152,6 +170,13 @@ def _recompute(rec, out):
       return np.mean(np.asarray(vals, float), axis=0).tolist()
     assert (rec.get("min"), rec.get("max")) == (min(vals), max(vals))
     return sum(vals) / len(vals)
+  if op == "all" and "values" in rec:                   # a boolean curve
+    by_x = {}
+    for s in src:
+      for x, y in zip(s["x"], s["values"]):
+        by_x.setdefault(x, []).append(y)
+    assert rec["x"] == sorted(by_x)
+    return [all(by_x[x]) for x in rec["x"]]
   if op == "all":
     return all(vals)
   if op == "pooled":
