@@ -323,7 +323,7 @@ def summary(result, out_dir) -> str:
 
 def _cmd_solve(args) -> int:
   problem = _problem_from_args(args)
-  outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
+  lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
   # Imported here so that bad input is rejected before JAX starts.
   from ufm import solver as solver_lib
   options = solver_lib.SolverOptions(
@@ -337,6 +337,7 @@ def _cmd_solve(args) -> int:
     progress.close()
   result = build_result(problem, options, solution)
   write_outputs(args.out, problem, solution, result)
+  lock.release()
   if not args.quiet:
     print(summary(result, args.out))
   return 0

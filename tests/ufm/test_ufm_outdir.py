@@ -135,3 +135,31 @@ def test_disk_full_while_writing_is_one_line_and_keeps_the_earlier_result(tmp_pa
   assert full.returncode == 1, full.stderr
   assert _one_line(full.stderr) and "cannot write the results" in full.stderr, full.stderr
   assert {name: (out / name).read_bytes() for name in os.listdir(out)} == files
+
+
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_folder_in_use_is_refused_and_a_dead_holder_blocks_nothing(tmp_path, capsys):
+  out = tmp_path / "run"
+  out.mkdir()
+  # Another process holds the folder's lock, as a `ufm solve` writing there does.
+  holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    code, _, err = _run(SMALL + ["--out", str(out)], capsys)
+    assert code == 2 and _one_line(err) and "in use by another `ufm solve`" in err
+    assert os.listdir(out) == []
+  finally:
+    holder.kill()   # SIGKILL: no clean-up runs in the holder
+    holder.wait()
+  code, _, err = _run(SMALL + ["--out", str(out)], capsys)
+  assert code == 0, err
+  assert (out / "result.json").exists()
