@@ -377,7 +377,9 @@ def _solve(problem, options, progress):
                 "W": 0.1 * jax.random.normal(kw, (k, d), dtype)}
     return params, opt.init(params)
 
-  def batch_loss(params, idx, mask, tau, weights, sparsity):
+  # The labels are an argument of every jitted function, never a closed-over constant: XLA
+  # would otherwise embed (and fold) an n-long literal, minutes of compilation at n = 10^7.
+  def batch_loss(params, labels, idx, mask, tau, weights, sparsity):
     if is_scl:
       return _scl_batch_loss(params["H"], labels, idx, mask, tau, weights, sparsity,
                              block_size)
@@ -395,32 +397,32 @@ def _solve(problem, options, progress):
     h = jnp.maximum(new["H"], 0.0) if relu else new["H"]
     return {"H": h, "W": new["W"]}
 
-  def one_step(carry, xs, tau, weights, sparsity, lr):
+  def one_step(carry, xs, labels, tau, weights, sparsity, lr):
     params, opt_state = carry
     idx, mask = xs if xs is not None else (None, None)
-    grads = jax.grad(batch_loss)(params, idx, mask, tau, weights, sparsity)
+    grads = jax.grad(batch_loss)(params, labels, idx, mask, tau, weights, sparsity)
     grads = riemannian(grads, params)
     updates, opt_state = opt.update(grads, opt_state, params)
     updates = jax.tree.map(lambda u: -lr * u, updates)
     new = project(optax.apply_updates(params, updates), params)
     return (new, opt_state), None
 
-  def run_chunk(state, active, xs, tau, weights, sparsity, lr, length):
+  def run_chunk(state, active, xs, labels, tau, weights, sparsity, lr, length):
     def per_seed(state, active, lr, sparsity):
-      body = lambda c, x: one_step(c, x, tau, weights, sparsity, lr)
+      body = lambda c, x: one_step(c, x, labels, tau, weights, sparsity, lr)
       new, _ = jax.lax.scan(body, state, xs, length=length)
       return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
     return _over_seeds(per_seed, num_seeds)(state, active, lr, sparsity)
 
-  run_chunk = jax.jit(run_chunk, static_argnums=(7,))
+  run_chunk = jax.jit(run_chunk, static_argnums=(8,))
 
-  def objective(params, e_idx, e_mask, tau, weights, sparsity):
+  def objective(params, e_idx, e_mask, labels, tau, weights, sparsity):
     """Objective of one epoch and its projected-gradient RMS."""
     def total(params):
       if e_idx is None:
-        return batch_loss(params, None, None, tau, weights, sparsity)
+        return batch_loss(params, labels, None, None, tau, weights, sparsity)
       def body(acc, xs):
-        return acc + batch_loss(params, xs[0], xs[1], tau, weights, sparsity), None
+        return acc + batch_loss(params, labels, xs[0], xs[1], tau, weights, sparsity), None
       return jax.lax.scan(body, jnp.zeros((), dtype), (e_idx, e_mask))[0]
     value, grads = jax.value_and_grad(total)(params)
     if is_scl:
@@ -433,7 +435,7 @@ def _solve(problem, options, progress):
       sq, count = jnp.sum(gh ** 2) + jnp.sum(grads["W"] ** 2), gh.shape[0] + grads["W"].shape[0]
     return value, jnp.sqrt(sq / count)
 
-  def perturb_one(state, flag, key, scale, reset):
+  def perturb_one(state, flag, key, scale, reset, labels):
     params, opt_state = state
     h = params["H"]
     # Class-coherent noise (one random direction per class, plus a per-example part): the
@@ -449,12 +451,12 @@ def _solve(problem, options, progress):
     fresh = opt.init(new)
     return new, jax.tree.map(lambda a, b: jnp.where(flag & reset, a, b), fresh, opt_state)
 
-  perturb = jax.jit(lambda state, flags, key, scale, reset: _over_seeds(
-      perturb_one, num_seeds)(
-          state, flags, jax.random.split(key, flags.shape[0]), scale, reset))
+  perturb = jax.jit(lambda state, flags, key, scale, reset, labels: _over_seeds(
+      perturb_one, num_seeds, in_axes=(0, 0, 0, 0, 0, None))(
+          state, flags, jax.random.split(key, flags.shape[0]), scale, reset, labels))
 
   evaluate = jax.jit(_over_seeds(objective, num_seeds,
-                                 in_axes=(0, None, None, None, None, None)))
+                                 in_axes=(0, None, None, None, None, None, None)))
 
   keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
   state = jax.vmap(init)(keys)
@@ -500,7 +502,7 @@ def _solve(problem, options, progress):
       if not schedule.full:
         idx, mask = schedule.steps(step, length)
         xs = (jnp.asarray(idx), jnp.asarray(mask))
-      state = run_chunk(state, jnp.asarray(active), xs, tau, weights,
+      state = run_chunk(state, jnp.asarray(active), xs, labels, tau, weights,
                         jnp.asarray(sparsity, dtype), jnp.asarray(lr, dtype), length)
       step += length
       steps_done[active] = step
@@ -509,7 +511,7 @@ def _solve(problem, options, progress):
       if not schedule.full:
         e_idx, e_mask = (jnp.asarray(a) for a in schedule.epoch(final_epoch))
       # Stationarity is judged on the phase's objective without the peaky-rows reward.
-      value, grad_rms = evaluate(state[0], e_idx, e_mask, tau, weights,
+      value, grad_rms = evaluate(state[0], e_idx, e_mask, labels, tau, weights,
                                  jnp.zeros((), dtype))
       value, grad_rms = np.asarray(value, np.float64), np.asarray(grad_rms, np.float64)
       if prev is not None:
@@ -528,7 +530,7 @@ def _solve(problem, options, progress):
         ending = (kick_left == 1) if phase.final else np.full(num_seeds, step >= phase_end)
         scale = np.where(ending, 0.0, level)
         state = perturb(state, jnp.asarray(noisy), sub, jnp.asarray(scale, dtype),
-                        jnp.asarray(ending))
+                        jnp.asarray(ending), labels)
         if phase.final:
           kick_left = np.maximum(kick_left - 1, 0)
           prev = np.where(noisy, np.inf, prev)
