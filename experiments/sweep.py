@@ -451,9 +451,14 @@ def build_report(exp: dict, out_dir: Path, log: Callable[[str], None] = print) -
     log("no run has output yet; no report")
     return None
   hints = exp.get("report", {})
-  path = report_lib.build_report(dirs, out_dir / "report", title=exp.get("title", exp["name"]),
-                                 description=exp.get("description", ""),
-                                 thresholds=hints.get("thresholds"), hints=hints)
+  try:
+    path = report_lib.build_report(dirs, out_dir / "report",
+                                   title=exp.get("title", exp["name"]),
+                                   description=exp.get("description", ""),
+                                   thresholds=hints.get("thresholds"), hints=hints)
+  except report_lib.ReportError as e:   # e.g. every run folder broken: named, one line
+    log(f"no report: {e}")
+    return None
   return path
 
 

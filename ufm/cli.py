@@ -352,7 +352,7 @@ def _status_words(result) -> str:
 
 def _cmd_solve(args) -> int:
   problem = _problem_from_args(args)
-  outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
+  lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
   # Imported here so that bad input is rejected before JAX starts.
   from ufm import solver as solver_lib
   options = solver_lib.SolverOptions(
@@ -366,6 +366,7 @@ def _cmd_solve(args) -> int:
     progress.close()
   result = build_result(problem, options, solution)
   write_outputs(args.out, problem, solution, result)
+  lock.release()
   if not args.quiet:
     print(summary(result, args.out))
   return 0

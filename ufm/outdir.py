@@ -9,6 +9,10 @@ whose marker exists), so the folder follows two rules:
   result of *another* problem (a different `problem` in its `result.json`) unless
   `--overwrite` is given. The same problem again (a re-run, perhaps with another step budget
   or more seeds) replaces the earlier result without asking: it answers the same question.
+* **One solve at a time.** The check takes an exclusive lock on the folder (`flock` on the
+  folder itself) and holds it until the results are written, so a second `ufm solve` into the
+  same folder is refused at once. The kernel drops the lock when its process ends, however
+  it ends: a killed solve leaves no stale lock.
 * **Marker last, nothing half-written.** `commit_outputs` writes every file into a hidden
   staging folder inside `--out` first; only when all of them are on disk is the old marker
   removed, the old run's files (a stale `classifier.npy` included) removed, the new files
@@ -21,6 +25,7 @@ whose marker exists), so the folder follows two rules:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -55,11 +60,39 @@ def _unusable(out: str) -> str | None:
   return None
 
 
-def check_out_dir(out: str, problem_fields: Mapping, *, overwrite: bool = False) -> None:
-  """Makes sure `out` can take the results of the problem `problem_fields` (its `describe()`).
+class FolderLock:
+  """An exclusive `flock` on a folder, held until `release()` (or the process ends)."""
+
+  _fd = None
+
+  def __init__(self, folder: str):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      os.close(fd)
+      raise ProblemError(f"--out {folder} is in use by another `ufm solve` (it holds the "
+                         "folder's lock); wait for it, or choose another --out") from None
+    self._fd = fd
+
+  def release(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)   # closing the descriptor drops the lock
+      self._fd = None
+
+  __del__ = release
+
+
+def check_out_dir(out: str, problem_fields: Mapping, *,
+                  overwrite: bool = False) -> FolderLock:
+  """Makes sure `out` can take the results of the problem `problem_fields` (its `describe()`)
+  and locks it for this solve.
 
   Creates the folder and writes (then removes) a probe file in it, so that a read-only or
   full place is found before the solve rather than after it.
+
+  Returns:
+    The folder's lock: keep it until `commit_outputs` is done, then `release()` it.
 
   Raises:
     ProblemError: one line saying what is wrong with `out` and what to do.
@@ -75,10 +108,11 @@ def check_out_dir(out: str, problem_fields: Mapping, *, overwrite: bool = False)
   except OSError as e:
     raise ProblemError(f"--out {out} cannot be written ({e.strerror}); choose another "
                        "folder") from None
+  lock = FolderLock(out)
   _remove_staging(out)
   marker = os.path.join(out, MARKER)
   if not os.path.exists(marker) or overwrite:
-    return
+    return lock
   try:
     earlier = runfiles.read_json(marker)
   except ValueError as e:
@@ -87,7 +121,7 @@ def check_out_dir(out: str, problem_fields: Mapping, *, overwrite: bool = False)
   wanted = runfiles.to_json(dict(problem_fields))
   held = earlier.get("problem") if isinstance(earlier, dict) else None
   if held == wanted:
-    return
+    return lock
   raise ProblemError(f"--out {out} holds the result of another problem ({_difference(held, wanted)}); "
                      "use --overwrite to replace it (its files are removed), or choose "
                      "another --out")

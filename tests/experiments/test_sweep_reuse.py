@@ -112,3 +112,13 @@ def test_a_training_folder_of_the_same_config_is_reused(tmp_path, digits_config)
                                       overrides={"data.ratio": "10.0",
                                                  "model.mlp_widths": "(8,4)"}), None
   assert summary["failed"] == []
+
+
+def test_a_sweep_whose_only_run_is_broken_reports_that_in_one_line(tmp_path):
+  out = tmp_path / "sweep"
+  (out / "u").mkdir(parents=True)
+  (out / "u" / "result.json").write_text('{"loss": 1.0, "pro')    # cut short
+  exp = _experiment(sweep.ufm_run("u", *UFM_ARGS))
+  lines = []
+  assert sweep.build_report(exp, out, log=lines.append) is None
+  assert len(lines) == 1 and lines[0].startswith("no report:") and "u/result.json" in lines[0]

@@ -3,8 +3,6 @@ not overwritten silently, and result.json (the completion marker) is written las
 
 import json
 import os
-import resource
-import signal
 import subprocess
 import sys
 
@@ -28,6 +26,24 @@ def _run(argv, capsys):
 
 def _one_line(err):
   return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+_SOLUTIONS = {}
+
+
+@pytest.fixture(autouse=True)
+def solve_each_problem_once(monkeypatch):
+  """These tests are about the folder, not the solve: a problem solved once (for real) in this
+  module is answered from memory afterwards, which saves a compilation per test."""
+  from ufm import solver
+  real = solver.solve
+
+  def cached(problem, options, progress=None):
+    key = json.dumps(problem.describe(), sort_keys=True)
+    if key not in _SOLUTIONS:
+      _SOLUTIONS[key] = real(problem, options, progress=progress)
+    return _SOLUTIONS[key]
+  monkeypatch.setattr(solver, "solve", cached)
 
 
 @pytest.fixture
@@ -112,26 +128,48 @@ def test_a_kill_while_writing_keeps_the_earlier_result(tmp_path, capsys, monkeyp
   assert {name: (out / name).read_bytes() for name in os.listdir(out)} == files
 
 
-def _small_files_only(limit):
-  def apply():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-  return apply
-
-
-def test_disk_full_while_writing_is_one_line_and_keeps_the_earlier_result(tmp_path):
+def test_disk_full_while_writing_is_one_line_and_keeps_the_earlier_result(tmp_path, capsys):
   # 400 rows x 2 dims of float64 is 6.4 kB: a file-size limit of 4 kB makes embeddings.npy
   # fail the way a full disk does, after the solve.
   out = tmp_path / "run"
-  argv = [sys.executable, "-m", "ufm.cli", "solve", "--sizes", "200,200", "--dim", "2",
-          "--tau", "1", "--steps", "20", "--quiet", "--out", str(out)]
+  args = ["solve", "--sizes", "200,200", "--dim", "2", "--tau", "1", "--steps", "20",
+          "--no-continuation", "--quiet", "--out", str(out)]
+  argv = [sys.executable, "-m", "ufm.cli"] + args
   env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-  first = subprocess.run(argv[:-1] + [str(out)], capture_output=True, text=True, cwd=ROOT,
-                         env=env)
-  assert first.returncode == 0, first.stderr
+  assert _run(args, capsys)[0] == 0
   files = {name: (out / name).read_bytes() for name in os.listdir(out)}
-  full = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env,
-                        preexec_fn=_small_files_only(4096))
+  # A shell sets the limit (no Python code between fork and exec in this threaded process);
+  # with SIGXFSZ ignored a write past it fails with EFBIG, as one on a full disk fails.
+  limited = ["bash", "-c", 'ulimit -f 4; trap "" XFSZ; exec "$@"', "bash"] + argv
+  full = subprocess.run(limited, capture_output=True, text=True, cwd=ROOT, env=env)
   assert full.returncode == 1, full.stderr
   assert _one_line(full.stderr) and "cannot write the results" in full.stderr, full.stderr
   assert {name: (out / name).read_bytes() for name in os.listdir(out)} == files
+
+
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_folder_in_use_is_refused_and_a_dead_holder_blocks_nothing(tmp_path, capsys):
+  out = tmp_path / "run"
+  out.mkdir()
+  # Another process holds the folder's lock, as a `ufm solve` writing there does.
+  holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    code, _, err = _run(SMALL + ["--out", str(out)], capsys)
+    assert code == 2 and _one_line(err) and "in use by another `ufm solve`" in err
+    assert os.listdir(out) == []
+  finally:
+    holder.kill()   # SIGKILL: no clean-up runs in the holder
+    holder.wait()
+  code, _, err = _run(SMALL + ["--out", str(out)], capsys)
+  assert code == 0, err
+  assert (out / "result.json").exists()

@@ -1,0 +1,36 @@
+"""The solver's compiled functions take the labels as an argument: no n-long literal is
+embedded in the program (at n = 10^7 XLA spent minutes on one)."""
+
+import re
+
+import jax
+
+from ufm import problem as problem_lib
+from ufm import solver
+
+
+def test_no_label_constant_in_the_compiled_solver(monkeypatch):
+  real_jit = jax.jit
+  programs = []
+
+  def recording_jit(fun, **kwargs):
+    jitted = real_jit(fun, **kwargs)
+    lowered = []
+
+    def call(*args, **kw):
+      if not lowered:      # once per function: lowering costs a trace
+        lowered.append(True)
+        programs.append(jitted.lower(*args, **kw).as_text())
+      return jitted(*args, **kw)
+    return call
+
+  monkeypatch.setattr(jax, "jit", recording_jit)
+  n = 300
+  for batching in ("full", "shuffle:150"):
+    problem = problem_lib.make_problem(sizes=[200, 100], dim=2, tau=1.0, batching=batching)
+    solver.solve(problem, solver.SolverOptions(steps=20, chunk=10, seeds=1))
+  assert len(programs) >= 6
+  constant = re.compile(r"constant .*tensor<(?:\d+x)*%d(?:x\w+)?>" % n)
+  for text in programs:
+    assert f"tensor<{n}xi32>" in text    # the labels are an argument
+    assert not [l for l in text.splitlines() if constant.search(l)]
