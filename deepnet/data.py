@@ -187,11 +187,11 @@ def _prepare_hint(name: str, data_dir: str) -> str:
 
 
 def _tfds_how(name: str, data_dir: str) -> str:
-  return (f"on a machine with internet run "
-          f"`tfds build {name} --data_dir {data_dir}` (or `python -m "
-          f"tensorflow_datasets.scripts.download_and_prepare --datasets={name} --data_dir="
-          f"{data_dir}`), then copy {data_dir} here and pass --config.data.data_dir={data_dir} "
-          f"or set TFDS_DATA_DIR (or pass --config.data.download=True where there is internet)")
+  return (f"on a machine with internet pass --config.data.download=True (needs the package "
+          f"importlib_resources, which tensorflow-datasets 4.9.x imports but does not install), "
+          f"or run `tfds build {name} --data_dir {data_dir}` (the tfds command of 4.9.x also "
+          f"needs apache-beam: `pip install importlib_resources apache-beam`), then copy "
+          f"{data_dir} here and pass --config.data.data_dir={data_dir} or set TFDS_DATA_DIR")
 
 
 def _prepared_versions(name: str, data_dir: str) -> list[str]:
@@ -242,11 +242,37 @@ def _load_tfds(name: str, data_dir: str, download: bool):
   if not download and not versions:
     # Fail before importing TFDS/TensorFlow, so a missing data set costs well under a second.
     raise MissingDatasetError(_prepare_hint(name, data_dir))
+  try:
+    return _read_tfds(name, data_dir, download, versions)
+  except MissingDatasetError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # A folder cut short by a kill or a full disk, or edited by hand: TFDS and tf.data raise
+    # many types for it; all mean "prepare it again".
+    text = " ".join(str(e).split())[:200] or type(e).__name__
+    if download and not versions:
+      raise MissingDatasetError(
+          f"downloading data set {name!r} into {data_dir} failed ({type(e).__name__}: {text})"
+      ) from None
+    raise MissingDatasetError(
+        f"data set {name!r} in {data_dir} cannot be read ({type(e).__name__}: {text}); remove "
+        f"{os.path.join(data_dir, name)} and prepare it again") from None
+
+
+def _read_tfds(name: str, data_dir: str, download: bool, versions: list[str]):
   tfds = _import_tfds(name)
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     if download:
-      builder.download_and_prepare()
+      try:
+        builder.download_and_prepare()
+      except ModuleNotFoundError as e:
+        # tensorflow-datasets 4.9.10 imports importlib_resources to build a data set but
+        # declares it for Python < 3.9 only.
+        raise MissingDatasetError(
+            f"data.download=True needs the package {e.name}, which tensorflow-datasets "
+            f"{tfds.__version__} imports to download {name!r} but does not install: run `pip "
+            f"install {e.name}` in this environment and start again") from None
     elif versions and versions[-1] != str(builder.version):
       # Prepared with another version of the builder than this TFDS's default.
       builder = tfds.builder(f"{name}:{versions[-1]}", data_dir=data_dir)

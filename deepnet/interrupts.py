@@ -46,8 +46,9 @@ def _in_main_thread() -> bool:
 
 class StopSignals:
   """Context manager: while active, SIGTERM / SIGINT set ``self.signum`` instead of stopping
-  the process. With ``install=False``, or outside the main thread (where Python cannot install
-  handlers), it does nothing and ``requested`` stays False.
+  the process. With ``install=False`` the signals get Python's default handlers for the
+  duration, and ``requested`` stays False; outside the main thread (where Python cannot
+  install handlers) it does nothing.
   """
 
   def __init__(self, install: bool = True):
@@ -64,9 +65,12 @@ class StopSignals:
       self.signum = signum
 
   def __enter__(self) -> "StopSignals":
-    if self._install and _in_main_thread():
+    if _in_main_thread():
       for sig in SIGNALS:
-        self._previous[sig] = signal.signal(sig, self._handle)
+        # Not installed: Python's defaults (SIGINT raises KeyboardInterrupt, SIGTERM ends the
+        # process), whatever the start-up handlers were.
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        self._previous[sig] = signal.signal(sig, self._handle if self._install else default)
     return self
 
   def __exit__(self, *exc) -> None:

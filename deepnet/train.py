@@ -35,6 +35,9 @@ Determinism and resume: the schedule of epoch e depends on ``(seed, e)`` only, t
 t is ``fold_in(key(seed), t)``, and checkpoints hold the whole train state, so a run killed
 at any moment and started again resumes from its last checkpoint and writes the same
 ``metrics.jsonl`` as an uninterrupted run (lines after the checkpoint are rewritten).
+What a run guarantees under faults (kill, corrupted checkpoints, a second process on the
+workdir, SIGTERM / SIGINT, divergence, disk full) is in ``docs/faults_training.md``; the I/O
+lives in ``deepnet.workdir``, ``deepnet.checkpoints`` and ``deepnet.interrupts``.
 
 Padding: a global batch whose G rows do not divide over the D devices is padded to a multiple
 of D with masked rows. They are removed from the loss (``where=``) and from every BatchNorm's

@@ -356,9 +356,8 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
     with open(log_path, "a") as log_file:
       log_file.write(f"\n=== {_now()} {before}: {shown}\n")
       log_file.flush()
-      proc = subprocess.Popen(argv, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
-                              env={**os.environ, **(env or {})},
-                              preexec_fn=_terminate_with_parent(os.getpid()))
+      proc = subprocess.Popen(_terminated_with_parent(argv), cwd=REPO, stdout=log_file,
+                              stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
       try:
         code = proc.wait()
       except KeyboardInterrupt:
@@ -396,23 +395,25 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
   return summary
 
 
-def _terminate_with_parent(parent_pid: int) -> Callable[[], None]:
-  """preexec_fn of a run: the child gets SIGTERM when the sweep dies, even by ``kill -9``
-  (Linux ``PR_SET_PDEATHSIG``), so no run outlives its sweep; a trainer then saves a
-  checkpoint and stops. Elsewhere it does nothing."""
+# Run before the run's command, in its own process: asks Linux to send it SIGTERM when the sweep
+# dies (PR_SET_PDEATHSIG = 1, kept across exec), then becomes the command. A preexec_fn would do
+# the same inside fork(), which is unsafe when the caller has threads (JAX's, in-process).
+_TERMINATED_WITH_PARENT = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))
+if os.getppid() != int(sys.argv[1]):
+  sys.exit(143)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
 
-  def setup() -> None:
-    if not sys.platform.startswith("linux"):
-      return
-    try:
-      import ctypes  # pylint: disable=g-import-not-at-top
-      ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-      return
-    if os.getppid() != parent_pid:   # the sweep died before prctl took effect
-      os.kill(os.getpid(), signal.SIGTERM)
 
-  return setup
+def _terminated_with_parent(argv: list[str]) -> list[str]:
+  """``argv`` made to get SIGTERM when this process dies, even by ``kill -9``, so no run
+  outlives its sweep (a trainer then saves a checkpoint and stops). Linux only; elsewhere
+  ``argv`` as it is."""
+  if not sys.platform.startswith("linux"):
+    return list(argv)
+  return [sys.executable, "-c", _TERMINATED_WITH_PARENT, str(os.getpid()), *argv]
 
 
 def _write_state(path: Path, state: dict) -> None:

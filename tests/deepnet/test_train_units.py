@@ -165,7 +165,8 @@ def test_batchnorm_mask_makes_padding_invisible():
 @pytest.mark.parametrize("field,value", [
     ("loss", "mse"), ("temperature", 0.0), ("temperature", float("nan")), ("batching", "full"),
     ("binding", -1), ("batch_size", 1), ("num_epochs", 0), ("lr_schedule", "linear"),
-    ("momentum", 1.0), ("checkpoint_every_epochs", 0)])
+    ("momentum", 1.0), ("checkpoint_every_epochs", 0), ("lr", float("inf")),
+    ("lr", float("nan")), ("weight_decay", float("inf")), ("lr_decay_factor", float("inf"))])
 def test_bad_config_values_are_config_errors(field, value):
   config = digits_mlp.get_config()
   config[field] = value
