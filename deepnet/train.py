@@ -312,22 +312,6 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 # Helpers
 
 
-def _json_ready(value):
-  """NaN and inf become null (strict JSON), numpy scalars become Python numbers."""
-  if isinstance(value, dict):
-    return {k: _json_ready(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_json_ready(v) for v in value]
-  if isinstance(value, (np.floating, float)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  if isinstance(value, np.integer):
-    return int(value)
-  if isinstance(value, np.bool_):
-    return bool(value)
-  return value
-
-
 def _write_json_atomically(path: str, value) -> None:
   """Other processes (and a run killed mid-write) see the old file or the new one, whole."""
   tmp = f"{path}.tmp{os.getpid()}"

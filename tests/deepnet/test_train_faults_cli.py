@@ -56,6 +56,7 @@ def _wait_for(condition, proc, seconds=240):
     time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_second_trainer_on_a_workdir_refuses_at_once_and_a_killed_holder_does_not_block(
     tmp_path):
   workdir = str(tmp_path / "run")
@@ -140,6 +141,7 @@ def test_signal_during_start_up_is_one_line(tmp_path, signum, code):
   assert "start-up" in _one_error_line(err)
 
 
+@pytest.mark.slow
 def test_divergence_is_one_line_and_a_nonzero_exit(tmp_path):
   workdir = str(tmp_path / "run")
   proc = subprocess.run(_command(*_args(workdir, lr=1e6, num_epochs=6)), capture_output=True,
@@ -190,6 +192,7 @@ def _mount_tmpfs(path, size):
                         capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_disk_full_during_training_is_one_line_and_loses_nothing(tmp_path):
   disk = tmp_path / "disk"
   if not _mount_tmpfs(disk, "600k"):

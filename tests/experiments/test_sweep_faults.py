@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from deepnet import workdir as workdir_lib
 from experiments import sweep
 
@@ -37,6 +39,7 @@ def _alive(pid: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_sweep_killed_with_sigkill_takes_its_trainer_with_it(tmp_path):
   exp_file = tmp_path / "tiny_exp.py"
   exp_file.write_text(EXPERIMENT)
