@@ -107,9 +107,10 @@ def _problem_from_args(args) -> problem_lib.Problem:
   for name in ("steps", "seeds"):
     if getattr(args, name) < 1:
       raise ProblemError(f"--{name} must be >= 1, got {getattr(args, name)}")
-  if args.seed + args.seeds - 1 > problem_lib.SEED_MAX and 0 <= args.seed <= problem_lib.SEED_MAX:
+  last_seed = args.seed + args.seeds - 1
+  if 0 <= args.seed <= problem_lib.SEED_MAX < last_seed:   # a bad --seed alone: make_problem
     raise ProblemError(f"--seed {args.seed} with --seeds {args.seeds}: the seeds "
-                       f"{args.seed}..{args.seed + args.seeds - 1} must lie in "
+                       f"{args.seed}..{last_seed} must lie in "
                        f"[0, {problem_lib.SEED_MAX}]")
   if args.block_size is not None and args.block_size < 1:
     raise ProblemError(f"--block-size must be >= 1, got {args.block_size}")
