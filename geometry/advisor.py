@@ -18,6 +18,8 @@ What is computed, and how (``docs/batching.md`` has the derivations):
   (binding b >= 1: the certificate only depends on which r examples are dropped, a uniform
   r-subset, so p_c1 is hypergeometric; b = 0 with m >= 2: p_of_unique = 0; one batch, m = 1).
   Elsewhere ``None``.
+- ``exact_epochs_until_of_unique``: with binding (and C2 certain), the law of the epoch the
+  union first certifies, from a Markov chain on the non-binding examples never kept so far.
 - ``simulate``: Monte Carlo over independent epochs, vectorised over trials, with an
   incremental union (connected components) over epochs for epochs-until-the-union-holds.
 - ``advise``: the exact value where there is one, the Monte Carlo estimate otherwise, each with
@@ -31,7 +33,7 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse, special, stats
 from scipy.sparse import csgraph
 
 DEFAULT_TRIALS = 400
@@ -155,6 +157,56 @@ def exact_epoch_probabilities(sizes: Sequence[int], batch_size: int, views: int,
   singletons = sum(s == 1 for s in sizes)
   out["p_of_unique"] = float(r == 0 and (views >= 2 or singletons <= 1))
   return out
+
+
+def _hypergeom_pmf(hits, total, marked, draws):
+  """P(`hits` marked items among `draws` drawn without replacement from `total` of which
+  `marked` are marked), elementwise, through log-binomials."""
+  hits, marked = np.broadcast_arrays(np.asarray(hits, np.float64), np.asarray(marked, np.float64))
+  ok = (hits <= marked) & (draws - hits <= total - marked) & (hits <= draws)
+  h, m = np.where(ok, hits, 0), np.where(ok, marked, 0)
+
+  def log_comb(a, b):
+    return special.gammaln(a + 1) - special.gammaln(b + 1) - special.gammaln(a - b + 1)
+
+  logp = log_comb(m, h) + log_comb(total - m, draws - h) - log_comb(total, draws)
+  return np.where(ok, np.exp(logp), 0.0)
+
+
+def exact_epochs_until_of_unique(sizes: Sequence[int], batch_size: int, views: int,
+                                 binding: int, max_epochs: int = DEFAULT_MAX_EPOCHS,
+                                 tail: float = 1e-12) -> np.ndarray | None:
+  """P(T <= E) for E = 1, 2, ..., T the first epoch whose union certifies; None unless exact.
+
+  Exact when b >= 1 and C2 holds every epoch (``exact_epoch_probabilities`` gives p_c2 = 1):
+  the union then certifies once each of the U = n - K b non-binding examples has been kept in
+  some epoch. X_E, the number of them dropped in every epoch so far, is a Markov chain: X_1 ~
+  Hypergeometric(n, U, r) and X_{E+1} | X_E = x ~ Hypergeometric(n, x, r) (the x still missing
+  that the next epoch's r dropped examples hit again); P(T <= E) = P(X_E = 0). The returned
+  array stops at the first E with P(T <= E) >= 1 - `tail`, or at `max_epochs`. Also exact
+  (T = 1) whenever ``p_of_unique`` is exactly 1.
+  """
+  sizes = _check(sizes, batch_size, views, binding)
+  exact = exact_epoch_probabilities(sizes, batch_size, views, binding)
+  if exact["p_of_unique"] == 1.0:
+    return np.ones(1)          # every epoch certifies
+  if binding < 1 or exact["p_c2"] != 1.0:
+    return None
+  n, k = sum(sizes), len(sizes)
+  _, r = epoch_shape(sizes, batch_size)
+  top = min(n - k * binding, r)
+  states = np.arange(top + 1)
+  step = _hypergeom_pmf(states[None, :], n, states[:, None], r)       # [x, x']
+  step /= step.sum(1, keepdims=True)    # rows are distributions; state 0 stays 0 exactly
+  dist = _hypergeom_pmf(states, n, n - k * binding, r)
+  dist /= dist.sum()
+  cdf = []
+  for _ in range(max_epochs):
+    cdf.append(float(dist[0]))
+    if cdf[-1] >= 1 - tail:
+      break
+    dist = dist @ step
+  return np.asarray(cdf)
 
 
 # -- Monte Carlo ---------------------------------------------------------------------------
@@ -393,11 +445,11 @@ def advise(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: in
   sizes = _check(sizes, batch_size, views, binding)
   m, r = epoch_shape(sizes, batch_size)
   exact = exact_epoch_probabilities(sizes, batch_size, views, binding)
-  deterministic = exact["p_of_unique"] == 1.0   # then every epoch certifies: nothing to sample
-  sim = None if deterministic else simulate(sizes, batch_size, views=views, binding=binding,
-                                            trials=trials, seed=seed, max_epochs=max_epochs)
-  if sim is None:
-    exact["p_c1_by_class"] = [1.0] * len(sizes)
+  cdf = exact_epochs_until_of_unique(sizes, batch_size, views, binding, max_epochs)
+  # With an exact law of the epochs every per-epoch number is exact too: nothing to sample.
+  sim = None if cdf is not None else simulate(
+      sizes, batch_size, views=views, binding=binding, trials=trials, seed=seed,
+      max_epochs=max_epochs)
   out = {"sizes": sizes, "batch_size": batch_size, "views": views, "binding": binding,
          "num_batches": m, "dropped_per_epoch": r, "trials": trials, "seed": seed,
          "confidence": confidence}
@@ -411,9 +463,18 @@ def advise(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: in
   intervals["p_c1_by_class"] = [i for _, i, _ in by_class]
 
   until = {"max_epochs": max_epochs, "censored": 0}
-  if deterministic:
-    until.update(mean=1.0, p10=1, median=1, p90=1, min=1, max=1)
-    intervals["epochs_mean"], intervals["epochs_p90"] = [1.0, 1.0], [1, 1]
+  if cdf is not None:
+    def quantile(q):   # the first epoch with P(T <= E) >= q
+      hit = np.flatnonzero(cdf >= q - 1e-12)
+      return int(hit[0]) + 1 if len(hit) else None
+
+    converged = cdf[-1] >= 1 - 1e-12
+    mean = 1.0 + float(np.sum(1.0 - cdf)) if converged else None
+    until.update(mean=mean, p10=quantile(0.1), median=quantile(0.5), p90=quantile(0.9),
+                 min=int(np.flatnonzero(cdf > 0)[0]) + 1 if cdf[-1] > 0 else None,
+                 max=len(cdf) if converged else None)
+    intervals["epochs_mean"] = None if mean is None else [mean, mean]
+    intervals["epochs_p90"] = [until["p90"], until["p90"]]
     methods["epochs_until_of_unique"] = "exact"
   else:
     epochs = sim["epochs"]
@@ -470,9 +531,10 @@ def advice_for_training(class_sizes: Sequence[int], batch_size: int, *, views: i
 
   Epochs are simulated up to the run's ``num_epochs`` (``censored`` counts the simulated runs
   whose union would not certify within it). ``None`` unless the batching is reshuffled
-  (``"shuffle"``): a fixed partition is certified once, by the trainer itself.
+  (``"shuffle"``): a fixed partition is certified once, by the trainer itself; ``None`` too when
+  a class is empty (no pair with it is ever tied, so the union never certifies).
   """
-  if batching != "shuffle":
+  if batching != "shuffle" or min(class_sizes) < 1:
     return None
   advice = advise(class_sizes, batch_size, views=min(int(views), 2), binding=binding,
                   trials=trials, seed=seed, max_epochs=num_epochs)

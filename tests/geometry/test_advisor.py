@@ -158,6 +158,20 @@ def test_monte_carlo_agrees_with_plain_simulation(sizes, batch_size, views, bind
   assert plo <= hi and lo <= phi   # the two p90 intervals overlap
 
 
+@pytest.mark.parametrize("sizes,batch_size,views", [([30, 30, 5, 5], 8, 2), ([9, 9, 4], 5, 1)])
+def test_exact_epochs_with_binding_agree_with_plain_simulation(sizes, batch_size, views):
+  # binding 1: the union certifies once every non-binding example has been kept once
+  cdf = advisor.exact_epochs_until_of_unique(sizes, batch_size, views, 1)
+  _, epochs = _plain_loop(sizes, batch_size, views, 1, range(400))
+  for e in (1, 2, 3):
+    lo, hi = advisor.wilson_interval(int(np.sum(epochs <= e)), len(epochs), CONF)
+    assert lo <= cdf[e - 1] <= hi, (e, cdf[e - 1], lo, hi)
+  out = advisor.advise(sizes, batch_size, views=views, binding=1)
+  assert out["methods"]["epochs_until_of_unique"] == "exact"
+  assert out["epochs_until_of_unique"]["mean"] == pytest.approx(1 + np.sum(1 - cdf))
+  assert abs(out["epochs_until_of_unique"]["mean"] - epochs.mean()) <= 3.29 * epochs.std() / 20
+
+
 @pytest.mark.parametrize("views,binding", [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2)])
 def test_vectorised_union_equals_batch_certificate(views, binding):
   sizes, batch_size = [9, 7, 3, 2, 2], 4
