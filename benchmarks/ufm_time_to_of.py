@@ -1,10 +1,16 @@
 """Time to an orthogonal frame: steps and seconds `ufm solve` needs to reach dist_of < 1e-3.
 
-UFM+ with SCL at tau = 0.1, K = d = 10, step imbalance R, full batch, from random starts, one
-seed per solve (each seed timed alone, as `ufm solve --seed S` would run it):
+UFM+ with SCL at tau = 0.1, K classes (default 10), d = K unless --dim, step imbalance R, full
+batch, from random starts, one seed per solve (each seed timed alone, as `ufm solve --seed S`
+would run it):
 
   .venv/bin/python -m benchmarks.ufm_time_to_of                      # R = 1, 10, 100, n ~ 3000
   .venv/bin/python -m benchmarks.ufm_time_to_of --runs 100:1000 --seeds 3   # n = 5050
+  .venv/bin/python -m benchmarks.ufm_time_to_of --classes 50 --runs 10:20   # K = 50, n = 550
+  .venv/bin/python -m benchmarks.ufm_time_to_of --runs 100:1000 --baseline 88ff66d
+
+`--baseline REV` also times `ufm/solver.py` as it was at git revision REV (loaded from
+`git show`, same problems and seeds, interleaved) and prints the ratio of the times to the OF.
 
 `--runs R:N_MAX,...` picks the problems (n_max rows in each majority class; the minority
 classes have n_max / R). The first chunk (100 steps) at which the class means are within
@@ -16,7 +22,6 @@ dist_of. Writes a JSON list of rows to --out and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,6 +29,7 @@ import time
 import numpy as np
 
 from geometry import metrics
+from geometry import runfiles
 from ufm import problem as problem_lib
 from ufm import solver as solver_lib
 
@@ -40,8 +46,30 @@ def parse_runs(text: str) -> list[tuple[int, int]]:
   return runs
 
 
+def load_baseline(revision: str):
+  """`ufm/solver.py` at a git revision, as a module (its imports resolve in this tree)."""
+  import importlib.util
+  import subprocess
+  import tempfile
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    source = subprocess.run(["git", "show", f"{revision}:ufm/solver.py"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+  except (OSError, subprocess.CalledProcessError) as e:
+    raise SystemExit(f"error: cannot read ufm/solver.py at {revision!r}: "
+                     f"{getattr(e, 'stderr', '') or e}".strip()) from None
+  path = os.path.join(tempfile.mkdtemp(prefix="ufm_baseline_"), "solver_baseline.py")
+  with open(path, "w") as f:
+    f.write(source)
+  spec = importlib.util.spec_from_file_location("solver_baseline", path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module   # dataclasses look their module up there
+  spec.loader.exec_module(module)
+  return module
+
+
 def time_one(ratio: int, n_max: int, seed: int, dtype: str, steps: int, dim: int = 10,
-             classes: int = 10, tau: float = 0.1) -> dict:
+             classes: int = 10, tau: float = 0.1, solver=solver_lib) -> dict:
   """Solves one seed and records when dist_of first drops below THRESHOLD."""
   imbalance = "none" if ratio == 1 else f"step:{ratio}"
   problem = problem_lib.make_problem(
@@ -54,15 +82,19 @@ def time_one(ratio: int, n_max: int, seed: int, dtype: str, steps: int, dim: int
     if "steps_to_of" not in hit and info["dist_of"] < THRESHOLD:
       hit.update(steps_to_of=info["step"], seconds_to_of=time.perf_counter() - start)
 
-  solution = solver_lib.solve(problem, solver_lib.SolverOptions(steps=steps), progress=progress)
+  solution = solver.solve(problem, solver.SolverOptions(steps=steps), progress=progress)
   wall = time.perf_counter() - start
   means, _ = metrics.class_means(solution.embeddings[0], problem.labels, classes)
   of_loss = problem.of_loss()
-  return {"R": ratio, "n_max": n_max, "n": problem.num_examples, "seed": seed, "dtype": dtype,
+  return {"K": classes, "d": dim, "R": ratio, "n_max": n_max, "n": problem.num_examples,
+          "seed": seed, "dtype": dtype, "solver": getattr(solver, "__name__", "ufm.solver"),
           "steps_to_of": hit.get("steps_to_of"), "seconds_to_of": hit.get("seconds_to_of"),
           "final_dist_of": metrics.dist_of(means),
           "final_gap": float(solution.loss[0] - of_loss) / abs(of_loss),
-          "converged": bool(solution.converged[0]), "steps": int(solution.steps[0]),
+          "converged": bool(solution.converged[0]),
+          "certified": bool(getattr(solution, "certified", None) is not None
+                            and solution.certified[0]),
+          "steps": int(solution.steps[0]),
           "seconds": wall, "block_size": solution.block_size}
 
 
@@ -73,34 +105,51 @@ def main(argv=None) -> int:
   parser.add_argument("--seeds", type=int, default=10, help="seeds 0..S-1 per problem")
   parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
   parser.add_argument("--steps", type=int, default=20000, help="step budget per seed")
+  parser.add_argument("--classes", type=int, default=10, help="K (default 10)")
+  parser.add_argument("--dim", type=int, default=None, help="d (default K)")
+  parser.add_argument("--baseline", default=None,
+                      help="also time ufm/solver.py at this git revision, interleaved")
   parser.add_argument("--out", default=os.path.join("runs", "bench", "time_to_of.json"))
   args = parser.parse_args(argv)
-  if args.seeds < 1 or args.steps < 1:
-    raise SystemExit("error: --seeds and --steps must be at least 1")
+  if args.seeds < 1 or args.steps < 1 or args.classes < 2:
+    raise SystemExit("error: --seeds and --steps must be at least 1, --classes at least 2")
+  dim = args.classes if args.dim is None else args.dim
+  if dim < args.classes:
+    raise SystemExit(f"error: --dim {dim} < K = {args.classes} (UFM+ needs d >= K)")
+  solvers = [solver_lib] + ([load_baseline(args.baseline)] if args.baseline else [])
   runs = parse_runs(args.runs)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   rows = []
-  print(f"{'R':>4s} {'n':>6s} {'seed':>4s} | {'steps to OF':>11s} {'s to OF':>8s} | "
-        f"{'final dist_of':>13s} {'rel. gap':>9s} {'steps':>6s} {'s':>6s} conv", flush=True)
+  print(f"{'K':>4s} {'R':>4s} {'n':>6s} {'seed':>4s} {'solver':>8s} | {'steps to OF':>11s} "
+        f"{'s to OF':>8s} | {'final dist_of':>13s} {'rel. gap':>9s} {'steps':>6s} {'s':>6s} "
+        f"conv cert", flush=True)
   for ratio, n_max in runs:
     for seed in range(args.seeds):
-      row = time_one(ratio, n_max, seed, args.dtype, args.steps)
-      rows.append(row)
-      # Written after every seed: an interrupted benchmark keeps what it measured.
-      with open(args.out, "w") as f:
-        json.dump(rows, f, indent=2)
-      to_of = ("never", "") if row["steps_to_of"] is None else (
-          str(row["steps_to_of"]), f"{row['seconds_to_of']:.1f}")
-      print(f"{ratio:4d} {row['n']:6d} {seed:4d} | {to_of[0]:>11s} {to_of[1]:>8s} | "
-            f"{row['final_dist_of']:13.2e} {row['final_gap']:9.1e} {row['steps']:6d} "
-            f"{row['seconds']:6.1f} {row['converged']}", flush=True)
-    done = [r for r in rows if (r["R"], r["n_max"]) == (ratio, n_max)]
-    reached = [r for r in done if r["seconds_to_of"] is not None]
-    worst = max((r["seconds_to_of"] for r in reached), default=float("nan"))
-    print(f"  R={ratio} n={done[0]['n']}: {len(reached)}/{len(done)} seeds reached dist_of < "
-          f"{THRESHOLD:g}; slowest {worst:.1f} s, "
-          f"{sum(r['seconds_to_of'] < 60 for r in reached)}/{len(done)} within 60 s",
-          flush=True)
+      for solver in solvers:
+        row = time_one(ratio, n_max, seed, args.dtype, args.steps, dim=dim,
+                       classes=args.classes, solver=solver)
+        row["solver"] = "new" if solver is solver_lib else args.baseline
+        rows.append(row)
+        # Written after every seed: an interrupted benchmark keeps what it measured.
+        runfiles.write_json(args.out, rows)
+        to_of = ("never", "") if row["steps_to_of"] is None else (
+            str(row["steps_to_of"]), f"{row['seconds_to_of']:.1f}")
+        print(f"{args.classes:4d} {ratio:4d} {row['n']:6d} {seed:4d} {row['solver']:>8s} | "
+              f"{to_of[0]:>11s} {to_of[1]:>8s} | {row['final_dist_of']:13.2e} "
+              f"{row['final_gap']:9.1e} {row['steps']:6d} {row['seconds']:6.1f} "
+              f"{row['converged']} {row['certified']}", flush=True)
+    for name in [r["solver"] for r in rows[-len(solvers):]]:
+      done = [r for r in rows if (r["R"], r["n_max"], r["solver"]) == (ratio, n_max, name)]
+      reached = [r for r in done if r["seconds_to_of"] is not None]
+      worst = max((r["seconds_to_of"] for r in reached), default=float("nan"))
+      print(f"  {name}: K={args.classes} R={ratio} n={done[0]['n']}: {len(reached)}/{len(done)} "
+            f"seeds reached dist_of < {THRESHOLD:g}; slowest {worst:.1f} s to the OF, "
+            f"slowest stop {max(r['seconds'] for r in done):.1f} s", flush=True)
+    if len(solvers) > 1:
+      pairs = [(a, b) for a, b in zip(rows[-2 * args.seeds::2], rows[-2 * args.seeds + 1::2])]
+      ratios = [b["seconds"] / a["seconds"] for a, b in pairs]
+      print(f"  time to stop, {args.baseline} / new: "
+            + ", ".join(f"{x:.2f}" for x in ratios), flush=True)
   print(f"wrote {args.out}")
   return 0
 

@@ -263,6 +263,10 @@ def build_result(problem, options, solution) -> dict:
   result["fraction_of"] = float(np.mean(dist < OF_THRESHOLD))
   result["fraction_converged"] = float(np.mean([f["converged"] for f in per_seed]))
   result["certificate_rtol"] = solution.certificate_rtol
+  result["certificate_tol"] = solution.certificate_tol
+  result["certificate_rule"] = (None if solution.certified is None else
+                                "certified: loss - optimal_loss <= certificate_tol = "
+                                "certificate_rtol * (|optimal_loss| + anchor terms / tau)")
   result["num_certified"] = (None if solution.certified is None
                              else int(np.sum(solution.certified)))
   result["spread"] = {"loss_min": float(np.min(solution.loss)),
@@ -343,11 +347,11 @@ def _status_words(result) -> str:
   if result.get("certified") is None:
     return ("converged (stopping rule met)" if result["converged"]
             else "not converged (step budget spent)")
-  rtol = result["certificate_rtol"]
+  tol = result["certificate_tol"]
   if result["certified"]:
     how = "converged" if result["converged"] else "budget spent before the stopping rule"
-    return f"certified global minimizer (gap within {rtol:g} x |bound|; {how})"
-  return (f"NOT certified: gap above {rtol:g} x |bound|, not a global minimizer "
+    return f"certified global minimizer (gap <= {tol:.2e}; {how})"
+  return (f"NOT certified: gap above {tol:.2e}, not a global minimizer "
           f"(step budget spent escaping)")
 
 

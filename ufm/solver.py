@@ -96,10 +96,10 @@ class SolverOptions:
     geometry_tol: CE: the geometry has settled when the normalised Gram matrices of the class
       means and of W change by at most this (Frobenius) over a chunk; None picks 1e-6
       (float64) or 1e-4 (float32). A stall with settled geometry is converged.
-    certificate_rtol: UFM+ SCL: a point is certified when its objective is within this
-      relative tolerance of the bound (Theorem 1, or the per-batch bound); None picks 1e-9
-      (float64) or 5e-7 (float32: the float32 objective of an exact OF was measured up to
-      1.6e-7 off the closed form at K = 100, n = 2750).
+    certificate_rtol: UFM+ SCL: a point is certified when its objective L is within
+      rtol * (|L*| + anchors / tau) of the bound L* (Theorem 1, or the per-batch bound;
+      `ufm.policy`); None picks 1e-9 (float64) or 1e-8 (float32 solves, whose objective is
+      measured in float64: a float32 OF has exact zeros and ones, and read 3e-16 |L*| off).
   """
   steps: int = 20000
   tol: float | None = None
@@ -136,7 +136,7 @@ class SolverOptions:
   def resolved_rtol(self, dtype: str) -> float:
     if self.certificate_rtol is not None:
       return float(self.certificate_rtol)
-    return 1e-9 if dtype == "float64" else 5e-7
+    return 1e-9 if dtype == "float64" else 1e-8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,8 +270,9 @@ class SolveResult:
   pg_norm: np.ndarray              # [S] projected-gradient RMS at the end
   rel_change: np.ndarray           # [S] relative objective change over the last chunk
   converged: np.ndarray            # [S] bool
-  certified: np.ndarray | None     # [S] bool: loss within certificate_rtol of the bound (UFM+ SCL)
+  certified: np.ndarray | None     # [S] bool: within certificate_tol of the bound (UFM+ SCL)
   certificate_rtol: float | None
+  certificate_tol: float | None    # rtol * (|bound| + anchors / tau), `ufm.policy`
   steps: np.ndarray                # [S] steps taken
   seconds: float
   seeds: list[int]
@@ -345,6 +346,13 @@ class _Schedule:
       e_idx, e_mask = self.epoch(t // self.num_batches)
       idx[k], mask[k] = e_idx[t % self.num_batches], e_mask[t % self.num_batches]
     return idx, mask
+
+
+def _anchors(problem: Problem, epoch: int) -> int:
+  """Anchor terms of one epoch's objective: rows with a positive in their batch."""
+  batches = [problem.labels] if problem.full_batch else [
+      problem.labels[b] for b in problem.epoch_batches(epoch)]
+  return int(sum(np.sum(np.bincount(y)[y] >= 2) for y in batches))
 
 
 def solve(problem: Problem, options: SolverOptions = SolverOptions(),
@@ -511,6 +519,26 @@ def _solve(problem, options, progress):
   evaluate = jax.jit(_over_seeds(objective, num_seeds,
                                  in_axes=(0, None, None, None, None, None)))
 
+  def scl_float64_one(h, e_idx, e_mask):
+    """The true SCL objective in float64 of the rows renormalised in float64."""
+    h = h / jnp.linalg.norm(h, axis=1, keepdims=True)
+    ones = jnp.ones((k,), h.dtype)
+    if e_idx is None:
+      return _scl_batch_loss(h, labels, None, None, problem.tau, ones, 0.0, block_size)
+    return jax.lax.scan(lambda acc, xs: (acc + _scl_batch_loss(
+        h, labels, xs[0], xs[1], problem.tau, ones, 0.0, block_size), None),
+        jnp.zeros((), h.dtype), (e_idx, e_mask))[0]
+
+  scl_float64 = jax.jit(_over_seeds(scl_float64_one, num_seeds, in_axes=(0, None, None)))
+
+  def measure_float64(h, e_idx, e_mask):
+    """SCL in float32: the objective the final phase reports and certifies, in float64. The
+    float32 arithmetic errs by about eps / tau per anchor, as much as the gap of some
+    spurious stationary points (K = 20, classes of 10 and 2 rows: 2.9e-4 at dist_of 7e-3)."""
+    with jax.enable_x64(True):
+      args = [None if a is None else np.asarray(a) for a in (e_idx, e_mask)]
+      return np.asarray(scl_float64(np.asarray(h, np.float64), *args), np.float64)
+
   keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
   state = jax.vmap(init)(keys)
   steps_done = np.zeros(num_seeds, np.int64)
@@ -519,10 +547,11 @@ def _solve(problem, options, progress):
   final_epoch = 0
   key = jax.random.PRNGKey(10_000 + problem.seed)
   certifiable = is_scl and relu
+  rtol = options.resolved_rtol(problem.dtype)
   targetable = certifiable and schedule.full
   policy = policy_lib.StallPolicy(
       num_seeds, tol=tol, base_lr=base_lr, kicks=is_scl, certifiable=certifiable,
-      rtol=options.resolved_rtol(problem.dtype), max_checks=options.max_checks,
+      max_checks=options.max_checks,
       max_failures=options.max_failures, kick_chunks=options.kick_chunks)
   # Final phase: `best_point` is the point returned per seed (the lowest true objective
   # measured; kicks move the state off it after its measurement), `best_stall` the lowest
@@ -560,6 +589,8 @@ def _solve(problem, options, progress):
                                  jnp.zeros((), dtype))
       value, grad_rms = np.asarray(value, np.float64), np.asarray(grad_rms, np.float64)
       measured = state
+      if phase.final and is_scl and dtype == jnp.float32:
+        value = measure_float64(state[0]["H"], e_idx, e_mask)
       if not phase.final:
         # Warm-up noise, annealed over the phase; fresh Adam moments at its end.
         if phase.noise > 0:
@@ -577,7 +608,9 @@ def _solve(problem, options, progress):
                           jnp.asarray(options.perturbation * level, dtype),
                           jnp.asarray(ending), jnp.asarray(kick_classes))
         if certifiable and final_epoch not in bounds:
-          bounds[final_epoch] = problem.of_loss(final_epoch)
+          bound = problem.of_loss(final_epoch)
+          bounds[final_epoch] = (bound, policy_lib.certificate_tolerance(
+              bound, _anchors(problem, final_epoch), problem.tau, rtol))
         settled = None
         if not is_scl:
           now = np.asarray(shapes(measured[0]), np.float64)
@@ -585,7 +618,8 @@ def _solve(problem, options, progress):
             change = np.sqrt(np.sum((now - previous_shapes) ** 2, axis=(2, 3))).max(axis=1)
             settled = change <= geometry_tol
           previous_shapes = now
-        decision = policy.update(value, grad_rms, bounds.get(final_epoch), settled)
+        bound, cert_tol = bounds.get(final_epoch, (None, 0.0))
+        decision = policy.update(value, grad_rms, bound, cert_tol, settled)
         if decision.take.any():
           best_point = _select(decision.take, measured, best_point)
         if decision.restore.any():
@@ -617,11 +651,17 @@ def _solve(problem, options, progress):
   jax.block_until_ready(best_point)
   seconds = time.perf_counter() - start
   params = jax.device_get(best_point[0])
+  h = np.asarray(params["H"], np.float64)
+  if is_scl:
+    # Unit rows in float64: the rows the float64 objective above was measured at.
+    h = h / np.linalg.norm(h, axis=-1, keepdims=True)
   return SolveResult(
-      embeddings=np.asarray(params["H"], np.float64),
+      embeddings=h,
       classifier=None if is_scl else np.asarray(params["W"], np.float64),
       loss=policy.best["loss"], pg_norm=policy.best["pg"], rel_change=policy.best["rel"],
       converged=policy.converged, certified=policy.best["certified"] if certifiable else None,
-      certificate_rtol=policy.rtol if certifiable else None, steps=steps_done,
+      certificate_rtol=rtol if certifiable else None,
+      certificate_tol=bounds[final_epoch][1] if final_epoch in bounds else None,
+      steps=steps_done,
       seconds=seconds, seeds=seeds, block_size=block_size, phases=phases,
       final_epoch=final_epoch)

@@ -4,6 +4,7 @@ No JAX: the rule is host-side arithmetic on per-seed losses and projected-gradie
 """
 
 import numpy as np
+import pytest
 
 from ufm import policy as policy_lib
 
@@ -11,23 +12,25 @@ BOUND = 100.0
 
 
 def _policy(**kwargs):
-  args = dict(tol=1e-6, base_lr=1e-2, kicks=True, certifiable=True, rtol=1e-9, kick_chunks=2)
+  args = dict(tol=1e-6, base_lr=1e-2, kicks=True, certifiable=True, kick_chunks=2)
   args.update(kwargs)
   return policy_lib.StallPolicy(2, **args)
 
 
-def test_certified_means_within_the_relative_tolerance_of_the_bound():
-  got = policy_lib.certified([100.0, 100.0 + 5e-8, 100.0 + 2e-7, np.nan], BOUND, 1e-9)
+def test_certified_means_within_the_tolerance_of_the_bound():
+  got = policy_lib.certified([100.0, 100.0 + 5e-8, 100.0 + 2e-7, np.nan], BOUND, 1e-7)
   np.testing.assert_array_equal(got, [True, True, False, False])
-  assert not policy_lib.certified([1.0], None, 1e-9).any()
+  assert not policy_lib.certified([1.0], None, 1e-7).any()
+  # rtol * (|L*| + anchors / tau) = 1e-6 * (200 + 100 / 0.1)
+  assert policy_lib.certificate_tolerance(-200.0, 100, 0.1, 1e-6) == pytest.approx(1.2e-3)
 
 
 def test_a_certified_stall_stops_and_an_uncertified_one_kicks():
   p = _policy()
   # Seed 0 sits at the bound, seed 1 at a stationary point 1.0 above it.
   loss, pg = np.array([BOUND, BOUND + 1.0]), np.array([1e-8, 1e-8])
-  p.update(loss, pg, BOUND)            # first measurement: no relative change yet
-  d = p.update(loss, pg, BOUND)        # the same numbers again: both stall
+  p.update(loss, pg, BOUND, 1e-7)            # first measurement: no relative change yet
+  d = p.update(loss, pg, BOUND, 1e-7)        # the same numbers again: both stall
   np.testing.assert_array_equal(p.converged, [True, False])
   np.testing.assert_array_equal(p.active, [False, True])
   np.testing.assert_array_equal(d.kick, [False, True])
@@ -37,7 +40,7 @@ def test_a_certified_stall_stops_and_an_uncertified_one_kicks():
   # with a certificate it is never accepted, however many kicks fail.
   for _ in range(20):
     noisy, level, _ = p.noise_plan()
-    d = p.update(loss, pg, BOUND)
+    d = p.update(loss, pg, BOUND, 1e-7)
     assert p.active[1] and not p.converged[1]
   assert p.checks[1] >= 5
 
