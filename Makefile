@@ -24,7 +24,7 @@ PIP_CONSTRAINTS := $(if $(PINNED),-c constraints.txt)
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name OUT=$(OUT)"
+	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name OUT=$(OUT) JAX=cpu|cuda12|cuda13 PINNED=1"
 
 define pip_install
 	$(if $(filter $(JAX),$(JAX_VARIANTS)),,$(error JAX=$(JAX) is not one of: $(JAX_VARIANTS)))
