@@ -1,4 +1,4 @@
-"""`ufm advise`: how likely reshuffled drop-last batches are to satisfy C1/C2 (``geometry.advisor``).
+"""`ufm advise`: the chance that reshuffled drop-last batches satisfy C1/C2 (geometry.advisor).
 
   ufm advise --classes 10 --imbalance step:100 --n-max 5000 --batch-size 128 --views 2
   ufm advise --sizes 100,100,10,10 --batch-size 50 --views 1 --binding 1 --trials 1000
