@@ -26,10 +26,9 @@ def test_no_label_constant_in_the_compiled_solver(monkeypatch):
 
   monkeypatch.setattr(jax, "jit", recording_jit)
   n = 300
-  for batching in ("full", "shuffle:150"):
-    problem = problem_lib.make_problem(sizes=[200, 100], dim=2, tau=1.0, batching=batching)
-    solver.solve(problem, solver.SolverOptions(steps=20, chunk=10, seeds=1))
-  assert len(programs) >= 6
+  problem = problem_lib.make_problem(sizes=[200, 100], dim=2, tau=1.0)
+  solver.solve(problem, solver.SolverOptions(steps=20, chunk=10, seeds=1))
+  assert len(programs) >= 3          # a chunk of steps, the objective, the noise
   constant = re.compile(r"constant .*tensor<(?:\d+x)*%d(?:x\w+)?>" % n)
   for text in programs:
     assert f"tensor<{n}xi32>" in text    # the labels are an argument
