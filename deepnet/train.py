@@ -312,12 +312,6 @@ def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 # Helpers
 
 
-def _write_json_atomically(path: str, value) -> None:
-  """Other processes (and a run killed mid-write) see the old file or the new one, whole."""
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -715,7 +709,7 @@ class Trainer:
             "or remove that one")
     if _is_main_process():
       os.makedirs(self.workdir, exist_ok=True)
-      _write_json_atomically(path, current)
+      runfiles.write_json(path, current, indent=2, sort_keys=True)
       info = {
           "num_train": self.num_train, "num_test": int(len(self.test_y_host)),
           "num_classes": self.num_classes, "class_sizes": [int(s) for s in
@@ -734,7 +728,7 @@ class Trainer:
               binding=int(self.config.get("binding", 0)), batching=self.config.batching,
               seed=int(self.config.seed), num_epochs=self.num_epochs),
       }
-      _write_json_atomically(os.path.join(self.workdir, "run.json"), info)
+      runfiles.write_json(os.path.join(self.workdir, "run.json"), info, indent=2, sort_keys=True)
 
   def _truncate_metrics(self, last_epoch: int) -> None:
     """Keeps the metrics lines of epochs <= last_epoch, atomically (deepnet.workdir)."""
