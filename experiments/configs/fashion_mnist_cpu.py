@@ -2,7 +2,7 @@
 
 The paper's data set read from its original IDX files (Debian's dataset-fashion-mnist, `make
 data`; or a prepared TFDS copy, ``data.source = "auto"``), zero-padded to 32x32 and
-normalised as in the paper (PAPER.md 7.1). Step imbalance R = 10 on a subsample of the
+normalised as in the paper (mean 0.5, std 0.5). Step imbalance R = 10 on a subsample of the
 training split, n_max = 100 images per majority class (5 x 100 + 5 x 10 = 550 images, drawn
 with ``data.subsample_seed``), so one run fits in minutes on 2 CPU cores; the test split is the
 full balanced 10,000 images. The network is the digits recipe's MLP (1024-512-512-128 without
