@@ -173,9 +173,11 @@ def make_group(members: Sequence[rp.Run]) -> SeedGroup:
       if kind is not None:
         line[key] = value
     metrics.append(line)
-  # The files common to the seeds (config, run.json) are read from the first seed's folder.
-  return SeedGroup(name=name, path=members[0].path, kind="train", data=data,
-                   metrics=metrics, members=list(members))
+  # A group has no folder of its own (its path names none): a report section that reads a
+  # run's own files finds none for it, and reads the seeds through `SeedNumbers`. Its config
+  # is read from the first seed's (`data_file`).
+  return SeedGroup(name=name, path=members[0].path.parent / f"{name} (seeds)", kind="train",
+                   data=data, metrics=metrics, members=list(members))
 
 
 def group_settings(runs: Sequence[rp.Run]) -> list:
