@@ -92,8 +92,9 @@ def time_one(ratio: int, n_max: int, seed: int, dtype: str, steps: int, dim: int
           "final_dist_of": metrics.dist_of(means),
           "final_gap": float(solution.loss[0] - of_loss) / abs(of_loss),
           "converged": bool(solution.converged[0]),
-          "certified": bool(getattr(solution, "certified", None) is not None
-                            and solution.certified[0]),
+          # None for a solver without a certificate (a --baseline before it existed).
+          "certified": (None if getattr(solution, "certified", None) is None
+                        else bool(solution.certified[0])),
           "steps": int(solution.steps[0]),
           "seconds": wall, "block_size": solution.block_size}
 
@@ -137,7 +138,8 @@ def main(argv=None) -> int:
         print(f"{args.classes:4d} {ratio:4d} {row['n']:6d} {seed:4d} {row['solver']:>8s} | "
               f"{to_of[0]:>11s} {to_of[1]:>8s} | {row['final_dist_of']:13.2e} "
               f"{row['final_gap']:9.1e} {row['steps']:6d} {row['seconds']:6.1f} "
-              f"{row['converged']} {row['certified']}", flush=True)
+              f"{row['converged']} {'-' if row['certified'] is None else row['certified']}",
+              flush=True)
     for name in [r["solver"] for r in rows[-len(solvers):]]:
       done = [r for r in rows if (r["R"], r["n_max"], r["solver"]) == (ratio, n_max, name)]
       reached = [r for r in done if r["seconds_to_of"] is not None]

@@ -204,7 +204,7 @@ def _seed_fields(problem, solution, s: int, of_loss, optimal_loss) -> dict:
       "reached_of": bool(geo["dist_of"] < OF_THRESHOLD),
       "converged": bool(solution.converged[s]), "steps": int(solution.steps[s]),
       "pg_norm": float(solution.pg_norm[s]), "rel_change": float(solution.rel_change[s]),
-      # UFM+ SCL: the objective is within certificate_rtol of the lower bound, so the point is
+      # UFM+ SCL: the objective is within certificate_tol of the lower bound, so the point is
       # a global minimizer (null where there is no bound).
       "certified": None if solution.certified is None else bool(solution.certified[s]),
   }
@@ -352,7 +352,7 @@ def _status_words(result) -> str:
     how = "converged" if result["converged"] else "budget spent before the stopping rule"
     return f"certified global minimizer (gap <= {tol:.2e}; {how})"
   return (f"NOT certified: gap above {tol:.2e}, not a global minimizer "
-          f"(step budget spent escaping)")
+          f"(step budget spent)")
 
 
 def _cmd_solve(args) -> int:
