@@ -22,7 +22,8 @@ scale on TFDS data and a GPU) returning a dict::
    "report": {"heatmaps": [run names], "thresholds": {...}}}        # optional report hints
 
 **Seeds.** Every training run is run for each of the experiment's seeds: ``"seeds": N``
-(seeds 0, ..., N-1; `DEFAULT_SEEDS` when the config does not say) or ``"seeds": [s0, s1, ...]``
+(seeds 0, ..., N-1; when the config does not say, `DEFAULT_SEEDS` for the CPU preset and one
+seed for the paper preset, whose runs are GPU hours each, as the paper's single runs) or ``"seeds": [s0, s1, ...]``
 in the experiment dict, or ``--seeds`` on the command line. Run ``NAME`` becomes the runs
 ``NAME_seed0``, ``NAME_seed1``, ... (``--config.seed=S`` added to its command); a training run
 whose overrides set ``seed`` themselves runs once, and UFM solves run once (their seeds are
@@ -67,8 +68,10 @@ CONFIG_DIR = REPO / "experiments" / "configs"
 PRESETS = ("cpu", "paper")
 MARKERS = {"ufm": "result.json", "train": "embeddings_final.npz"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
-# Seeds of every training run of an experiment whose config does not set "seeds".
+# Seeds of every training run of an experiment whose config does not set "seeds", by preset:
+# the CPU runs take minutes, the paper's take GPU hours each (the paper shows single runs).
 DEFAULT_SEEDS = 3
+DEFAULT_SEEDS_BY_PRESET = {"cpu": DEFAULT_SEEDS, "paper": 1}
 
 
 class SweepError(Exception):
@@ -184,7 +187,7 @@ def load_experiment(name: str, preset: str = "cpu") -> dict:
   exp.setdefault("title", exp["name"])
   exp.setdefault("description", (module.__doc__ or "").strip().split("\n\n")[0])
   exp.setdefault("report", {})
-  exp.setdefault("seeds", DEFAULT_SEEDS)
+  exp.setdefault("seeds", DEFAULT_SEEDS_BY_PRESET[preset])
   exp["preset"] = preset
   validate(exp)
   return exp
@@ -499,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "(e.g. data.data_dir=/data/tfds); repeatable")
   parser.add_argument("--seeds", default=None, metavar="N|S0,S1,...",
                       help="seeds of every training run: a count (seeds 0..N-1) or a list "
-                           f"[the experiment's, else {DEFAULT_SEEDS}]")
+                           f"[the experiment's, else {DEFAULT_SEEDS} (cpu) or 1 (paper)]")
   parser.add_argument("--no-report", action="store_true", help="skip the report")
   args = parser.parse_args(argv)
   if not args.name:

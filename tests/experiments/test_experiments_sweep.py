@@ -197,6 +197,9 @@ def test_training_runs_expand_over_seeds(tmp_path):
   names = [r["name"] for r in sweep.expand_seeds(exp)]
   assert exp["seeds"] == sweep.DEFAULT_SEEDS == 3 and len(names) == 3 * len(exp["runs"])
   assert names[:3] == [f"{exp['runs'][0]['name']}_seed{s}" for s in range(3)]
+  # The paper preset runs each once, as the paper does (GPU hours per run).
+  paper = sweep.load_experiment("e7", "paper")
+  assert paper["seeds"] == 1 and len(sweep.expand_seeds(paper)) == len(paper["runs"])
 
 
 def test_bad_seeds_is_one_line():
