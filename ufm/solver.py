@@ -414,7 +414,10 @@ def _solve(problem, options, progress):
                 "W": 0.1 * jax.random.normal(kw, (k, d), dtype)}
     return params, opt.init(params)
 
-  def batch_loss(params, idx, mask, tau, weights, sparsity):
+  # The labels (and every n-long array) are arguments of the jitted functions, never
+  # closed-over constants: XLA would otherwise embed and fold an n-long literal, minutes of
+  # compilation at n = 10^7.
+  def batch_loss(params, labels, idx, mask, tau, weights, sparsity):
     if is_scl:
       return _scl_batch_loss(params["H"], labels, idx, mask, tau, weights, sparsity,
                              block_size)
@@ -432,32 +435,32 @@ def _solve(problem, options, progress):
     h = jnp.maximum(new["H"], 0.0) if relu else new["H"]
     return {"H": h, "W": new["W"]}
 
-  def one_step(carry, xs, tau, weights, sparsity, lr):
+  def one_step(carry, xs, labels, tau, weights, sparsity, lr):
     params, opt_state = carry
     idx, mask = xs if xs is not None else (None, None)
-    grads = jax.grad(batch_loss)(params, idx, mask, tau, weights, sparsity)
+    grads = jax.grad(batch_loss)(params, labels, idx, mask, tau, weights, sparsity)
     grads = riemannian(grads, params)
     updates, opt_state = opt.update(grads, opt_state, params)
     updates = jax.tree.map(lambda u: -lr * u, updates)
     new = project(optax.apply_updates(params, updates), params)
     return (new, opt_state), None
 
-  def run_chunk(state, active, xs, tau, weights, sparsity, lr, length):
+  def run_chunk(state, active, xs, labels, tau, weights, sparsity, lr, length):
     def per_seed(state, active, lr, sparsity):
-      body = lambda c, x: one_step(c, x, tau, weights, sparsity, lr)
+      body = lambda c, x: one_step(c, x, labels, tau, weights, sparsity, lr)
       new, _ = jax.lax.scan(body, state, xs, length=length)
       return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
     return _over_seeds(per_seed, num_seeds)(state, active, lr, sparsity)
 
-  run_chunk = jax.jit(run_chunk, static_argnums=(7,))
+  run_chunk = jax.jit(run_chunk, static_argnums=(8,))
 
-  def objective(params, e_idx, e_mask, tau, weights, sparsity):
+  def objective(params, e_idx, e_mask, labels, tau, weights, sparsity):
     """Objective of one epoch and its projected-gradient RMS."""
     def total(params):
       if e_idx is None:
-        return batch_loss(params, None, None, tau, weights, sparsity)
+        return batch_loss(params, labels, None, None, tau, weights, sparsity)
       def body(acc, xs):
-        return acc + batch_loss(params, xs[0], xs[1], tau, weights, sparsity), None
+        return acc + batch_loss(params, labels, xs[0], xs[1], tau, weights, sparsity), None
       return jax.lax.scan(body, jnp.zeros((), dtype), (e_idx, e_mask))[0]
     value, grads = jax.value_and_grad(total)(params)
     if is_scl:
@@ -470,7 +473,7 @@ def _solve(problem, options, progress):
       sq, count = jnp.sum(gh ** 2) + jnp.sum(grads["W"] ** 2), gh.shape[0] + grads["W"].shape[0]
     return value, jnp.sqrt(sq / count)
 
-  def perturb_one(state, flag, key, scale, reset, classes):
+  def perturb_one(state, flag, key, scale, reset, classes, labels):
     params, opt_state = state
     h = params["H"]
     # Class-coherent noise (one random direction per class, plus a per-example part): the
@@ -487,9 +490,9 @@ def _solve(problem, options, progress):
     fresh = opt.init(new)
     return new, jax.tree.map(lambda a, b: jnp.where(flag & reset, a, b), fresh, opt_state)
 
-  perturb = jax.jit(lambda state, flags, key, scale, reset, classes: _over_seeds(
-      perturb_one, num_seeds)(
-          state, flags, jax.random.split(key, flags.shape[0]), scale, reset, classes))
+  perturb = jax.jit(lambda state, flags, key, scale, reset, classes, labels: _over_seeds(
+      perturb_one, num_seeds, in_axes=(0, 0, 0, 0, 0, 0, None))(
+          state, flags, jax.random.split(key, flags.shape[0]), scale, reset, classes, labels))
 
   # Per-anchor certificate (full-batch UFM+ SCL): every anchor term is at least its value at
   # an OF, log(n_c - 1 + (n - n_c) e^{-1/tau}) in the loss's shifted form (the proof of
@@ -498,28 +501,28 @@ def _solve(problem, options, progress):
   anchor_bound = jnp.asarray(np.log(np.maximum(sizes - 1, 1e-300) + (n - sizes) * np.exp(
       -1.0 / problem.tau))[problem.labels] * (sizes[problem.labels] >= 2), dtype)
 
-  def class_excess_one(h):
+  def class_excess_one(h, labels, anchor_bound):
     terms = losses.supcon_loss(h, labels, temperature=problem.tau, reduction="none",
                                block_size=block_size)
     return jax.ops.segment_sum(terms - anchor_bound, labels, num_segments=k)
 
-  class_excess = jax.jit(_over_seeds(class_excess_one, num_seeds))
+  class_excess = jax.jit(_over_seeds(class_excess_one, num_seeds, in_axes=(0, None, None)))
 
-  def shapes_one(params):
+  def shapes_one(params, labels):
     """CE: the normalised Gram matrices G / ||G||_F of the class means of H and of W."""
     means = jax.ops.segment_sum(params["H"], labels, num_segments=k)
     grams = [x @ x.T for x in (means, params["W"])]
     return jnp.stack([g / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(dtype).tiny)
                       for g in grams])
 
-  shapes = jax.jit(_over_seeds(shapes_one, num_seeds))
+  shapes = jax.jit(_over_seeds(shapes_one, num_seeds, in_axes=(0, None)))
   geometry_tol = options.resolved_geometry_tol(problem.dtype)
   previous_shapes = None
 
   evaluate = jax.jit(_over_seeds(objective, num_seeds,
-                                 in_axes=(0, None, None, None, None, None)))
+                                 in_axes=(0, None, None, None, None, None, None)))
 
-  def scl_float64_one(h, e_idx, e_mask):
+  def scl_float64_one(h, e_idx, e_mask, labels):
     """The true SCL objective in float64 of the rows renormalised in float64."""
     h = h / jnp.linalg.norm(h, axis=1, keepdims=True)
     ones = jnp.ones((k,), h.dtype)
@@ -529,7 +532,8 @@ def _solve(problem, options, progress):
         h, labels, xs[0], xs[1], problem.tau, ones, 0.0, block_size), None),
         jnp.zeros((), h.dtype), (e_idx, e_mask))[0]
 
-  scl_float64 = jax.jit(_over_seeds(scl_float64_one, num_seeds, in_axes=(0, None, None)))
+  scl_float64 = jax.jit(_over_seeds(scl_float64_one, num_seeds,
+                                    in_axes=(0, None, None, None)))
 
   def measure_float64(h, e_idx, e_mask):
     """SCL in float32: the objective the final phase reports and certifies, in float64. The
@@ -537,7 +541,9 @@ def _solve(problem, options, progress):
     spurious stationary points (K = 20, classes of 10 and 2 rows: 2.9e-4 at dist_of 7e-3)."""
     with jax.enable_x64(True):
       args = [None if a is None else np.asarray(a) for a in (e_idx, e_mask)]
-      return np.asarray(scl_float64(np.asarray(h, np.float64), *args), np.float64)
+      return np.asarray(scl_float64(np.asarray(h, np.float64), *args, np.asarray(problem.labels,
+                                                                              np.int32)),
+                        np.float64)
 
   keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
   state = jax.vmap(init)(keys)
@@ -576,7 +582,7 @@ def _solve(problem, options, progress):
       if not schedule.full:
         idx, mask = schedule.steps(step, length)
         xs = (jnp.asarray(idx), jnp.asarray(mask))
-      state = run_chunk(state, jnp.asarray(policy.active), xs, tau, weights,
+      state = run_chunk(state, jnp.asarray(policy.active), xs, labels, tau, weights,
                         jnp.asarray(sparsity, dtype), jnp.asarray(lr, dtype), length)
       step += length
       steps_done[policy.active] = step
@@ -585,7 +591,7 @@ def _solve(problem, options, progress):
       if not schedule.full:
         e_idx, e_mask = (jnp.asarray(a) for a in schedule.epoch(final_epoch))
       # Stationarity is judged on the phase's objective without the peaky-rows reward.
-      value, grad_rms = evaluate(state[0], e_idx, e_mask, tau, weights,
+      value, grad_rms = evaluate(state[0], e_idx, e_mask, labels, tau, weights,
                                  jnp.zeros((), dtype))
       value, grad_rms = np.asarray(value, np.float64), np.asarray(grad_rms, np.float64)
       measured = state
@@ -599,21 +605,21 @@ def _solve(problem, options, progress):
           scale = 0.0 if ending else phase.noise * (phase_end - step) / phase.steps
           state = perturb(state, jnp.asarray(policy.active), sub,
                           jnp.full(num_seeds, scale, dtype), jnp.full(num_seeds, ending),
-                          jnp.asarray(all_classes))
+                          jnp.asarray(all_classes), labels)
       else:
         noisy, level, ending = policy.noise_plan()
         if noisy.any():
           key, sub = jax.random.split(key)
           state = perturb(state, jnp.asarray(noisy), sub,
                           jnp.asarray(options.perturbation * level, dtype),
-                          jnp.asarray(ending), jnp.asarray(kick_classes))
+                          jnp.asarray(ending), jnp.asarray(kick_classes), labels)
         if certifiable and final_epoch not in bounds:
           bound = problem.of_loss(final_epoch)
           bounds[final_epoch] = (bound, policy_lib.certificate_tolerance(
               bound, _anchors(problem, final_epoch), problem.tau, rtol))
         settled = None
         if not is_scl:
-          now = np.asarray(shapes(measured[0]), np.float64)
+          now = np.asarray(shapes(measured[0], labels), np.float64)
           if previous_shapes is not None:
             change = np.sqrt(np.sum((now - previous_shapes) ** 2, axis=(2, 3))).max(axis=1)
             settled = change <= geometry_tol
@@ -631,7 +637,7 @@ def _solve(problem, options, progress):
           if targetable and decision.targeted.any():
             # A targeted kick moves the classes furthest above their per-anchor bound (at
             # least half the largest excess), the ones a spurious stationary point strands.
-            excess = np.asarray(class_excess(state[0]["H"]), np.float64)
+            excess = np.asarray(class_excess(state[0]["H"], labels, anchor_bound), np.float64)
             top = excess.max(axis=1, keepdims=True)
             worst = (excess >= 0.5 * top) | (top <= 0)
             kick_classes = np.where((decision.kick & decision.targeted)[:, None], worst,
@@ -640,7 +646,7 @@ def _solve(problem, options, progress):
           key, sub = jax.random.split(key)
           state = perturb(state, jnp.asarray(decision.kick), sub,
                           jnp.full(num_seeds, options.perturbation, dtype),
-                          jnp.asarray(decision.kick), jnp.asarray(kick_classes))
+                          jnp.asarray(decision.kick), jnp.asarray(kick_classes), labels)
       if progress is not None:
         best = int(np.nanargmin(value))
         h_best = np.asarray(measured[0]["H"][best])
