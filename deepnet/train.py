@@ -580,11 +580,21 @@ class Trainer:
     train_x, _, test_x, _ = self._device_data()
     train_emb = self.embeddings(state, train_x, self.num_train)
     test_emb = self.embeddings(state, test_x, len(self.test_y_host))
+    # Finite parameters can still overflow the forward pass (a huge lr without BatchNorm).
+    if not (np.isfinite(train_emb).all() and np.isfinite(test_emb).all()):
+      epoch = int(state.step) // self.steps_per_epoch
+      raise Diverged(f"diverged at epoch {epoch} (embeddings not finite); nothing of epoch "
+                     f"{epoch} was saved: {self.workdir} keeps its last checkpoint and the "
+                     f"metrics before epoch {epoch}; lower lr (now {self.config.lr})")
     k = self.num_classes
-    train = metrics_lib.geometry_report(train_emb, self.train_y_host, k, majority=self.majority)
-    train_means, _ = metrics_lib.class_means(train_emb, self.train_y_host, k)
-    test = metrics_lib.geometry_report(test_emb, self.test_y_host, k,
-                                       reference_means=train_means, majority=self.majority)
+    # Collapsed embeddings (all rows zero: every unit of the last ReLU dead) have undefined
+    # normalised Grams; their metrics are NaN, written as null, without a warning per metric.
+    with np.errstate(invalid="ignore", divide="ignore"):
+      train = metrics_lib.geometry_report(train_emb, self.train_y_host, k,
+                                          majority=self.majority)
+      train_means, _ = metrics_lib.class_means(train_emb, self.train_y_host, k)
+      test = metrics_lib.geometry_report(test_emb, self.test_y_host, k,
+                                         reference_means=train_means, majority=self.majority)
     out = {key: train[key] for key in ("dist_of", "dist_etf", "nc1", "nc1_over_k", "mean_cos",
                                        "class_mean_norms")}
     out.update({f"test_{key}": test[key] for key in ("dist_of", "dist_etf", "nc1",

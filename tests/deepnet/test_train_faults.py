@@ -177,7 +177,7 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_state(tmp_path):
   with pytest.raises(train.Diverged) as info:
     train.Trainer(_config(lr=1e6), workdir).run()
   message = str(info.value)
-  match = re.match(r"diverged at epoch (\d+) \((loss nan|loss inf|parameters not finite)\)",
+  match = re.match(r"diverged at epoch (\d+) \((loss nan|loss inf|parameters not finite|embeddings not finite)\)",
                    message)
   assert match, message
   epoch = int(match.group(1))
