@@ -26,7 +26,7 @@ def get_experiment(preset="cpu"):
                 {"model.mlp_widths": (16,), "data.name": "gaussian", "data.n_max": 12,
                  "data.num_classes": 4, "data.dim": 8, "data.n_test_per_class": 5,
                  "batch_size": 10, "num_epochs": 100000, "log_epochs": (1,),
-                 "checkpoint_every_epochs": 1}),
+                 "checkpoint_every_epochs": 1, "seed": 0}),   # one seed: one folder
   ]}
 '''
 
