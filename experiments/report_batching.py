@@ -46,7 +46,9 @@ def _record(builder, run, key: str, value) -> dict:
 def add_batching(builder) -> None:
   """Adds the certification-vs-prediction figure and table to a ``report.Builder``."""
   rows, panels = [], []
-  for run in builder.train:
+  # Each seed of a setting (a `experiments.seeds.SeedGroup`) has batches of its own.
+  runs = [run for entry in builder.train for run in (getattr(entry, "members", None) or [entry])]
+  for run in runs:
     advice = _advice(run)
     if advice is None or not run.metric_lines("of_unique_so_far"):
       continue
@@ -111,7 +113,7 @@ def _figure(builder, panels) -> None:
   for ax in axes.ravel()[len(shown):]:
     ax.axis("off")
   axes.ravel()[0].legend(fontsize=7)
-  file = report._save(fig, builder.out_dir, "fig_batching")   # pylint: disable=protected-access
+  file = builder._save(fig, "fig_batching")   # pylint: disable=protected-access
   more = "" if len(panels) <= len(shown) else f" (first {len(shown)} of {len(panels)} runs)"
   builder.figures.append(report.Figure(
       "batching", "Train dist_of with the epoch the batches first certified the OF",
