@@ -108,10 +108,32 @@ def verify_checksums(folder: str) -> str | None:
   return None
 
 
+def _folder_bytes(folder: str) -> int:
+  return sum(os.path.getsize(os.path.join(root, name))
+             for root, _, names in os.walk(folder) for name in names)
+
+
+def _check_space(manager, step: int, tree: Any) -> None:
+  """Refuses a save that cannot fit before orbax starts it: a write that fails inside
+  orbax's writer threads is reported by each of them (a traceback per thread) besides our one
+  line. The estimate is the newest checkpoint's size, else the arrays' bytes, plus a margin."""
+  import jax  # pylint: disable=g-import-not-at-top
+  root = os.fspath(manager.directory)
+  steps = sorted(manager.all_steps())
+  need = (_folder_bytes(_step_dir(manager, steps[-1])) if steps else
+          sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(tree)))
+  need = int(need * 1.25) + (64 << 10)
+  free = shutil.disk_usage(root).free
+  if free < need:
+    raise OSError(errno.ENOSPC, f"No space left on device for checkpoint {step} in {root} "
+                  f"(about {need / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)")
+
+
 def save(manager, step: int, tree: Any, *, write_sums: bool = True) -> None:
   """Saves ``tree`` (a pytree of arrays) as ``step``, waits for it, then writes its checksums
   (``write_sums``: on the process that writes the run's files)."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  _check_space(manager, step, tree)
   try:
     with _quiet_orbax(logging.CRITICAL):
       manager.save(step, args=ocp.args.StandardSave(tree), force=True)
