@@ -118,7 +118,7 @@ def rss_cases(n: int, d: int, block_size: int, impls: dict) -> dict:
 def pml_comparison(n: int, d: int, rounds: int) -> dict:
   """Ours vs pytorch-metric-learning's SupConLoss, loss + gradient, on inputs where they agree.
 
-  PAPER.md 1.3: they agree on unit-norm inputs where every anchor has a positive and the batch
+  docs/theory.md#reference-implementations: they agree on unit-norm inputs where every anchor has a positive and the batch
   has at least two classes; PML averages over anchors with a non-zero loss, which is then our
   `reduction="mean"` (over anchors with a positive).
   """

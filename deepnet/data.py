@@ -27,7 +27,7 @@ Data sets (``data_config.name``):
   TensorFlow Datasets is the optional ``tfds`` extra (``pip install 'scl-geometry[tfds]'``);
   without it these names raise ``MissingDatasetError`` naming the extra. TensorFlow is kept
   off the GPUs before it reads anything.
-  Normalisation (PAPER.md 7.1): pixels / 255, then CIFAR-10 mean (0.4914, 0.4822, 0.4465) and
+  Normalisation (docs/theory.md#data-protocol): pixels / 255, then CIFAR-10 mean (0.4914, 0.4822, 0.4465) and
   std (0.2023, 0.1994, 0.2010); CIFAR-100 its usual statistics, mean (0.5071, 0.4865, 0.4409)
   and std (0.2673, 0.2564, 0.2762); MNIST 0.1307 / 0.3081 at 28x28; Fashion-MNIST zero-padded
   to 32x32 (black border, as torchvision's Pad on the image) and then 0.5 / 0.5.
@@ -46,7 +46,7 @@ Data sets (``data_config.name``):
   in ``dim`` dimensions, class means 3 u_c with u_c uniform random unit directions, isotropic
   noise of std 1; ``n_max`` train and ``n_test_per_class`` test points per class.
 
-Imbalance (PAPER.md 7.1) is applied to the train split only:
+Imbalance (docs/theory.md#data-protocol) is applied to the train split only:
 ``geometry.imbalance.class_sizes(K, imbalance, ratio, n_max, rho)`` gives the per-class counts
 (for ``imbalance="none"`` every class keeps min(n_max, available)), and
 ``geometry.imbalance.subsample_indices(labels, sizes, seed=subsample_seed)`` picks them, sorted
@@ -65,7 +65,7 @@ whose row B + i comes from row i (the caller repeats the labels with concatenate
 - ``"augment"``: images get a per-sample random crop of the zero-padded image (offsets uniform
   in [0, 2 crop_pad] per axis, the padding value 0 being the data set's mean after
   normalisation) and, with ``hflip=True``, a per-sample horizontal flip with probability 1/2.
-  Per-sample (not batch-shared as in the paper's code, PAPER.md 7.4 item 7). ``crop_pad=None``
+  Per-sample (not batch-shared as in the paper's code, docs/theory.md#released-code-defects). ``crop_pad=None``
   means 4 px for images of 28 px or more and round(side / 8) (>= 1) below, i.e. 1 px for
   8x8 digits. Per data set (``Dataset.view_options``): cifar10, cifar100 and fashion_mnist
   crop + flip (a mirrored shirt is still a shirt); digits and mnist shift only (the crop is a
@@ -100,7 +100,7 @@ VIEW_MODES = ("augment", "vflip", "noise", "single")
 VIEW_OPTION_FIELDS = ("crop_pad", "hflip", "max_shift", "noise_std")
 KINDS = ("image", "vector")
 
-# (mean, std) per channel, applied after scaling pixels to [0, 1] (PAPER.md 7.1).
+# (mean, std) per channel, applied after scaling pixels to [0, 1] (docs/theory.md#data-protocol).
 _NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -323,7 +323,7 @@ def _load_raw_images(name: str, data_config):
 
 
 def _normalise_images(name: str, images: np.ndarray) -> np.ndarray:
-  """uint8 [N, H, W] or [N, H, W, C] -> normalised float32 NHWC (PAPER.md 7.1)."""
+  """uint8 [N, H, W] or [N, H, W, C] -> normalised float32 NHWC (docs/theory.md#data-protocol)."""
   images = np.asarray(images)
   if images.ndim == 3:
     images = images[..., None]
@@ -449,7 +449,7 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
     seed: the subsampling seed used when ``data_config`` has no ``subsample_seed``.
 
   Returns:
-    A Dataset whose train split is sorted by class (PAPER.md 7.1).
+    A Dataset whose train split is sorted by class (docs/theory.md#data-protocol).
 
   Raises:
     MissingDatasetError: a TFDS data set is not prepared and download is off.

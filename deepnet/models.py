@@ -1,6 +1,6 @@
-"""Flax networks whose L2-normalised output is the embedding h of PAPER.md section 1.
+"""Flax networks whose L2-normalised output is the embedding h of docs/theory.md#scl-loss.
 
-Families (PAPER.md 7.2 and 10.4):
+Families (docs/theory.md#models, #choice-no-relu):
 
 - ``resnet18``: ResNet-18 with the CIFAR stem (3x3 stride-1 conv without bias, BN, ReLU, no
   max-pool), BasicBlocks [2, 2, 2, 2] with widths 64-128-256-512 (each times ``width``), global
@@ -17,7 +17,7 @@ Families (PAPER.md 7.2 and 10.4):
   or ``"1,2"``; a layer without BN is Dense (with bias) -> ReLU. BN on every layer slows the
   approach to the OF (the batch statistics couple the rows of a batch), see docs/results.md.
 
-The final ReLU (``final_relu``, PAPER.md 10.4): with ``final_relu=True`` the features that are
+The final ReLU (``final_relu``, docs/theory.md#choice-no-relu): with ``final_relu=True`` the features that are
 normalised are non-negative, which is what makes the orthogonal frame the optimum (Thm 1).
 ``final_relu=False`` removes only that last activation and nothing else:
 
@@ -25,7 +25,7 @@ normalised are non-negative, which is what makes the orthogonal frame the optimu
 - DenseNet: the ReLU after the final BN is skipped;
 - MLP: the last layer is Dense -> BN without the ReLU (an affine last layer).
 
-``extra_linear=True`` is the other option of PAPER.md 10.4: keep the ReLU and append a
+``extra_linear=True`` is the other option of docs/theory.md#choice-no-relu: keep the ReLU and append a
 Dense(d) (with bias) after pooling, so the features can again take any sign.
 
 Linear projection (``projection_dim > 0``): a Dense(projection_dim) with bias after the

@@ -1,12 +1,12 @@
 """Training of the deep networks: train state, the jitted sharded step, the loop, checkpoints
-and the geometry metrics of PAPER.md section 5 at the logged epochs.
+and the geometry metrics of docs/theory.md#metrics at the logged epochs.
 
 One run (``train_and_evaluate(config, workdir)``) does, for epochs e = 1 .. E:
 
 1. builds the epoch's schedule on the host, a pure function of ``(seed, e)``:
    ``geometry.batching.epoch_batches`` ("shuffle": a new drop-last partition per epoch,
    "fixed": one seeded partition for the whole run) with ``config.binding`` binding examples
-   per class appended to every batch (``add_binding``, PAPER.md 6.4), as a ``[S, G]`` int
+   per class appended to every batch (``add_binding``, docs/theory.md#batch-binding), as a ``[S, G]`` int
    array (S steps, G = batch_size + K * binding rows);
 2. puts that array on the devices once (columns sharded over the ``("data",)`` mesh) and runs
    S calls of one jitted step. The step gathers ``x[idx]`` from the training set, which lives
@@ -17,16 +17,16 @@ One run (``train_and_evaluate(config, workdir)``) does, for epochs e = 1 .. E:
    train and test example) and appends one line to ``metrics.jsonl``;
 4. every ``checkpoint_every_epochs`` epochs and at the end, saves the train state with orbax.
 
-Loss (PAPER.md 1): SCL ``supcon_loss(reduction="mean")`` on the V * G L2-normalised
+Loss (docs/theory.md#scl-loss): SCL ``supcon_loss(reduction="mean")`` on the V * G L2-normalised
 embeddings with the labels repeated per view, or CE on the logits of every view, times
-``loss_scale`` (10/7 in the paper-faithful configs, PAPER.md 1.2).
+``loss_scale`` (10/7 in the paper-faithful configs, docs/theory.md#loss-scale).
 
 Optimiser: SGD with momentum and *coupled* L2 weight decay on every parameter (BN scales and
 biases too), as PyTorch's ``SGD(weight_decay=...)`` of the paper's code:
 
   v <- momentum * v + (grad(s * L) + wd * theta),   theta <- theta - lr_t * v,
 
-so ``loss_scale`` s with (lr, wd) is the same run as s = 1 with (s * lr, wd / s) (PAPER.md 1.2).
+so ``loss_scale`` s with (lr, wd) is the same run as s = 1 with (s * lr, wd / s) (docs/theory.md#loss-scale).
 The multistep schedule multiplies lr by ``lr_decay_factor`` after each decay epoch (a step
 function of the epoch, as PyTorch's MultiStepLR stepped once per epoch); cosine decays per
 step to 0 over the run.
@@ -78,7 +78,7 @@ from geometry import losses
 from geometry import metrics as metrics_lib
 from geometry import runfiles
 
-# The paper's recipe (PAPER.md 7.3): a 350-epoch run, decays after epochs 116 and 232, and
+# The paper's recipe (docs/theory.md#training-protocol): a 350-epoch run, decays after epochs 116 and 232, and
 # the epochs at which the released code logs.
 PAPER_NUM_EPOCHS = 350
 PAPER_LR_DECAY_EPOCHS = (116, 232)
@@ -429,7 +429,7 @@ class Trainer:
       self.embedding_dim = models.embedding_dim(config.model, self.num_classes)
     except ValueError as e:
       raise ConfigError(str(e)) from e
-    # CE geometry is measured on the input of the classifier (PAPER.md 2), SCL geometry on the
+    # CE geometry is measured on the input of the classifier (docs/theory.md#ce-ufm), SCL geometry on the
     # normalised embedding that the loss sees.
     self.metric_output = "embedding" if self.loss_kind == "scl" else "features"
     self.view_mode = config.data.get("views", "vflip")
@@ -610,7 +610,7 @@ class Trainer:
     return out, train_emb, test_emb
 
   def certificates(self, epoch: int, schedule: np.ndarray) -> dict:
-    """C1/C2 certificate (PAPER.md 6.3) of the epoch's batches and of the union so far."""
+    """C1/C2 certificate (docs/theory.md#theorem-2) of the epoch's batches and of the union so far."""
     cert = batching_lib.batch_certificate(self.train_y_host, schedule, self.num_classes,
                                           views=self.num_views)
     out = {"of_unique_epoch": cert["of_unique"],

@@ -35,7 +35,7 @@ when it holds on every seed (seed counts in ``seeds_total``, ``seeds_holding``, 
 
 Report hints (an experiment's ``"report"`` dict, see experiments/sweep.py): ``heatmaps`` (run
 names, in panel order), ``thresholds`` (overrides of `THRESHOLDS`), ``references`` (reference
-values to check, e.g. PAPER.md 8: ``{"run", "key", "value", "op": "approx"|"<"|">", "tol",
+values to check, e.g. docs/theory.md#reference-values: ``{"run", "key", "value", "op": "approx"|"<"|">", "tol",
 "claim", "source"}``; ``key`` is a result.json key path, a metrics.jsonl key (last epoch), or
 ``computed:WHAT`` for a value computed from the saved embeddings) and ``tau_steps`` (add the "smaller tau needs more solver steps" verdict
 for UFM+ solves that differ only in tau).
@@ -63,7 +63,7 @@ from experiments import report_batching
 # Thresholds of the verdicts. They are stated beside every verdict; experiments may override
 # them through their report hints.
 THRESHOLDS = {
-    "ufm_of": 1e-3,          # a UFM solve "is an OF": dist_of below this (DESIGN.md fraction_of)
+    "ufm_of": 1e-3,          # a UFM solve "is an OF": dist_of below this (docs/contracts.md fraction_of)
     "ufm_gap_rel": 1e-5,     # a UFM+ solve "attains the Thm 1/2 minimum": |gap| / |L*| below this
     "ufm_etf": 1e-3,         # a UFM solve "is an ETF": dist_etf below this
     "ufm_not": 0.1,          # a UFM solve "is not an OF / ETF": distance above this
@@ -790,7 +790,7 @@ class Builder:
       self.verdict(
           "E1", "SCL with a final ReLU learns an orthogonal frame at every R", setup,
           [{"lhs": v, "op": "<", "rhs": thr} for v in finals.values()], list(finals.values()),
-          f"holds if the final train dist_of of every run is < {thr}", "PAPER.md 9 E1, Thm 1")
+          f"holds if the final train dist_of of every run is < {thr}", "docs/theory.md#e1, Thm 1")
       etf = {r.name: self.num.final(r, "dist_etf") for r in group}
       etf = [v for v in etf.values() if v is not None]
       if etf:
@@ -799,7 +799,7 @@ class Builder:
             "E3", "centering the learned class means (unweighted) gives a simplex ETF", setup,
             [{"lhs": v, "op": "<", "rhs": thr} for v in etf], etf,
             f"holds if the final train dist_etf (unweighted centering) of every run is < {thr}",
-            "PAPER.md 4, 6.6")
+            "docs/theory.md#geometries, #centering")
       # The OF keeps forming after zero training error (E1 curve shapes).
       conds, nums = [], []
       for run in group:
@@ -815,7 +815,7 @@ class Builder:
         self.verdict("E1", "dist_of keeps decreasing after the zero-error epoch", setup, conds,
                      nums, "holds if, for every run that reached zero train error before its last "
                      "epoch, the final dist_of is below the dist_of at the zero-error epoch",
-                     "PAPER.md 5.7, 9 E1")
+                     "docs/theory.md#zero-error, #e1")
     else:
       imbalanced = [r for r in group if not _balanced(r.flat)]
       balanced = [r for r in group if r not in imbalanced]
@@ -826,7 +826,7 @@ class Builder:
             "E2", "without the final ReLU the learned geometry is not an OF under imbalance",
             setup, [{"lhs": v, "op": ">", "rhs": thr} for v in nums], nums,
             f"holds if the final train dist_of of every imbalanced run (R > 1) is > {thr}",
-            "PAPER.md 6.5, 9 E2")
+            "docs/theory.md#ufm-no-relu, #e2")
       if balanced:
         thr = self.t["train_etf"]
         nums = [n for n in (self.num.final(r, "dist_etf") for r in balanced) if n is not None]
@@ -835,7 +835,7 @@ class Builder:
               "E2", "without the final ReLU, balanced training gives an ETF-like geometry", setup,
               [{"lhs": v, "op": "<", "rhs": thr} for v in nums], nums,
               f"holds if the final train dist_etf of every balanced run is < {thr}",
-              "PAPER.md 6.5, 9 E2")
+              "docs/theory.md#ufm-no-relu, #e2")
 
   # -- final geometry across R (E2) ---------------------------------------------------------
   def add_geometry_vs_ratio(self):
@@ -956,13 +956,13 @@ class Builder:
                      [{"lhs": fa, "op": "<", "rhs": fb}], [a, b, fa, fb],
                      f"neither run reached dist_of < {thr}; holds if the final dist_of with "
                      f"binding ({run.name}) is below the one without ({partner.name})",
-                     "PAPER.md 6.4, 9 E5")
+                     "docs/theory.md#batch-binding, #e5")
       else:
         self.verdict("E5", "batch-binding speeds up convergence to the OF", setup,
                       [{"lhs": a, "op": "<", "rhs": b, "missing": "infinity"}], [a, b],
                       f"holds if the first logged epoch with dist_of < {thr} is earlier with "
                       f"binding ({run.name}) than without ({partner.name}); never = infinity",
-                      "PAPER.md 6.4, 9 E5")
+                      "docs/theory.md#batch-binding, #e5")
       # The union of the batches seen so far: one epoch alone never certifies when drop-last
       # leaves examples out (an example in no batch is an isolated vertex of its C1 graph).
       cert = self.num.final(run, "of_unique_so_far")
@@ -976,7 +976,7 @@ class Builder:
                      f"second number is {partner.name}'s, without binding, for comparison; "
                      "examples that drop-last leaves out of every batch are isolated vertices, "
                      "so a fixed partition with a remainder never certifies)",
-                     "PAPER.md 6.3-6.4")
+                     "docs/theory.md#theorem-2, #batch-binding")
 
   # -- loss against the OF floor (E6) -------------------------------------------------------
   def add_loss_floor(self):
@@ -1025,7 +1025,7 @@ class Builder:
       axes[0].legend(fontsize=6, ncol=2)
       file = self._save(fig, f"fig_loss_floor_{gi}")
       caption = ("Mean training SCL loss of each epoch beside the OF floor of the run's batch "
-                 "composition (Thm 2, same units incl. loss_scale; PAPER.md 5.8, 8.8). Setup: "
+                 "composition (Thm 2, same units incl. loss_scale; docs/theory.md#loss-floor, #ref-code-floor). Setup: "
                  + setup_text(group[0], skip=["data.ratio"]) + "; lines: "
                  + ", ".join(_line_label(r, ["data.ratio"]) for r in group) + ".")
       self.figures.append(Figure(f"loss_floor_{gi}", "Training loss against the OF floor",
@@ -1040,13 +1040,13 @@ class Builder:
         self.verdict("E6", "with a final ReLU the training loss never goes below the OF floor "
                      "(Thm 2 lower bound)", setup, conds, [g for _, g, _ in gaps_min],
                      f"holds if min over logged epochs of (train_loss - optimal_loss) >= "
-                     f"-{slack} x floor for every run", "PAPER.md 6.1, 6.3")
+                     f"-{slack} x floor for every run", "docs/theory.md#batch-bound, #theorem-2")
         thr = self.t["floor_rel"]
         self.verdict("E6", "the training loss approaches the OF floor", setup,
                      [{"lhs": r, "op": "<", "rhs": thr} for _, r in gaps_final],
                      [r for _, r in gaps_final],
                      f"holds if the final (train_loss - optimal_loss) / optimal_loss < {thr} for "
-                     "every run", "PAPER.md 9 E6")
+                     "every run", "docs/theory.md#e6")
 
   # -- angles -------------------------------------------------------------------------------
   def add_angles(self):
@@ -1075,7 +1075,7 @@ class Builder:
       ax.legend(fontsize=7)
       file = self._save(fig, f"fig_angles_{gi}")
       extended = "" if (lo, hi) == (0.45, 0.55) else f" (x-range extended to [{lo:.3f}, {hi:.3f}] to show all values)"
-      caption = ("Final pairwise angle values 1 - θ/π between train class means (PAPER.md 5.5, "
+      caption = ("Final pairwise angle values 1 - θ/π between train class means (docs/theory.md#angles, "
                  f"without the sign factor), one box per R; OF at 0.5, simplex ETF (K={k}) at "
                  f"{etf_line:.4f}{extended}. Setup: " + setup_text(group[0], skip=["data.ratio"])
                  + ".")
@@ -1092,7 +1092,7 @@ class Builder:
         self.verdict("angles", "with ReLU the pairwise angles sit at the OF value 0.5",
                      setup_text(group[0], skip=["data.ratio"]), conds, medians,
                      f"holds if the median angle value of every run is within {tol} of 0.5",
-                     "PAPER.md 5.5, 9 angle box-plots")
+                     "docs/theory.md#angles, #experiments angle box-plots")
 
   # -- tables -------------------------------------------------------------------------------
   def add_accuracy_table(self):
@@ -1107,7 +1107,7 @@ class Builder:
       return
     self.tables.append({
         "id": "accuracy", "title": "NCC accuracy at the last logged epoch",
-        "caption": "Nearest-class-centre accuracy with the train class means (PAPER.md 5.6): "
+        "caption": "Nearest-class-centre accuracy with the train class means (docs/theory.md#ncc): "
                    "balanced train / balanced test / test majority / test minority classes.",
         "columns": ["run", "variant", "setup", "train (balanced)", "test (balanced)",
                     "test majority", "test minority"], "rows": rows})
@@ -1136,13 +1136,13 @@ class Builder:
               self.verdict("E7", "the final ReLU does not reduce test accuracy", setup,
                            [{"lhs": diffs[0], "op": ">=", "rhs": -tol}], diffs,
                            f"holds if balanced test NCC accuracy with ReLU ({a.name}) minus "
-                           f"without ({b.name}) is >= -{tol}", "PAPER.md 9 E7", on_means=True)
+                           f"without ({b.name}) is >= -{tol}", "docs/theory.md#e7", on_means=True)
             else:
               self.verdict("E7", "batch-binding has little effect on test accuracy", setup,
                            [{"lhs": diffs[0], "op": ">=", "rhs": -tol},
                             {"lhs": diffs[0], "op": "<=", "rhs": tol}], diffs,
                            f"holds if |balanced test NCC accuracy with binding ({a.name}) minus "
-                           f"without ({b.name})| <= {tol}", "PAPER.md 9 E7", on_means=True)
+                           f"without ({b.name})| <= {tol}", "docs/theory.md#e7", on_means=True)
     if pairs:
       self.tables.append({
           "id": "accuracy_pairs", "title": "Accuracy differences of paired runs",
@@ -1164,7 +1164,7 @@ class Builder:
     if rows:
       self.tables.append({
           "id": "final_geometry", "title": "Training runs at the last logged epoch",
-          "caption": "Train-set geometry (PAPER.md 5), the mean training loss of the epoch and "
+          "caption": "Train-set geometry (docs/theory.md#metrics), the mean training loss of the epoch and "
                      "its OF floor, the test-set dist_of, and whether the batches seen so far "
                      "certify the OF as the unique UFM+ minimizer (C1 and C2).",
           "columns": ["run", "variant", "epoch", "dist_of", "dist_etf", "nc1", "mean_cos",
@@ -1186,7 +1186,7 @@ class Builder:
         "id": "ufm", "title": "UFM / UFM+ solves",
         "caption": "Objective (sum form), the closed-form OF objective of the batching, the gap "
                    "to the Theorem 1/2 minimum (UFM+ SCL only), geometry of the solution, and "
-                   "dist_etf after centering by the class-size-weighted mean (PAPER.md 6.6).",
+                   "dist_etf after centering by the class-size-weighted mean (docs/theory.md#centering).",
         "columns": ["run", "setup"] + list(keys) + ["dist_etf (weighted centering)"],
         "rows": rows})
     if self.hints.get("tau_steps"):
@@ -1236,7 +1236,7 @@ class Builder:
                      + (f" (every one of {len(prefixes)} seeds)" if seeds else ""), setup,
                      conds, nums + [rec["optimal_loss"]],
                      f"holds if |gap| / |optimal_loss| < {thr}"
-                     + (" for every seed" if seeds else ""), "PAPER.md 6.2, 6.3")
+                     + (" for every seed" if seeds else ""), "docs/theory.md#theorem-1, #theorem-2")
       unique = self._certificate(run)
       if unique is False:
         thr = self.t["ufm_not"]
@@ -1246,40 +1246,40 @@ class Builder:
                      [{"lhs": worst, "op": ">", "rhs": thr}], dists + [worst],
                      f"holds if the largest dist_of over the {len(dists)} solution(s) is > {thr} "
                      "(the batching's C1/C2 certificate fails; that the solutions reach the "
-                     "minimum is the verdict above)", "PAPER.md 6.3, 8.5, 8.7")
+                     "minimum is the verdict above)", "docs/theory.md#theorem-2, #ref-c1, #ref-c2")
       else:
         thr = self.t["ufm_of"]
         self.verdict("E3/E4", "the UFM+ minimizer is an orthogonal frame", setup,
                      [{"lhs": rec["dist_of"], "op": "<", "rhs": thr}], [rec["dist_of"]],
-                     f"holds if dist_of < {thr}", "PAPER.md 6.2, 6.3, 8.1, 8.6")
+                     f"holds if dist_of < {thr}", "docs/theory.md#theorem-1, #theorem-2, #ref-thm1, #ref-binding")
         if rec["dist_etf"] is not None:
           thr = self.t["ufm_etf"]
           self.verdict("E3", "the centered OF (unweighted mean) is a simplex ETF", setup,
                        [{"lhs": rec["dist_etf"], "op": "<", "rhs": thr}], [rec["dist_etf"]],
-                       f"holds if dist_etf < {thr}", "PAPER.md 4, D.1.2")
+                       f"holds if dist_etf < {thr}", "docs/theory.md#geometries, D.1.2")
         if imbalanced and weighted is not None:
           thr = self.t["ufm_not"]
           self.verdict("E3", "under imbalance, centering the OF by the class-size-weighted mean "
                        "does not give an ETF", setup,
                        [{"lhs": weighted, "op": ">", "rhs": thr}], [weighted],
-                       f"holds if the weighted-centering dist_etf > {thr}", "PAPER.md 6.6, 8.9")
+                       f"holds if the weighted-centering dist_etf > {thr}", "docs/theory.md#centering, #ref-metrics")
     else:
       if not imbalanced:
         thr = self.t["ufm_etf"]
         self.verdict("E3", "balanced UFM (no ReLU) gives a simplex ETF", setup,
                      [{"lhs": rec["dist_etf"], "op": "<", "rhs": thr}], [rec["dist_etf"]],
-                     f"holds if dist_etf < {thr}", "PAPER.md 6.5, 8.3")
+                     f"holds if dist_etf < {thr}", "docs/theory.md#ufm-no-relu, #ref-ufm-balanced")
       else:
         thr = self.t["ufm_not"]
         conds = [{"lhs": rec["dist_of"], "op": ">", "rhs": thr},
                  {"lhs": rec["dist_etf"], "op": ">", "rhs": thr / 2}]
         self.verdict("E3", "imbalanced UFM (no ReLU) breaks the symmetry: neither an OF nor an "
                      "ETF", setup, conds, [rec["dist_of"], rec["dist_etf"]],
-                     f"holds if dist_of > {thr} and dist_etf > {thr / 2}", "PAPER.md 6.5, 8.2")
+                     f"holds if dist_of > {thr} and dist_etf > {thr / 2}", "docs/theory.md#ufm-no-relu, #ref-ufm-imbalanced")
         if rec["of_loss"] is not None and _v(rec["of_loss"]) is not None:
           self.verdict("E3", "imbalanced UFM (no ReLU) reaches a loss below the OF value", setup,
                        [{"lhs": rec["loss"], "op": "<", "rhs": rec["of_loss"]}],
-                       [rec["loss"], rec["of_loss"]], "holds if loss < of_loss", "PAPER.md 8.2")
+                       [rec["loss"], rec["of_loss"]], "holds if loss < of_loss", "docs/theory.md#ref-ufm-imbalanced")
 
   def _tau_verdicts(self):
     """UFM+ solves that differ only in tau: the OF for every tau, small tau is slower."""
@@ -1302,7 +1302,7 @@ class Builder:
       self.verdict("E6", "UFM+: a smaller τ needs more solver steps", setup_text(group[0],
                    skip=["tau"]) + "; τ = " + ", ".join(_fmt(t) for t in taus), conds, steps,
                    "holds if the step count does not increase with τ (runs sorted by τ)",
-                   "PAPER.md 3 (negative-pair gradients scale like e^{-1/τ})")
+                   "docs/theory.md#ufm (negative-pair gradients scale like e^{-1/τ})")
 
   def _prediction_verdicts(self):
     """Which UFM solve predicts a trained network's Gram matrix (same K)."""
@@ -1330,9 +1330,9 @@ class Builder:
                    "ReLU network", f"{setup_text(run)}; UFM+: {a[0].name}; UFM: {b[0].name}",
                    [{"lhs": recs[0], "op": "<", "rhs": recs[1]}], recs,
                    "holds if ||G/||G||_F - G_UFM+/||G_UFM+||_F||_F < the same distance to the "
-                   "UFM solve", "PAPER.md 6.6, D.1.3")
+                   "UFM solve", "docs/theory.md#centering, D.1.3")
 
-  # -- reference numbers (PAPER.md 8) ------------------------------------------------------
+  # -- reference numbers (docs/theory.md#reference-values) ------------------------------------------------------
   def add_references(self):
     """Verdicts for the experiment's reference values: hints["references"] is a list of
     {"run", "key", "value", "op": "approx" | "<" | ">", "tol", "claim", "source"}."""

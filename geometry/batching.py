@@ -49,7 +49,7 @@ def epoch_batches(kind: str, num_examples: int, batch_size: int | None, seed: in
 
 def binding_indices(labels, per_class: int = 1, num_classes: int | None = None) -> np.ndarray:
   """The batch-binding examples: the first `per_class` examples of each class, in index order
-  (PAPER.md 6.4 and 10.7). Returned class by class: `[K * per_class]`."""
+  (docs/theory.md#batch-binding, #choice-binding). Returned class by class: `[K * per_class]`."""
   labels = np.asarray(labels)
   if per_class < 0:
     raise ValueError(f"the binding count must be >= 0, got {per_class}")
@@ -90,7 +90,7 @@ class _UnionFind:
 
 
 class BatchCertificate:
-  """The C1/C2 certificate of PAPER.md 6.3, accumulated over any number of batches.
+  """The C1/C2 certificate of docs/theory.md#theorem-2, accumulated over any number of batches.
 
   Feed one epoch's batches, or several epochs' (the union only gains ties), with `update`;
   `result` gives the certificate of everything fed so far. See `batch_certificate`.
@@ -135,7 +135,7 @@ class BatchCertificate:
 
 def batch_certificate(labels, batches: Sequence, num_classes: int | None = None, *,
                       views: int = 1) -> dict:
-  """Whether the OF is the unique minimizer of mini-batch UFM+ (Theorem 2, PAPER.md 6.3).
+  """Whether the OF is the unique minimizer of mini-batch UFM+ (Theorem 2, docs/theory.md#theorem-2).
 
   - C1: for each class c, the graph on class-c examples with an edge whenever two examples
     share a batch is connected (equality propagates along edges). An example in no batch is

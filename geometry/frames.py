@@ -57,7 +57,7 @@ def collapsed_scl_loss(class_counts, gram, temperature: float) -> float:
   similarity 1 and m_{c'} contrast rows at similarity g_{cc'}, so its term is
   :math:`\log\big(m_c - 1 + \sum_{c' \ne c} m_{c'} e^{(g_{cc'} - 1)/\tau}\big)`, and the batch
   loss is :math:`\sum_{c: m_c \ge 2} m_c` times that. `gram = I` gives the OF value
-  (Theorems 1-2), `etf_gram(K)` the ETF value of PAPER.md 6.5.
+  (Theorems 1-2), `etf_gram(K)` the ETF value of docs/theory.md#ufm-no-relu.
   """
   m = np.asarray(class_counts, np.float64)
   g = np.asarray(gram, np.float64)

@@ -1,4 +1,4 @@
-"""Class-size recipes of the paper's protocol (PAPER.md 7.1) and seeded subsampling."""
+"""Class-size recipes of the paper's protocol (docs/theory.md#data-protocol) and seeded subsampling."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def class_sizes(num_classes: int, imbalance: str = "none", ratio: float = 1.0,
 
 
 def majority_classes(num_classes: int, imbalance: str = "none", rho: float = 0.5) -> list[int]:
-  """The majority classes for NCC accuracy splits (PAPER.md 10.8): floor(rho K) for step,
+  """The majority classes for NCC accuracy splits (docs/theory.md#choice-majority): floor(rho K) for step,
   floor(K/2) otherwise."""
   count = int(np.floor(rho * num_classes)) if imbalance == "step" else num_classes // 2
   return list(range(count))

@@ -1,7 +1,7 @@
 """The one supervised-contrastive loss and the one cross-entropy loss of the project.
 
 Both the UFM solver (`ufm`) and the trainer (`deepnet`) call these functions, so theory and
-practice are measured with the same code. The semantics are those of PAPER.md section 1.
+practice are measured with the same code. The semantics are those of docs/theory.md#scl-loss.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def _check_inputs(embeddings, labels, where, weights, temperature) -> None:
 
 def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="mean",
                 block_size=None, weights=None):
-  r"""Supervised contrastive loss (SupCon "L_out") of one batch, PAPER.md section 1.
+  r"""Supervised contrastive loss (SupCon "L_out") of one batch, docs/theory.md#scl-loss.
 
   For a batch of N rows h_i (the caller L2-normalises them) with labels y_i,
 
@@ -308,7 +308,7 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
 
 
 def cross_entropy_loss(logits, labels, *, where=None, reduction="mean"):
-  r"""Softmax cross-entropy :math:`-\log \mathrm{softmax}(z_i)_{y_i}`, PAPER.md section 2.
+  r"""Softmax cross-entropy :math:`-\log \mathrm{softmax}(z_i)_{y_i}`, docs/theory.md#ce-ufm.
 
   Args:
     logits: `[N, K]` logits (computed in float32 or better).

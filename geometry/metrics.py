@@ -1,6 +1,6 @@
-"""Geometry metrics of PAPER.md section 5, shared by the UFM solver and the trainer.
+"""Geometry metrics of docs/theory.md#metrics, shared by the UFM solver and the trainer.
 
-Everything is accumulated and computed in NumPy float64 (PAPER.md 10.11). The metrics only
+Everything is accumulated and computed in NumPy float64 (docs/theory.md#choice-metrics-pass). The metrics only
 need per-class sums, counts and the total second moment, so a data set of any size is
 evaluated chunk by chunk with `GeometryAccumulator` without an N x N matrix;
 `geometry_report` is the one-call form and gives the same result. It needs no d x d matrix
@@ -61,7 +61,7 @@ def centered_means(means, weights=None) -> np.ndarray:
 
 def dist_etf(means, weights=None) -> float:
   """|| G_c/||G_c||_F - (I - 11^T/K)/sqrt(K-1) ||_F, means centered by the unweighted mean of
-  the class means (pass class sizes as `weights` for the weighted variant of PAPER.md 6.6)."""
+  the class means (pass class sizes as `weights` for the weighted variant of docs/theory.md#centering)."""
   g = gram(centered_means(means, weights))
   k = g.shape[0]
   target = (np.eye(k) - np.full((k, k), 1.0 / k)) / np.sqrt(k - 1)
@@ -83,7 +83,7 @@ def mean_cos(means) -> float:
 
 
 def angle_values(means) -> np.ndarray:
-  """1 - theta_{cc'}/pi for every ordered pair c != c' (PAPER.md 5.5, without the sign
+  """1 - theta_{cc'}/pi for every ordered pair c != c' (docs/theory.md#angles, without the sign
   factor): 0.5 for an OF, 1 - arccos(-1/(K-1))/pi for an ETF."""
   cos = np.clip(cosines(means), -1.0, 1.0)
   off = ~np.eye(cos.shape[0], dtype=bool)
@@ -221,7 +221,7 @@ def ncc_accuracies(hits, counts, *, majority=None) -> dict:
 
 def geometry_report(embeddings, labels, num_classes: int, *, where=None, reference_means=None,
                     majority=None) -> dict:
-  """Every metric of PAPER.md section 5 for one set of embeddings, as a dict.
+  """Every metric of docs/theory.md#metrics for one set of embeddings, as a dict.
 
   Keys: ``dist_of``, ``dist_etf``, ``nc1``, ``nc1_over_k``, ``mean_cos``,
   ``class_mean_norms``, ``counts``, ``gram`` (G_M), ``angle_values``, and the NCC accuracies

@@ -1,4 +1,4 @@
-"""The `ufm` command: solve a UFM / UFM+ problem, or certify a batch schedule (DESIGN.md).
+"""The `ufm` command: solve a UFM / UFM+ problem, or certify a batch schedule (docs/contracts.md).
 
   ufm solve --classes 10 --imbalance step:10 --n-max 40 --dim 10 --tau 0.1 --seeds 4 --out runs/ufm
   ufm check-batches experiments/schedules/c1_violation.json --binding 1
@@ -43,7 +43,7 @@ def _build_parser() -> argparse.ArgumentParser:
   solve = sub.add_parser("solve", help="solve a UFM / UFM+ problem from random starts")
   solve.add_argument("--sizes", help="explicit class sizes, e.g. 500,500,50,50")
   solve.add_argument("--classes", type=int, help="number of classes K (with --imbalance, --n-max)")
-  solve.add_argument("--imbalance", default="none", help="none, step:R or exp:R (PAPER.md 7.1)")
+  solve.add_argument("--imbalance", default="none", help="none, step:R or exp:R (docs/theory.md#data-protocol)")
   solve.add_argument("--n-max", type=int, help="size of the largest class for --classes")
   solve.add_argument("--rho", type=float, default=0.5, help="fraction of majority classes for step imbalance (default 0.5)")
   solve.add_argument("--dim", type=int, required=True, help="embedding dimension d")
@@ -182,7 +182,7 @@ def _setup_name(problem) -> str:
 
 
 def _seed_fields(problem, solution, s: int, of_loss, optimal_loss) -> dict:
-  """Loss, closed forms and geometry (PAPER.md 5) of seed index s."""
+  """Loss, closed forms and geometry (docs/theory.md#metrics) of seed index s."""
   from geometry import metrics
   k = problem.num_classes
   h = solution.embeddings[s]
@@ -224,7 +224,7 @@ def _offdiag(a):
 
 
 def build_result(problem, options, solution) -> dict:
-  """The result.json dictionary (DESIGN.md): best seed at the top level, every seed listed."""
+  """The result.json dictionary (docs/contracts.md): best seed at the top level, every seed listed."""
   from geometry import frames
   is_scl = problem.loss == "scl"
   of_loss = problem.of_loss(solution.final_epoch) if is_scl else None

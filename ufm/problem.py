@@ -1,6 +1,6 @@
 """UFM / UFM+ problem definitions: class sizes, dimension, temperature, loss, constraint set and
-batching, validated with one clear error per bad input (PAPER.md sections 3, 6, 7.1;
-DESIGN.md "The `ufm` command").
+batching, validated with one clear error per bad input (docs/theory.md#ufm, #theory, #data-protocol;
+docs/contracts.md "The `ufm` command").
 
 A problem is pure data: the solver (`ufm.solver`) turns it into arrays. Rows of H are ordered by
 label (class 0's examples first) for `--sizes`/`--classes`, and in the file's order for a
@@ -70,7 +70,7 @@ def parse_imbalance(text: str) -> tuple[str, float]:
 
 
 def sizes_from_recipe(num_classes: int, imbalance: str, n_max: int, rho: float = 0.5) -> list[int]:
-  """Class sizes from the paper's recipes (PAPER.md 7.1) via `geometry.imbalance.class_sizes`."""
+  """Class sizes from the paper's recipes (docs/theory.md#data-protocol) via `geometry.imbalance.class_sizes`."""
   if num_classes < 2:
     _error(f"need at least 2 classes, got {num_classes}")
   if n_max < 1:
@@ -148,13 +148,13 @@ class Problem:
     dim: d, the embedding dimension.
     tau: the temperature.
     relu: True for UFM+ (H >= 0 and unit rows), False for UFM (unit rows).
-    loss: "scl" or "ce" (ridge-regularised CE-UFM with free classifier W, PAPER.md 2).
+    loss: "scl" or "ce" (ridge-regularised CE-UFM with free classifier W, docs/theory.md#ce-ufm).
     lambda_h, lambda_w: CE ridge weights.
     batching: the batching spec as given ("full", "shuffle:B", "fixed:B", "fixed:FILE").
     kind: "full", "shuffle", "fixed" or "file".
     batch_size: B (before binding rows) for shuffle/fixed.
     file_batches: the batches of a schedule file.
-    binding: binding examples per class appended to every batch (PAPER.md 6.4).
+    binding: binding examples per class appended to every batch (docs/theory.md#batch-binding).
     seed: the first seed; the partition of `fixed:B` and the reshuffles use it too.
     dtype: "float32" or "float64".
   """

@@ -2,7 +2,7 @@ r"""A jitted first-order solver for the UFM / UFM+ with SCL, and for the ridge-r
 
 The variables are the free embeddings H (`[n, d]`, one row per example) and, for CE, the
 classifier W (`[K, d]`). For SCL the feasible set is the product of unit spheres (UFM), or its
-intersection with the non-negative orthant (UFM+, PAPER.md 3). Each optimiser step:
+intersection with the non-negative orthant (UFM+, docs/theory.md#ufm). Each optimiser step:
 
 1. takes the Euclidean gradient G of the current batch's loss (sum form, `geometry.losses`);
 2. for SCL, keeps only its tangent part R = G - diag(G H^T) H (a Riemannian gradient on the
@@ -24,7 +24,7 @@ must both be below `tol`. For UFM+ with SCL a stall also needs a certificate to 
 objective within a relative tolerance of its closed-form lower bound (Theorem 1, or the per-batch
 bound), which only global minimizers reach (`ufm.policy`). dist_of is never used to stop.
 
-Finding the global minimizer (UFM+ with SCL). PAPER.md 3 records that plain projected
+Finding the global minimizer (UFM+ with SCL). docs/theory.md#ufm records that plain projected
 first-order methods stall at spurious stationary points (K = d = 10, R = 100, tau = 0.1). The
 mechanisms seen here: (i) a class spreads over several coordinates (a flat direction of the
 loss), leaving two other classes to share one coordinate; (ii) a class straddles coordinates
@@ -392,7 +392,7 @@ def _solve(problem, options, progress):
   sizes = np.asarray(problem.sizes, np.float64)
   # Anchor weights of the balanced problem: every class's anchors weigh as much in total as
   # the largest class's (n_max / n_c per anchor); the OF minimizes every such weighted sum
-  # too (each anchor term is bounded separately in PAPER.md 6.1).
+  # too (each anchor term is bounded separately in docs/theory.md#batch-bound).
   balanced_weights = sizes.max() / sizes
   seeds = [problem.seed + s for s in range(options.seeds)]
   num_seeds = len(seeds)

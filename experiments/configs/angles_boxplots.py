@@ -1,6 +1,6 @@
 """Angle box-plots: final pairwise angle values 1 - theta/pi for R in {1, 10, 100}.
 
-PAPER.md 9 (angle box-plots, 5.5): CIFAR-10, step imbalance, the "augment" second view, with
+docs/theory.md#experiments (angle box-plots, 5.5): CIFAR-10, step imbalance, the "augment" second view, with
 the OF (0.5) and simplex-ETF reference lines; a ReLU network should sit at 0.5 for every R.
 The no-ReLU runs are added for contrast.
 

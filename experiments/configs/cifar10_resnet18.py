@@ -1,7 +1,7 @@
-"""ResNet-18 on CIFAR-10 with SCL: the paper's recipe (PAPER.md 7.3), for a GPU.
+"""ResNet-18 on CIFAR-10 with SCL: the paper's recipe (docs/theory.md#training-protocol), for a GPU.
 
 SGD lr 0.1, momentum 0.9, coupled weight decay 5e-4, x0.1 after epochs 116 and 232 of 350,
-batch 50 (+ binding rows), tau 0.1, loss scale 10/7 (0.1 / 0.07, PAPER.md 1.2), the
+batch 50 (+ binding rows), tau 0.1, loss scale 10/7 (0.1 / 0.07, docs/theory.md#loss-scale), the
 deterministic vertical flip as second view ("noAugment"), step imbalance R = 10 with
 n_max = 5000 (5 x 5000 + 5 x 500 training images), metrics at the paper's logging epochs.
 
@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.loss = "scl"              # "scl" | "ce"
   config.temperature = 0.1
-  config.loss_scale = 10.0 / 7.0   # tau / base_tau of the paper's code (PAPER.md 1.2)
+  config.loss_scale = 10.0 / 7.0   # tau / base_tau of the paper's code (docs/theory.md#loss-scale)
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "resnet18"   # "resnet18" | "densenet40" | "mlp"

@@ -1,6 +1,6 @@
 """E1: OF convergence of deep networks with a final ReLU, over imbalance types, data sets and R.
 
-PAPER.md 9 E1 (sections 3, E.3): dist_of, NC1 and mean cosine against epoch, one curve per R,
+docs/theory.md#e1 (sections 3, E.3): dist_of, NC1 and mean cosine against epoch, one curve per R,
 the zero-error epoch dashed; rows step / exp imbalance, columns data sets. Expected: dist_of
 -> ~0 for every R, continuing after zero training error.
 
@@ -9,7 +9,7 @@ the zero-error epoch dashed; rows step / exp imbalance, columns data sets. Expec
   {1, 10, 100}: 6 settings, each over the experiment's seeds; a run takes a few minutes on 2
   cores. Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10, MNIST and Fashion-MNIST, and DenseNet-40 on CIFAR-10,
-  step and exp imbalance, R in {1, 5, 10, 50, 100}, 350 epochs (PAPER.md 7.3): 40 runs, GPU,
+  step and exp imbalance, R in {1, 5, 10, 50, 100}, 350 epochs (docs/theory.md#training-protocol): 40 runs, GPU,
   TFDS data prepared beforehand.
 
   make sweep EXP=e1_convergence

@@ -1,7 +1,7 @@
 """E2: with vs without the final ReLU, and the UFM / UFM+ predictions beside them.
 
-PAPER.md 9 E2 (Figs. 1-2, E.2, E.3.3): Gram heatmaps and dist_of / dist_etf across R for SCL
-with a final ReLU, SCL without it (PAPER.md 10.4) and CE, plus UFM+ and UFM solves with the
+docs/theory.md#e2 (Figs. 1-2, E.2, E.3.3): Gram heatmaps and dist_of / dist_etf across R for SCL
+with a final ReLU, SCL without it (docs/theory.md#choice-no-relu) and CE, plus UFM+ and UFM solves with the
 same number of classes and the same imbalance. Expected: with ReLU an OF at every R (as UFM+
 predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
 
@@ -15,7 +15,7 @@ predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
 - paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU, TFDS data), same R grid with CE at
   every R, and the UFM solves also at R = 100 (200 / 2 per class: a minority class needs two
   examples for Thm 1, and this K = 10, n = 1010 problem is slow and has spurious stationary
-  points, PAPER.md 3, hence 8 seeds).
+  points, docs/theory.md#ufm, hence 8 seeds).
 
   make sweep EXP=e2_relu
   python -m experiments.sweep e2_relu --preset paper --set data.data_dir=$TFDS_DATA_DIR

@@ -1,6 +1,6 @@
 """E3: UFM vs UFM+ toy studies: balanced, imbalanced, and the centering heuristic.
 
-PAPER.md 9 E3 (App. D.1), checked against the reference numbers of PAPER.md 8.1-8.3 and 8.9:
+docs/theory.md#e3 (App. D.1), checked against the reference numbers of docs/theory.md#ref-thm1, #ref-ufm-balanced, #ref-metrics:
 - balanced (K = 4, 5 per class, tau = 1): the UFM gives a simplex ETF (loss 41.473391), the
   UFM+ an OF;
 - imbalanced (sizes 10, 10, 2, 2, d = 8): UFM+ reaches the Thm 1 value (61.824906 at tau = 1,
@@ -13,7 +13,7 @@ PAPER.md 9 E3 (App. D.1), checked against the reference numbers of PAPER.md 8.1-
 UFM solves only, about 3 minutes on 2 CPU cores; the paper preset solves 8 seeds per problem.
 The R = 100 centering problem needs two examples per minority class (with singletons two
 minority classes may coincide at no cost, so Thm 1 does not apply), i.e. 200 / 2 per class,
-n = 1010: a slow problem with spurious stationary points (PAPER.md 3), left to the paper
+n = 1010: a slow problem with spurious stationary points (docs/theory.md#ufm), left to the paper
 preset.
 
   make sweep EXP=e3_ufm_toys
@@ -33,7 +33,7 @@ def get_experiment(preset="cpu"):
     small = ("--sizes", "10,10,2,2", "--dim", 8, "--tau", tau)
     runs.append(ufm_run(f"imbalanced_ufm_plus_{t}", *small, "--relu", *seeds))
     runs.append(ufm_run(f"imbalanced_ufm_{t}", *small, "--no-relu", *seeds))
-  # K = 10 UFM+ has spurious stationary points (PAPER.md 3): several seeds, of which the
+  # K = 10 UFM+ has spurious stationary points (docs/theory.md#ufm): several seeds, of which the
   # lowest loss is reported. The centering numbers depend only on the size ratios.
   for ratio, n_max in ((10, 20), (100, 200)):
     if ratio == 100 and preset == "cpu":
@@ -44,34 +44,34 @@ def get_experiment(preset="cpu"):
   refs = [
       {"run": "balanced_ufm", "key": "loss", "value": 41.473391, "tol": 1e-5,
        "claim": "balanced UFM reaches the ETF value 20 log(4 + 15 e^{-4/3})",
-       "source": "PAPER.md 8.3"},
+       "source": "docs/theory.md#ref-ufm-balanced"},
       {"run": "imbalanced_ufm_plus_tau1", "key": "loss", "value": 61.824906, "tol": 1e-5,
-       "claim": "UFM+ reaches the Thm 1 value at tau = 1", "source": "PAPER.md 8.1"},
+       "claim": "UFM+ reaches the Thm 1 value at tau = 1", "source": "docs/theory.md#ref-thm1"},
       {"run": "imbalanced_ufm_plus_tau0.5", "key": "loss", "value": 53.288007, "tol": 1e-5,
-       "claim": "UFM+ reaches the Thm 1 value at tau = 0.5", "source": "PAPER.md 8.1"},
+       "claim": "UFM+ reaches the Thm 1 value at tau = 0.5", "source": "docs/theory.md#ref-thm1"},
       {"run": "imbalanced_ufm_tau1", "key": "loss", "value": 57.508222, "tol": 1e-4,
        "claim": "UFM (no ReLU) reaches the reference minimum at tau = 1",
-       "source": "PAPER.md 8.2"},
+       "source": "docs/theory.md#ref-ufm-imbalanced"},
       {"run": "imbalanced_ufm_tau0.5", "key": "loss", "value": 49.401315, "tol": 1e-4,
        "claim": "UFM (no ReLU) reaches the reference minimum at tau = 0.5",
-       "source": "PAPER.md 8.2"},
+       "source": "docs/theory.md#ref-ufm-imbalanced"},
       {"run": "imbalanced_ufm_tau1", "key": "dist_etf", "value": 0.327, "tol": 2e-3,
-       "claim": "UFM (no ReLU) at tau = 1: dist_etf as in the reference", "source": "PAPER.md 8.2"},
+       "claim": "UFM (no ReLU) at tau = 1: dist_etf as in the reference", "source": "docs/theory.md#ref-ufm-imbalanced"},
       {"run": "imbalanced_ufm_tau0.5", "key": "dist_etf", "value": 0.186, "tol": 2e-3,
        "claim": "UFM (no ReLU) at tau = 0.5: dist_etf as in the reference",
-       "source": "PAPER.md 8.2"},
+       "source": "docs/theory.md#ref-ufm-imbalanced"},
       {"run": "centering_ufm_plus_R10", "key": "computed:dist_etf_weighted", "value": 0.416120,
        "tol": 1e-5, "claim": "OF centered by the class-size-weighted mean, R = 10: dist_etf",
-       "source": "PAPER.md 8.9"},
+       "source": "docs/theory.md#ref-metrics"},
       {"run": "centering_ufm_plus_R100", "key": "computed:dist_etf_weighted", "value": 0.506587,
        "tol": 1e-5, "claim": "OF centered by the class-size-weighted mean, R = 100: dist_etf",
-       "source": "PAPER.md 8.9"},
+       "source": "docs/theory.md#ref-metrics"},
   ]
   return {
       "name": "e3_ufm_toys",
       "title": "E3: UFM vs UFM+ (balanced, imbalanced, centering heuristic)",
       "description": "Toy UFM / UFM+ problems with the closed forms and reference numbers of "
-                     "PAPER.md 8.1-8.3 and 8.9. The weighted-centering column of the UFM table "
+                     "docs/theory.md#ref-thm1, #ref-ufm-balanced, #ref-metrics. The weighted-centering column of the UFM table "
                      "is the centering heuristic of App. D.1.",
       "runs": runs,
       "report": {"references": refs},

@@ -1,6 +1,6 @@
 """E4: mini-batch UFM+: batchings that violate C1 / C2, and batch-binding.
 
-PAPER.md 9 E4 (sections 5.1-5.2, B.2, E.5.1), reference numbers of PAPER.md 8.5-8.7:
+docs/theory.md#e4 (sections 5.1-5.2, B.2, E.5.1), reference numbers of docs/theory.md#ref-c1, #ref-c2:
 - the C1 counter-example (experiments/schedules/c1_violation.json, K = 3, tau = 1, d = 8):
   minimum 6.617337, generally attained by a non-OF (dist_of > 0.1);
 - the same batches with one binding example per class: minimum 22.402654, an OF;
@@ -38,14 +38,14 @@ def get_experiment(preset="cpu"):
   ]
   refs = [
       {"run": "c1_violation", "key": "loss", "value": 6.617337, "tol": 1e-5,
-       "claim": "C1 violated: the minimum is the Thm 2 bound", "source": "PAPER.md 8.5"},
+       "claim": "C1 violated: the minimum is the Thm 2 bound", "source": "docs/theory.md#ref-c1"},
       {"run": "c1_binding", "key": "loss", "value": 22.402654, "tol": 1e-5,
-       "claim": "C1 batches with binding: the minimum", "source": "PAPER.md 8.6"},
+       "claim": "C1 batches with binding: the minimum", "source": "docs/theory.md#ref-binding"},
       {"run": "c2_violation", "key": "loss", "value": 23.963646, "tol": 1e-5,
-       "claim": "C2 violated: the minimum is the Thm 2 bound", "source": "PAPER.md 8.7"},
+       "claim": "C2 violated: the minimum is the Thm 2 bound", "source": "docs/theory.md#ref-c2"},
       {"run": "c2_violation", "key": "cosines.1.2", "op": ">", "value": 0.1,
        "claim": "C2 violated: classes 1 and 2, which never meet, keep a positive cosine",
-       "source": "PAPER.md 8.7"},
+       "source": "docs/theory.md#ref-c2"},
   ]
   return {
       "name": "e4_minibatch_ufm",

@@ -1,6 +1,6 @@
 """E5: batch-binding in deep networks: small batches, large R, reshuffled vs fixed batches.
 
-PAPER.md 9 E5 (sections 5.2, E.5, E.6): dist_of against epoch with and without binding (one
+docs/theory.md#e5 (sections 5.2, E.5, E.6): dist_of against epoch with and without binding (one
 example per class appended to every batch), for small batches / large R, with reshuffled and
 with fixed batches (E.6), and without the final ReLU (E.5.2). Expected: binding speeds up the
 appearance of the OF.

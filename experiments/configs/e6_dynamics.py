@@ -1,10 +1,10 @@
 """E6: optimisation dynamics: training loss against the OF floor, and the effect of tau.
 
-PAPER.md 9 E6 (E.4): the mean training SCL loss of each epoch beside the closed-form OF floor
-of the run's batch composition (E.4.1, PAPER.md 8.8), and convergence for several
+docs/theory.md#e6 (E.4): the mean training SCL loss of each epoch beside the closed-form OF floor
+of the run's batch composition (E.4.1, docs/theory.md#ref-code-floor), and convergence for several
 temperatures (E.4.2; the paper's tau grid is [U]). With ReLU the loss can never go below
 the floor (Thm 2); without ReLU it can. UFM+ solves at three temperatures show the slower
-optimisation at small tau (PAPER.md 3).
+optimisation at small tau (docs/theory.md#ufm).
 
 - cpu preset: MLP on digits (step R = 10, the digits config's 1000 epochs), tau in
   {0.05, 0.1, 0.5, 1.0} with ReLU and tau = 0.1 without; UFM+ (K = 10, step R = 10) at tau in

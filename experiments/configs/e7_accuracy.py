@@ -1,6 +1,6 @@
 """E7: accuracy: ReLU vs no ReLU, binding vs no binding.
 
-PAPER.md 9 E7 (E.7, E.7.1): nearest-class-centre test accuracy (balanced, majority and
+docs/theory.md#e7 (E.7, E.7.1): nearest-class-centre test accuracy (balanced, majority and
 minority classes) of SCL networks with and without the final ReLU and with and without
 batch-binding. Expected: the ReLU does not reduce accuracy [P]; binding has little effect on
 generalisation [U: direction].

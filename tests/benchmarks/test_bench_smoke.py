@@ -2,7 +2,7 @@
 
 Timings are not asserted (shared machines); what is asserted is that the scripts run, print
 finite positive ratios and write the JSON they promise; and that the SCL they time computes
-the loss of PAPER.md section 1 and its gradient (brute-force loop, finite differences), for the
+the loss of docs/theory.md#scl-loss and its gradient (brute-force loop, finite differences), for the
 one-sweep "sum" rule and the recomputing "none" rule with a non-uniform cotangent.
 """
 
@@ -82,7 +82,7 @@ def test_gpu_bench_tiny_on_cpu_writes_json(tmp_path):
 
 
 def test_gpu_bench_imports_nothing_beyond_jax_flax_optax_numpy():
-  # DESIGN.md, Performance: the GPU machine has nothing else installed.
+  # docs/contracts.md, Performance: the GPU machine has nothing else installed.
   code = ("import sys, benchmarks.gpu_bench; "
           "print(sorted({m.split('.')[0] for m in sys.modules}))")
   proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
@@ -105,7 +105,7 @@ def test_gpu_bench_out_defaults_to_out_env(monkeypatch):
 
 
 def _brute_force_terms(h, y, tau, where):
-  """Per-anchor SCL terms by a literal double loop (PAPER.md 1.1); masked rows are removed."""
+  """Per-anchor SCL terms by a literal double loop (docs/theory.md#scl-semantics); masked rows are removed."""
   terms = np.zeros(len(y))
   idx = [i for i in range(len(y)) if where[i]]
   for i in idx:
@@ -150,7 +150,7 @@ def test_supcon_sum_and_weighted_none_match_brute_force_and_finite_differences(b
 
 
 def test_pml_comparison_agrees_when_torch_is_installed():
-  # An independent implementation (PAPER.md 1.3: equal on unit rows where every anchor has a
+  # An independent implementation (docs/theory.md#reference-implementations: equal on unit rows where every anchor has a
   # positive). torch is not a dependency; the README says how to install it.
   pytest.importorskip("torch")
   pytest.importorskip("pytorch_metric_learning")

@@ -11,7 +11,7 @@ from deepnet import data
 
 jax.config.update("jax_disable_most_optimizations", True)
 
-# PAPER.md 8 item 10 (n_max = 5000, K = 10).
+# docs/theory.md#ref-class-counts (n_max = 5000, K = 10).
 EXP_R10 = [5000, 3871, 2997, 2320, 1796, 1391, 1077, 834, 645, 500]
 EXP_R100 = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
 STEP_R10 = [5000] * 5 + [500] * 5

@@ -19,7 +19,7 @@ from geometry import losses
 
 jax.config.update("jax_disable_most_optimizations", True)
 
-# DESIGN.md "Training runs" and the issue: keys every metrics.jsonl line must have.
+# docs/contracts.md "Training runs" and the issue: keys every metrics.jsonl line must have.
 REQUIRED_KEYS = (
     "epoch", "step", "lr", "train_loss", "optimal_loss", "dist_of", "dist_etf", "nc1",
     "nc1_over_k", "mean_cos", "class_mean_norms", "test_dist_of", "test_dist_etf", "test_nc1",
@@ -55,7 +55,7 @@ def read_metrics(workdir):
 
 
 def of_floor(class_rows, tau, scale=1.0):
-  """PAPER.md 8.8 by hand for one batch with `class_rows` rows per class."""
+  """docs/theory.md#ref-code-floor by hand for one batch with `class_rows` rows per class."""
   m = np.asarray(class_rows, np.float64)
   n = m.sum()
   return scale / n * float(np.sum(m * np.log(m - 1 + (n - m) * math.exp(-1 / tau))))
@@ -136,7 +136,7 @@ def test_step_compiles_once_and_epochs_follow_the_schedule(tmp_path):
   lines = read_metrics(str(tmp_path))
   assert [r["epoch"] for r in lines] == [1, 2, 3]
   assert [r["step"] for r in lines] == [4, 8, 12]
-  for r in lines:   # binding makes every epoch's batches certify the OF (PAPER.md 6.4)
+  for r in lines:   # binding makes every epoch's batches certify the OF (docs/theory.md#batch-binding)
     assert r["of_unique_epoch"] and r["of_unique_so_far"]
     assert r["train_loss"] >= r["optimal_loss"]
   # A changed config in the same workdir is refused, with the differing field named.

@@ -17,14 +17,14 @@ jax.config.update("jax_disable_most_optimizations", True)
 
 
 def _of_batch_loss(class_rows, tau, scale):
-  """PAPER.md 8.8 by hand: (s / N) sum_c m_c log(m_c - 1 + (N - m_c) e^{-1/tau})."""
+  """docs/theory.md#ref-code-floor by hand: (s / N) sum_c m_c log(m_c - 1 + (N - m_c) e^{-1/tau})."""
   m = np.asarray(class_rows, np.float64)
   n = m.sum()
   return scale / n * float(np.sum(m * np.log(m - 1 + (n - m) * math.exp(-1 / tau))))
 
 
 def test_optimal_loss_matches_paper_reference_numbers():
-  # b = 50 balanced, 5 per class, V = 2, tau = 0.1, scale 10/7 -> 3.139541 (PAPER.md 8.8).
+  # b = 50 balanced, 5 per class, V = 2, tau = 0.1, scale 10/7 -> 3.139541 (docs/theory.md#ref-code-floor).
   labels = np.repeat(np.arange(10), 5)
   batches = [np.arange(50)]
   value = train.optimal_loss(labels, batches, temperature=0.1, views=2, loss_scale=10 / 7)
@@ -113,7 +113,7 @@ def test_optimizer_is_pytorch_sgd_with_coupled_decay_and_the_loss_scale_equivale
   for k in params:
     np.testing.assert_allclose(np.asarray(ours[k]), params[k], rtol=1e-5, atol=1e-6)
 
-  # PAPER.md 1.2: scale s with (lr, wd) == scale 1 with (s lr, wd / s).
+  # docs/theory.md#loss-scale: scale s with (lr, wd) == scale 1 with (s lr, wd / s).
   s = 10 / 7
   scaled = run_optax(config, s)
   config.lr, config.weight_decay = 0.1 * s, 5e-4 / s

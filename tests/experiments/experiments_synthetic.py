@@ -1,4 +1,4 @@
-"""Synthetic run folders that follow the file contracts of DESIGN.md exactly.
+"""Synthetic run folders that follow the file contracts of docs/contracts.md exactly.
 
 UFM folders: result.json (+ embeddings.npy, labels.npy); training workdirs: config.json (the
 training config as JSON), metrics.jsonl and embeddings_final.npz. The numbers are computed here

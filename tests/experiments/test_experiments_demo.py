@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _thm1(sizes, tau):
-  """PAPER.md 6.2: L* = sum_c n_c log(n_c - 1 + (n - n_c) e^{-1/tau})."""
+  """docs/theory.md#theorem-1: L* = sum_c n_c log(n_c - 1 + (n - n_c) e^{-1/tau})."""
   n = sum(sizes)
   return sum(c * math.log(c - 1 + (n - c) * math.exp(-1 / tau)) for c in sizes if c >= 2)
 
@@ -32,7 +32,7 @@ def test_reduced_demo_end_to_end(tmp_path):
   assert html_path == (out / "report" / "index.html").resolve() and html_path.is_file()
 
   # The UFM+ solve of the demo problem (K = 10, step R = 10, n_max = 20, tau = 0.1) reaches the
-  # Thm 1 value and the OF; the UFM solve breaks the symmetry below it (PAPER.md 6.5).
+  # Thm 1 value and the OF; the UFM solve breaks the symmetry below it (docs/theory.md#ufm-no-relu).
   plus = json.loads((out / "ufm_plus" / "result.json").read_text())
   ufm = json.loads((out / "ufm" / "result.json").read_text())
   optimum = _thm1([20] * 5 + [2] * 5, 0.1)

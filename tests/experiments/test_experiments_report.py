@@ -25,7 +25,7 @@ def built(tmp_path_factory):
   out = root.parent / "report"
   hints = {"references": [
       {"run": "ufm_plus", "key": "loss", "value": 53.288007, "tol": 1e-6,
-       "claim": "Thm 1 value", "source": "PAPER.md 8.1"},
+       "claim": "Thm 1 value", "source": "docs/theory.md#ref-thm1"},
       {"run": "ufm", "key": "loss", "value": 50.0, "tol": 1e-3, "claim": "a wrong reference"},
       {"run": "ufm", "key": "gram.1.2", "op": "<", "value": 0.0, "claim": "negative cosine"},
       {"run": "relu_R10", "key": "dist_of", "op": ">", "value": 0.1, "claim": "far from OF"}]}
@@ -278,7 +278,7 @@ def test_known_numbers(built):
 
 
 def test_weighted_centering_matches_paper(tmp_path):
-  """PAPER.md 8.9: weighted centering of an exact OF, K=10 step rho=0.5, dist_etf 0.416120 at
+  """docs/theory.md#ref-metrics: weighted centering of an exact OF, K=10 step rho=0.5, dist_etf 0.416120 at
   R=10 and 0.506587 at R=100."""
   for ratio, expected in ((10, 0.416120), (100, 0.506587)):
     sizes = [100] * 5 + [100 // ratio] * 5

@@ -122,7 +122,7 @@ def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
   for seed in (0, 1):
     assert (out / f"long_seed{seed}" / "embeddings_final.npz").exists()
     assert _epochs(out / f"long_seed{seed}" / "metrics.jsonl") == [1, 75, 150]
-  # The UFM run solved PAPER.md 8.1's problem: the Thm 1 value at tau = 1.
+  # The UFM run solved docs/theory.md#ref-thm1's problem: the Thm 1 value at tau = 1.
   result = json.loads((out / "ufm_plus" / "result.json").read_text())
   assert result["loss"] == pytest.approx(61.824906, abs=1e-5)
 

@@ -1,4 +1,4 @@
-"""Batch schedules and the C1/C2 certificate on the schedules of PAPER.md section 8."""
+"""Batch schedules and the C1/C2 certificate on the schedules of docs/theory.md#reference-values."""
 
 import numpy as np
 import pytest

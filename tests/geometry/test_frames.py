@@ -1,4 +1,4 @@
-"""Closed-form optima against PAPER.md section 8 and against the loss evaluated on frames."""
+"""Closed-form optima against docs/theory.md#reference-values and against the loss evaluated on frames."""
 
 import math
 
@@ -31,7 +31,7 @@ def test_theorem1_hand_formula_and_singletons():
 
 
 def test_balanced_etf_value():
-  # PAPER.md 8.3: 20 log(4 + 15 e^{-4/3}) = 41.473391
+  # docs/theory.md#ref-ufm-balanced: 20 log(4 + 15 e^{-4/3}) = 41.473391
   sizes = [5, 5, 5, 5]
   value = frames.collapsed_scl_loss(sizes, frames.etf_gram(4), 1.0)
   assert value == pytest.approx(20 * math.log(4 + 15 * math.exp(-4 / 3)), rel=1e-14)
@@ -93,7 +93,7 @@ def test_batch_bound_equals_of_loss_in_every_batch():
 @pytest.mark.parametrize("per_class,expected", [
     ([5] * 10, 3.139541), ([13] * 8 + [12] * 2, 4.576667)])
 def test_code_style_floor(per_class, expected):
-  # PAPER.md 8.8: mean over the N = 2|B| anchors, times 0.1/0.07, two views.
+  # docs/theory.md#ref-code-floor: mean over the N = 2|B| anchors, times 0.1/0.07, two views.
   y = labels_for(per_class)
   floor = frames.scl_batch_bound(y, [np.arange(len(y))], 0.1, reduction="mean", views=2)
   assert floor * (0.1 / 0.07) == pytest.approx(expected, abs=5e-7)

@@ -1,4 +1,4 @@
-"""SCL and CE against brute-force NumPy loops written from PAPER.md section 1."""
+"""SCL and CE against brute-force NumPy loops written from docs/theory.md#scl-loss."""
 
 import math
 
@@ -13,7 +13,7 @@ from geometry import losses
 
 
 def brute_force_supcon(h, y, tau, where=None, reduction="mean"):
-  """A literal double loop over anchors and positives (PAPER.md 1 and 1.1)."""
+  """A literal double loop over anchors and positives (docs/theory.md#scl-loss, #scl-semantics)."""
   h = np.asarray(h, np.float64)
   y = np.asarray(y)
   keep = np.ones(len(y), bool) if where is None else np.asarray(where, bool)
@@ -189,7 +189,7 @@ def test_cross_entropy_matches_numpy():
 
 
 def brute_force_terms(h, y, tau, where):
-  """Per-anchor terms of PAPER.md 1 by a literal loop (0 for anchors without positives)."""
+  """Per-anchor terms of docs/theory.md#scl-loss by a literal loop (0 for anchors without positives)."""
   idx = np.flatnonzero(where)
   terms = np.zeros(len(y))
   for i in idx:

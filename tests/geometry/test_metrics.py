@@ -1,4 +1,4 @@
-"""Metrics on exact configurations (PAPER.md 8.9) and against a separate NumPy version."""
+"""Metrics on exact configurations (docs/theory.md#ref-metrics) and against a separate NumPy version."""
 
 import math
 
@@ -13,7 +13,7 @@ def labels_for(sizes):
 
 
 def reference_metrics(h, y, k):
-  """An independent, loop-based implementation of PAPER.md section 5."""
+  """An independent, loop-based implementation of docs/theory.md#metrics."""
   h = np.asarray(h, np.float64)
   mus = np.stack([h[y == c].mean(0) for c in range(k)])
   g = mus @ mus.T

@@ -1,4 +1,4 @@
-"""The `ufm` command: outputs, the batch certificate, and bad-input handling (DESIGN.md)."""
+"""The `ufm` command: outputs, the batch certificate, and bad-input handling (docs/contracts.md)."""
 
 import io
 import json
@@ -120,7 +120,7 @@ def _certificate(argv, capsys):
 
 
 def test_check_batches_certificates(capsys):
-  # PAPER.md 6.3 by hand: in the C1 file no class is connected (each class's two pairs sit in
+  # docs/theory.md#theorem-2 by hand: in the C1 file no class is connected (each class's two pairs sit in
   # different batches); in the C2 file classes 1 and 2 never meet. Binding fixes both.
   c1 = _certificate(["check-batches", C1_FILE], capsys)
   assert c1 == {"c1_connected": {"0": False, "1": False, "2": False},

@@ -12,7 +12,7 @@ C1_FILE = "experiments/schedules/c1_violation.json"
 
 
 def test_sizes_from_recipes_match_paper_counts():
-  # PAPER.md 8.10 (n_max = 5000, K = 10).
+  # docs/theory.md#ref-class-counts (n_max = 5000, K = 10).
   assert problem_lib.sizes_from_recipe(10, "step:10", 5000) == [5000] * 5 + [500] * 5
   assert problem_lib.sizes_from_recipe(10, "exp:100", 5000) == [
       5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
@@ -26,13 +26,13 @@ def test_labels_are_ordered_by_class():
 
 
 def test_of_loss_full_batch_is_theorem_1():
-  # PAPER.md 8.1: K = 4, n = (10, 10, 2, 2), tau = 1 -> 61.824906.
+  # docs/theory.md#ref-thm1: K = 4, n = (10, 10, 2, 2), tau = 1 -> 61.824906.
   p = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, tau=1.0)
   assert p.of_loss() == pytest.approx(61.824906, abs=1e-6)
 
 
 def test_schedule_file_and_binding_bounds():
-  # PAPER.md 8.5 / 8.6: the C1-violating batches, and the same with one binding row per class.
+  # docs/theory.md#ref-c1, #ref-binding: the C1-violating batches, and the same with one binding row per class.
   p = problem_lib.make_problem(dim=8, tau=1.0, batching=f"fixed:{C1_FILE}")
   assert p.sizes == [4, 4, 4] and p.kind == "file"
   assert p.of_loss() == pytest.approx(6.617337, abs=1e-6)

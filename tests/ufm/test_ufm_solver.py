@@ -1,7 +1,7 @@
-"""The solver finds the minimizers that PAPER.md's theory and reference numbers predict.
+"""The solver finds the minimizers that docs/theory.md theory and reference numbers predict.
 
-Expected values come from the closed forms (Theorems 1-2, PAPER.md 6) and the reference numbers
-of PAPER.md 8, never from the solver itself. Starts are random.
+Expected values come from the closed forms (Theorems 1-2, docs/theory.md#theory) and the reference numbers
+of docs/theory.md#reference-values, never from the solver itself. Starts are random.
 """
 
 import jax
@@ -53,14 +53,14 @@ def test_ufm_plus_reaches_an_of_for_any_sizes(sizes, dim, tau):
 
 
 def test_ufm_plus_paper_reference_value():
-  # PAPER.md 8.1: K = 4, n = (10, 10, 2, 2), d = 8, tau = 1 -> 61.824906, dist_of < 1e-12.
+  # docs/theory.md#ref-thm1: K = 4, n = (10, 10, 2, 2), d = 8, tau = 1 -> 61.824906, dist_of < 1e-12.
   problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, tau=1.0, seeds=1)
   assert sol.loss[0] == pytest.approx(61.824906, abs=1e-6)
   assert metrics.dist_of(_means(problem, sol.embeddings[0])) < 1e-10
 
 
 def test_ufm_balanced_gives_an_etf():
-  # PAPER.md 8.3: K = 4, five per class, tau = 1 -> ETF, loss 20 log(4 + 15 e^{-4/3}).
+  # docs/theory.md#ref-ufm-balanced: K = 4, five per class, tau = 1 -> ETF, loss 20 log(4 + 15 e^{-4/3}).
   problem, sol = _solve(sizes=[5, 5, 5, 5], dim=4, tau=1.0, relu=False)
   expected = 20 * np.log(4 + 15 * np.exp(-4 / 3))
   for s in range(2):
@@ -71,7 +71,7 @@ def test_ufm_balanced_gives_an_etf():
 
 
 def test_ufm_imbalanced_breaks_the_symmetry():
-  # PAPER.md 8.2, tau = 1: loss 57.508222 below the OF's 61.824906, cos(maj, maj) = -0.772,
+  # docs/theory.md#ref-ufm-imbalanced, tau = 1: loss 57.508222 below the OF's 61.824906, cos(maj, maj) = -0.772,
   # cos(min, min) = +0.280, dist_of 0.598: neither an OF nor an ETF.
   problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, tau=1.0, relu=False)
   of_value = frames.scl_optimal_loss([10, 10, 2, 2], 1.0)
@@ -86,7 +86,7 @@ def test_ufm_imbalanced_breaks_the_symmetry():
 
 
 def test_c1_violation_reaches_the_bound_without_an_of():
-  # PAPER.md 8.5: minimum 6.617337, reached by non-OF solutions.
+  # docs/theory.md#ref-c1: minimum 6.617337, reached by non-OF solutions.
   problem, sol = _solve(batching=f"fixed:{C1_FILE}", dim=8, tau=1.0, seeds=4)
   np.testing.assert_allclose(sol.loss, 6.617337, atol=1e-5)
   dist = [metrics.dist_of(_means(problem, h)) for h in sol.embeddings]
@@ -94,7 +94,7 @@ def test_c1_violation_reaches_the_bound_without_an_of():
 
 
 def test_c1_violation_with_binding_reaches_the_of():
-  # PAPER.md 8.6: with one binding row per class the minimum is 22.402654 and unique (OF).
+  # docs/theory.md#ref-binding: with one binding row per class the minimum is 22.402654 and unique (OF).
   problem, sol = _solve(batching=f"fixed:{C1_FILE}", binding=1, dim=8, tau=1.0, seeds=4)
   np.testing.assert_allclose(sol.loss, 22.402654, atol=1e-5)
   for h in sol.embeddings:
@@ -102,7 +102,7 @@ def test_c1_violation_with_binding_reaches_the_of():
 
 
 def test_c2_violation_leaves_two_classes_unconstrained():
-  # PAPER.md 8.7: minimum 23.963646 with cos(mu_1, mu_2) clearly positive.
+  # docs/theory.md#ref-c2: minimum 23.963646 with cos(mu_1, mu_2) clearly positive.
   problem, sol = _solve(batching=f"fixed:{C2_FILE}", dim=8, tau=1.0, seeds=4)
   np.testing.assert_allclose(sol.loss, 23.963646, atol=1e-5)
   cos12 = [metrics.cosines(_means(problem, h))[1, 2] for h in sol.embeddings]
@@ -147,7 +147,7 @@ def test_float32_reaches_an_of():
 
 
 def test_ce_balanced_gives_an_etf_for_classifier_and_means():
-  # Balanced CE-UFM: neural collapse to a simplex ETF (PAPER.md 2), for W and the class means.
+  # Balanced CE-UFM: neural collapse to a simplex ETF (docs/theory.md#ce-ufm), for W and the class means.
   problem, sol = _solve(sizes=[5, 5, 5, 5], dim=6, relu=False, loss="ce", seeds=1,
                         steps=6000)
   means = _means(problem, sol.embeddings[0])
