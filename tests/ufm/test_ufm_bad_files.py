@@ -5,16 +5,7 @@ import time
 
 import pytest
 
-from ufm import cli
-
-
-def _run(argv, capsys):
-  try:
-    code = cli.main(argv)
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
+from ufm_cli_helper import run_cli as _run
 
 
 @pytest.mark.parametrize("content, says", [

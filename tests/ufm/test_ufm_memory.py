@@ -9,20 +9,11 @@ import pytest
 
 from geometry import losses
 from geometry import memory as geometry_memory
-from ufm import cli
 from ufm import memory
 from ufm.problem import ProblemError
+from ufm_cli_helper import run_cli as _run
 
 GIB = 1 << 30
-
-
-def _run(argv, capsys):
-  try:
-    code = cli.main(argv)
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
 
 
 def test_a_billion_rows_are_refused_at_once(monkeypatch, capsys, tmp_path):

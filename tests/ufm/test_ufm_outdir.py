@@ -9,19 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from ufm import cli
+from ufm_cli_helper import run_cli as _run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["solve", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--steps", "40", "--quiet"]
-
-
-def _run(argv, capsys):
-  try:
-    code = cli.main(argv)
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
 
 
 def _one_line(err):
