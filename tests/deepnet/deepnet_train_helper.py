@@ -17,6 +17,24 @@ import jax
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
+def assert_same_run(expected, got, expected_dir, got_dir):
+  """The metrics lines ``got`` equal ``expected`` (timings aside) and the final train
+  embeddings of ``got_dir`` those of ``expected_dir``, to 1e-6."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from deepnet import train  # pylint: disable=g-import-not-at-top
+  assert [r["epoch"] for r in got] == [r["epoch"] for r in expected]
+  for want, have in zip(expected, got):
+    for key, value in want.items():
+      if key in train.TIMING_KEYS:
+        continue
+      np.testing.assert_allclose(np.asarray(have[key], float) if value is not None else 0.0,
+                                 np.asarray(value, float) if value is not None else 0.0,
+                                 rtol=1e-6, atol=1e-6, err_msg=f"epoch {want['epoch']} {key}")
+  ref = np.load(os.path.join(expected_dir, "embeddings_final.npz"))
+  out = np.load(os.path.join(got_dir, "embeddings_final.npz"))
+  np.testing.assert_allclose(out["train_embeddings"], ref["train_embeddings"], atol=1e-6)
+
+
 def tiny_config(overrides=None):
   """A tiny SCL MLP run on the gaussian mixture: K = 4, sizes (12, 12, 6, 6), batch 10 plus
   one binding example per class (14 rows, which 4 or 8 devices do not divide), views with

@@ -48,18 +48,7 @@ def _records(workdir):
 
 def _assert_same_run(expected_dir, got_dir):
   """Same metrics lines (timings aside) and the same final embeddings."""
-  expected, got = _records(expected_dir), _records(got_dir)
-  assert [r["epoch"] for r in got] == [r["epoch"] for r in expected]
-  for want, have in zip(expected, got):
-    for key, value in want.items():
-      if key in train.TIMING_KEYS:
-        continue
-      np.testing.assert_allclose(np.asarray(have[key], float) if value is not None else 0.0,
-                                 np.asarray(value, float) if value is not None else 0.0,
-                                 rtol=1e-6, atol=1e-6, err_msg=f"epoch {want['epoch']} {key}")
-  ref = np.load(os.path.join(expected_dir, "embeddings_final.npz"))
-  out = np.load(os.path.join(got_dir, "embeddings_final.npz"))
-  np.testing.assert_allclose(out["train_embeddings"], ref["train_embeddings"], atol=1e-6)
+  helper.assert_same_run(_records(expected_dir), _records(got_dir), expected_dir, got_dir)
 
 
 @pytest.fixture(scope="module")

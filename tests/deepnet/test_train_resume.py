@@ -12,9 +12,9 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 import deepnet_train_helper as helper
+from deepnet import checkpoints
 from deepnet import train
 
 jax.config.update("jax_disable_most_optimizations", True)
@@ -53,9 +53,10 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
   workdir = str(tmp_path / "killed")
   command = _command(workdir)
   proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  target = os.path.join(workdir, "checkpoints", "3")
+  # A checkpoint is complete once its checksum file is written (deepnet.checkpoints).
+  target = os.path.join(workdir, "checkpoints", "3", checkpoints.CHECKSUMS_NAME)
   deadline = time.time() + 240
-  while not os.path.isdir(target) and proc.poll() is None and time.time() < deadline:
+  while not os.path.exists(target) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
   _, err = proc.communicate(timeout=60)
@@ -68,16 +69,5 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
   assert match and 3 <= int(match.group(1)) < NUM_EPOCHS, resumed.stdout
 
   got = _metrics(workdir)
-  assert [r["epoch"] for r in got] == [r["epoch"] for r in expected]
-  for want, have in zip(expected, got):
-    for key, value in want.items():
-      if key in train.TIMING_KEYS:
-        continue
-      np.testing.assert_allclose(np.asarray(have[key], float) if value is not None else 0.0,
-                                 np.asarray(value, float) if value is not None else 0.0,
-                                 rtol=1e-6, atol=1e-6, err_msg=f"epoch {want['epoch']} {key}")
-  final_ref = np.load(os.path.join(reference, "embeddings_final.npz"))
-  final_got = np.load(os.path.join(workdir, "embeddings_final.npz"))
-  np.testing.assert_allclose(final_got["train_embeddings"], final_ref["train_embeddings"],
-                             atol=1e-6)
+  helper.assert_same_run(expected, got, reference, workdir)
   assert math.isfinite(got[-1]["train_loss"])
