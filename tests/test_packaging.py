@@ -99,10 +99,10 @@ def test_constraints_pin_versions_inside_the_declared_ranges():
         assert version, line
         pins[name.lower().replace("_", "-")] = Version(version)
   for req in declared:
-    assert req.name.lower() in pins or (req.marker and not req.marker.evaluate()), req
-    if req.name.lower() in pins:
-      assert req.specifier.contains(pins[req.name.lower()], prereleases=True), (req, pins[
-          req.name.lower()])
+    name = req.name.lower().replace("_", "-")
+    assert name in pins or (req.marker and not req.marker.evaluate()), req
+    if name in pins:
+      assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
 
 
 def test_license_and_citation():
