@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from ufm import cli
 from ufm_cli_helper import run_cli as _run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
