@@ -64,6 +64,13 @@ from ufm import policy as policy_lib
 from ufm.problem import Problem
 
 
+def _by_dtype(value: float | None, dtype: str, *, float64: float, float32: float) -> float:
+  """``value`` when given, else the default of the problem's precision."""
+  if value is not None:
+    return float(value)
+  return float64 if dtype == "float64" else float32
+
+
 @dataclasses.dataclass(frozen=True)
 class SolverOptions:
   """Solver knobs.
@@ -124,19 +131,13 @@ class SolverOptions:
     return 5e-2 if loss == "ce" else 1e-2
 
   def resolved_tol(self, dtype: str) -> float:
-    if self.tol is not None:
-      return float(self.tol)
-    return 1e-9 if dtype == "float64" else 1e-5
+    return _by_dtype(self.tol, dtype, float64=1e-9, float32=1e-5)
 
   def resolved_geometry_tol(self, dtype: str) -> float:
-    if self.geometry_tol is not None:
-      return float(self.geometry_tol)
-    return 1e-6 if dtype == "float64" else 1e-4
+    return _by_dtype(self.geometry_tol, dtype, float64=1e-6, float32=1e-4)
 
   def resolved_rtol(self, dtype: str) -> float:
-    if self.certificate_rtol is not None:
-      return float(self.certificate_rtol)
-    return 1e-9 if dtype == "float64" else 1e-8
+    return _by_dtype(self.certificate_rtol, dtype, float64=1e-9, float32=1e-8)
 
 
 @dataclasses.dataclass(frozen=True)
