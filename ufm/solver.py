@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from typing import Callable
 
@@ -59,6 +58,7 @@ import numpy as np
 import optax
 
 from geometry import losses
+from geometry import memory as geometry_memory
 from geometry import metrics
 from ufm import policy as policy_lib
 from ufm.problem import Problem
@@ -173,14 +173,6 @@ def continuation_phases(problem: Problem, options: SolverOptions) -> list[Phase]
   return plan
 
 
-def available_memory_bytes() -> int:
-  """Available physical memory (Linux sysconf), or 8 GiB when it cannot be read."""
-  try:
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-  except (ValueError, OSError, AttributeError):
-    return 8 << 30
-
-
 # On a CPU the dense path stops paying once one N x N array outgrows the caches: at N = 2020,
 # d = 10 in float64 blocks of 512 rows ran 2.1x faster than dense, at N = 5050 (float32) 2.6x,
 # and at N = 4096, d = 128 (float32) 1.6x; below about 16 MiB the two were within 10%.
@@ -197,7 +189,7 @@ def auto_block_size(rows: int, itemsize: int, seeds: int, memory: int | None = N
   Speed: on a CPU, an N x N array above `CPU_DENSE_BYTES` streams in blocks of `CPU_BLOCK`
   rows, which keeps each [b, N] block in cache.
   """
-  memory = available_memory_bytes() if memory is None else memory
+  memory = geometry_memory.host_available_bytes() if memory is None else memory
   platform = jax.default_backend() if platform is None else platform
   fits = 6 * rows * rows * itemsize * seeds <= memory // 2
   if fits and not (platform == "cpu" and rows * rows * itemsize > CPU_DENSE_BYTES):
