@@ -144,3 +144,34 @@ def provenance(*, device: bool = True) -> dict:
     info["device_count"] = len(devices)
   info["git"] = git_state()
   return info
+
+
+RUN_KINDS = ("ufm", "train")
+
+
+def run_descriptor(kind: str, setup: str, *, problem: dict | None = None,
+                   config: dict | None = None, **facts: Any) -> dict:
+  """The ``run.json`` of a run folder, one format for both halves of the project.
+
+  ``kind`` is ``"ufm"`` (a `ufm solve` folder: ``problem`` is the problem definition that
+  result.json also holds) or ``"train"`` (a training workdir: ``config`` is the run's config,
+  as in config.json). ``setup`` is the one-line name of the run that summaries and the report
+  show. ``facts`` are kind-specific fields (a training run's class sizes, batching advice, ...).
+  ``provenance`` (versions, device, git commit) is added here, so every run folder records it
+  the same way.
+  """
+  if kind not in RUN_KINDS:
+    raise ValueError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
+  if (problem is None) == (config is None):
+    raise ValueError("a run descriptor has exactly one of problem (ufm) or config (train)")
+  if (kind == "ufm") != (problem is not None):
+    raise ValueError(f"a {kind!r} run is described by its "
+                     f"{'problem' if kind == 'ufm' else 'config'}")
+  descriptor = {"kind": kind, "setup": str(setup)}
+  descriptor["problem" if kind == "ufm" else "config"] = problem if kind == "ufm" else config
+  overlap = sorted(set(facts) & {"kind", "setup", "problem", "config", "provenance"})
+  if overlap:
+    raise ValueError(f"run descriptor facts may not redefine {overlap}")
+  descriptor.update(facts)
+  descriptor["provenance"] = provenance()
+  return descriptor

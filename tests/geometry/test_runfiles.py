@@ -79,3 +79,21 @@ def test_provenance_lists_the_stack():
   assert info["device_kind"] == jax.devices()[0].device_kind
   assert set(info["git"]) == {"commit", "dirty"}
   assert math.isfinite(info["device_count"])
+
+
+def test_run_descriptor_has_one_format_for_both_kinds():
+  ufm = runfiles.run_descriptor("ufm", "UFM+ SCL K=2", problem={"sizes": [2, 1]})
+  train = runfiles.run_descriptor("train", "digits R=10", config={"seed": 0}, num_train=11)
+  assert ufm["kind"] == "ufm" and ufm["problem"] == {"sizes": [2, 1]} and "config" not in ufm
+  assert train["kind"] == "train" and train["config"] == {"seed": 0} and train["num_train"] == 11
+  for d in (ufm, train):
+    assert set(d["provenance"]) >= {"python", "jax", "git"}
+    json.loads(runfiles.dumps(d))   # strict JSON throughout
+  with pytest.raises(ValueError, match="exactly one"):
+    runfiles.run_descriptor("ufm", "x")
+  with pytest.raises(ValueError, match="described by its problem"):
+    runfiles.run_descriptor("ufm", "x", config={})
+  with pytest.raises(ValueError, match="kind"):
+    runfiles.run_descriptor("solve", "x", problem={})
+  with pytest.raises(ValueError, match="redefine"):
+    runfiles.run_descriptor("train", "x", config={}, provenance={})
