@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from geometry import advisor, batching
+from geometry import advisor, advisor_mc, batching
 
 CONF = 0.999   # intervals in tests: a 1-in-1000 miss rate per comparison
 
@@ -177,7 +177,7 @@ def test_vectorised_union_equals_batch_certificate(views, binding):
   sizes, batch_size = [9, 7, 3, 2, 2], 4
   y = _labels(sizes)
   n, trials, k = len(y), 6, len(sizes)
-  chunk = advisor._Chunk(sizes, batch_size, views, binding, trials)
+  chunk = advisor_mc._Chunk(sizes, batch_size, views, binding, trials)
   unions = [batching.BatchCertificate(y, k, views=views) for _ in range(trials)]
   for epoch in range(1, 6):
     bins = np.empty((trials, n), np.int64)
