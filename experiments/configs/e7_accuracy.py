@@ -6,15 +6,16 @@ batch-binding. Expected: the ReLU does not reduce accuracy [P]; binding has litt
 generalisation [U: direction].
 
 - cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py, step
-  imbalance, R in {10, 100}, its 500 epochs): 8 settings, each over the experiment's seeds;
+  imbalance, R in {10, 100}, its 500 epochs): 8 settings x 3 seeds = 24 training runs;
   the test set is the full balanced 10,000 images. Needs the IDX files (`make data`).
-- paper preset: ResNet-18 on CIFAR-10 (R in {1, 10, 100}, 350 epochs, GPU): 12 runs.
+- paper preset: ResNet-18 on CIFAR-10 (R in {1, 10, 100}, 350 epochs, GPU): 12 runs, one seed
+  each.
 
   make sweep EXP=e7_accuracy
   python -m experiments.sweep e7_accuracy --preset paper --set data.data_dir=$TFDS_DATA_DIR
 """
 
-from experiments.sweep import ratio_name, train_run
+from experiments.spec import check, ratio_name, train_run
 
 
 def get_experiment(preset="cpu"):
@@ -36,4 +37,5 @@ def get_experiment(preset="cpu"):
       "description": "Balanced / majority / minority NCC test accuracy of SCL networks "
                      f"({preset} preset); the paired table gives the differences.",
       "runs": runs,
+      "checks": [check("accuracy"), check("of_reached")],
   }
