@@ -112,7 +112,8 @@ def add_heatmaps(b):
     title = f"({chr(97 + i)}) {run_label(run)}"
     if run.kind == "train" and run.flat.get("data.imbalance") not in (None, "none"):
       title += f", R={fmt(run.flat.get('data.ratio'))}"
-    ax.set_title(title + (f"\ndist_of={value_of(dist):.3f}" if dist and finite(value_of(dist)) else ""),
+    shown = value_of(dist)
+    ax.set_title(title + (f"\ndist_of={shown:.3f}" if dist and finite(shown) else ""),
                  fontsize=9)
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
@@ -178,7 +179,8 @@ def add_metric_curves(b):
     axes[0].legend(fontsize=7)
     file = b.save(fig, f"fig_curves_{gi}")
     zero_text = ("no run reached zero training error" if value_of(zero) is None else
-                 f"dashed line: zero-error epoch {value_of(zero)} (the latest over the lines of the "
+                 f"dashed line: zero-error epoch {value_of(zero)} (the latest over the lines "
+                 "of the "
                  f"first logged epoch with balanced train NCC accuracy >= {b.t['zero_error_acc']})")
     caption = (f"Train-set geometry against epoch, one line per R. Setup: "
                f"{setup_text(group[0], skip=['data.ratio'])}; lines: "

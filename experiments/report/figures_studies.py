@@ -26,12 +26,14 @@ def add_comparisons(b):
   plt = plt_()
   thr = b.t["convergence_of"]
   for fields, title, stem, panels in STUDIES:
+    def label_of(run, fields=fields, stem=stem):
+      return line_label(run, fields) if stem != "relu" else run_label(run)
     for gi, group in study_groups(b.train, fields):
       fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
       colors = palette(len(group))
       data = {"runs": [r.name for r in group], "series": {}, "first_epoch_below": {}}
       for color, run in zip(colors, group):
-        label = line_label(run, fields) if stem != "relu" else run_label(run)
+        label = label_of(run)
         for ax, key in zip(axes, panels):
           s = b.num.series(run, key)
           data["series"].setdefault(key, {})[run.name] = s
@@ -56,8 +58,7 @@ def add_comparisons(b):
                "train_loss": "training loss"}
       caption = (f"{title}: " + ", ".join(names[p] for p in panels) + " against epoch. "
                  f"Setup: {setup_text(scl, skip=list(fields))}; lines: "
-                 + "; ".join(f"{r.name} ({line_label(r, fields) if stem != 'relu' else run_label(r)})"
-                             for r in group)
+                 + "; ".join(f"{r.name} ({label_of(r)})" for r in group)
                  + f". Dotted verticals: first logged epoch with dist_of < {thr} (gray line).")
       b.figures.append(Figure(f"{stem}_{gi}", title, caption, file, [data]))
 

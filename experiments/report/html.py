@@ -43,7 +43,8 @@ def _describe(record: dict, depth: int = 0) -> str:
   """Where a number comes from, in words (sources of derived numbers included)."""
   if "derived" in record:
     if "source" in record:
-      return f"{record['derived']} {record.get('threshold', '')} of {record['source']} [{record['key']}]"
+      return (f"{record['derived']} {record.get('threshold', '')} of {record['source']} "
+              f"[{record['key']}]")
     inputs = record.get("from", [])
     if depth >= 2 or len(inputs) > 3:
       return f"{record['derived']} of {len(inputs)} numbers"

@@ -45,6 +45,14 @@ def seeds_text(seed) -> str:
   return f"seed {seed}"
 
 
+# Config fields of a training run's setup line, in order, with their text.
+_SETUP_FIELDS = (("temperature", "τ={}"), ("data.imbalance", "imbalance {}"),
+                 ("data.ratio", "R={}"), ("data.rho", "ρ={}"), ("data.n_max", "n_max={}"),
+                 ("batch_size", "batch size {}"),
+                 ("batching", "{} batches"), ("binding", "binding {}/class"),
+                 ("data.views", "views {}"), ("num_epochs", "{} epochs"), ("lr", "lr {}"))
+
+
 def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
   """The exact setup of a run, for captions."""
   if run.kind == "ufm":
@@ -61,36 +69,22 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
       parts.append(f"{steps} steps")
     return ", ".join(parts)
   f = run.flat
-  items = [
-      ("data.name", lambda: f"{f.get('data.name')}"),
-      ("model.name", lambda: f"{f.get('model.name')}"
-       + (f" widths {fmt(f.get('model.mlp_widths'))}" if f.get("model.name") == "mlp"
-          else f" width x{fmt(f.get('model.width', 1.0))}")),
-      ("model.final_relu", lambda: "final ReLU" if f.get("model.final_relu", True)
-       else "no final ReLU" + (" (extra linear)" if f.get("model.extra_linear") else "")),
-      ("loss", lambda: f"{str(f.get('loss', 'scl')).upper()}"),
-      ("temperature", lambda: f"τ={fmt(f.get('temperature'))}"),
-      ("data.imbalance", lambda: f"imbalance {f.get('data.imbalance')}"),
-      ("data.ratio", lambda: f"R={fmt(f.get('data.ratio'))}"),
-      ("data.rho", lambda: f"ρ={fmt(f.get('data.rho'))}"),
-      ("data.n_max", lambda: f"n_max={f.get('data.n_max')}"),
-      ("batch_size", lambda: f"batch size {f.get('batch_size')}"),
-      ("batching", lambda: f"{f.get('batching')} batches"),
-      ("binding", lambda: f"binding {f.get('binding', 0)}/class"),
-      ("data.views", lambda: f"views {f.get('data.views')}"),
-      ("num_epochs", lambda: f"{f.get('num_epochs')} epochs"),
-      ("lr", lambda: f"lr {fmt(f.get('lr'))}"),
-      ("seed", lambda: seeds_text(f.get("seed"))),
-  ]
+  model = f"{f.get('model.name')}" + (f" widths {fmt(f.get('model.mlp_widths'))}"
+                                      if f.get("model.name") == "mlp"
+                                      else f" width x{fmt(f.get('model.width', 1.0))}")
+  relu = ("final ReLU" if f.get("model.final_relu", True) else
+          "no final ReLU" + (" (extra linear)" if f.get("model.extra_linear") else ""))
   parts = []
-  for name, text in items:
+  for name, text in (("data.name", "{}"), ("model.name", model), ("model.final_relu", relu),
+                     ("loss", str(f.get("loss", "scl")).upper()), *_SETUP_FIELDS,
+                     ("seed", seeds_text(f.get("seed")))):
     if name in skip or (name not in f and name not in ("model.final_relu", "loss")):
       continue
     if name in ("data.ratio", "data.rho") and f.get("data.imbalance") == "none":
       continue
     if name == "temperature" and f.get("loss") == "ce":
       continue
-    parts.append(text())
+    parts.append(text.format(fmt(f.get(name, 0))) if "{}" in text else text)
   return ", ".join(parts)
 
 

@@ -1,8 +1,8 @@
 """Seeds of an experiment: seed runs grouped into settings, mean curves, verdicts over seeds.
 
-An experiment runs each training run for several seeds (``experiments.spec.expand_seeds`` expands a run
-``NAME`` into the folders ``NAME_seed0``, ``NAME_seed1``, ...). The report treats the runs whose
-configs differ only in ``seed`` as one *setting*:
+An experiment runs each training run for several seeds (``experiments.spec.expand_seeds``
+expands a run ``NAME`` into the folders ``NAME_seed0``, ``NAME_seed1``, ...). The report treats
+the runs whose configs differ only in ``seed`` as one *setting*:
 
 - curves are the mean over seeds on the union of the logged epochs, with a min-max band: at
   epoch e, over the n_e seeds that logged a finite value,

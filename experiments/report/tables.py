@@ -15,6 +15,11 @@ PAIRS = ((["model.final_relu", "model.extra_linear"], "model.final_relu"),
          (["binding"], "binding"))
 
 
+def _table(table_id: str, title: str, caption: str, columns, rows) -> dict:
+  return {"id": table_id, "title": title, "caption": caption, "columns": list(columns),
+          "rows": rows}
+
+
 def accuracy_pairs(num, runs) -> list:
   """[(switch, fields, run with it on, run with it off, [difference records])]: SCL runs
   that differ only in a switch, with their differences of the last-epoch test accuracies
@@ -47,22 +52,21 @@ def add_accuracy_table(b):
                 + [b.num.final(run, k) for k in ACCURACY_KEYS])
   if not rows:
     return
-  b.tables.append({
-      "id": "accuracy", "title": "NCC accuracy at the last logged epoch",
-      "caption": "Nearest-class-centre accuracy with the train class means (docs/theory.md#ncc): "
-                 "balanced train / balanced test / test majority / test minority classes.",
-      "columns": ["run", "variant", "setup", "train (balanced)", "test (balanced)",
-                  "test majority", "test minority"], "rows": rows})
+  b.tables.append(_table(
+      "accuracy", "NCC accuracy at the last logged epoch",
+      "Nearest-class-centre accuracy with the train class means (docs/theory.md#ncc): "
+      "balanced train / balanced test / test majority / test minority classes.",
+      ["run", "variant", "setup", "train (balanced)", "test (balanced)", "test majority",
+       "test minority"], rows))
   pairs = [["ReLU - no ReLU" if flag == "model.final_relu" else "binding - no binding",
             on.name, off.name, setup_text(on, skip=fields)] + diffs
            for flag, fields, on, off, diffs in accuracy_pairs(b.num, b.train)]
   if pairs:
-    b.tables.append({
-        "id": "accuracy_pairs", "title": "Accuracy differences of paired runs",
-        "caption": "Differences of the last-epoch NCC test accuracies between runs that "
-                   "differ only in the named switch.",
-        "columns": ["comparison", "run A", "run B", "setup", "Δ test (balanced)",
-                    "Δ test majority", "Δ test minority"], "rows": pairs})
+    b.tables.append(_table(
+        "accuracy_pairs", "Accuracy differences of paired runs",
+        "Differences of the last-epoch NCC test accuracies between runs that differ only in "
+        "the named switch.", ["comparison", "run A", "run B", "setup", "Δ test (balanced)",
+                              "Δ test majority", "Δ test minority"], pairs))
 
 
 def add_geometry_table(b):
@@ -76,14 +80,13 @@ def add_geometry_table(b):
     rows.append([run.name, run_label(run), b.num.line_value(run, line, "epoch")]
                 + [b.num.final(run, k) for k in keys])
   if rows:
-    b.tables.append({
-        "id": "final_geometry", "title": "Training runs at the last logged epoch",
-        "caption": "Train-set geometry (docs/theory.md#metrics), the mean training loss of the "
-                   "epoch and its OF floor, the test-set dist_of, and whether the batches seen "
-                   "so far certify the OF as the unique UFM+ minimizer (C1 and C2).",
-        "columns": ["run", "variant", "epoch", "dist_of", "dist_etf", "nc1", "mean_cos",
-                    "train loss", "OF floor", "test dist_of", "OF unique so far"],
-        "rows": rows})
+    b.tables.append(_table(
+        "final_geometry", "Training runs at the last logged epoch",
+        "Train-set geometry (docs/theory.md#metrics), the mean training loss of the epoch and "
+        "its OF floor, the test-set dist_of, and whether the batches seen so far certify the "
+        "OF as the unique UFM+ minimizer (C1 and C2).",
+        ["run", "variant", "epoch", "dist_of", "dist_etf", "nc1", "mean_cos", "train loss",
+         "OF floor", "test dist_of", "OF unique so far"], rows))
 
 
 def add_ufm_table(b):
@@ -94,11 +97,9 @@ def add_ufm_table(b):
     rec = {k: b.num.field(run, k) for k in UFM_KEYS}
     weighted = b.num.computed(run, "dist_etf_weighted")
     rows.append([run.name, setup_text(run)] + [rec[k] for k in UFM_KEYS] + [weighted])
-  b.tables.append({
-      "id": "ufm", "title": "UFM / UFM+ solves",
-      "caption": "Objective (sum form), the closed-form OF objective of the batching, the gap "
-                 "to the Theorem 1/2 minimum (UFM+ SCL only), geometry of the solution, and "
-                 "dist_etf after centering by the class-size-weighted mean "
-                 "(docs/theory.md#centering).",
-      "columns": ["run", "setup"] + list(UFM_KEYS) + ["dist_etf (weighted centering)"],
-      "rows": rows})
+  b.tables.append(_table(
+      "ufm", "UFM / UFM+ solves",
+      "Objective (sum form), the closed-form OF objective of the batching, the gap to the "
+      "Theorem 1/2 minimum (UFM+ SCL only), geometry of the solution, and dist_etf after "
+      "centering by the class-size-weighted mean (docs/theory.md#centering).",
+      ["run", "setup", *UFM_KEYS, "dist_etf (weighted centering)"], rows))
