@@ -248,6 +248,10 @@ def validate(exp: dict) -> None:
       raise ExperimentError(f"run {name!r}: no training config {run['config']}")
   if not names:
     raise ExperimentError(f"experiment {exp.get('name')!r} has no runs")
+  moved = sorted({"references", "tau_steps"} & set(exp.get("report") or {}))
+  if moved:
+    raise ExperimentError(f"report.{moved[0]} is a check now: list check({moved[0]!r}, ...) "
+                          "of experiments.spec in the experiment's \"checks\"")
   settings = names | {setting_name(n) for n in names}
   for item in exp.get("checks") or []:
     if not isinstance(item, Check):

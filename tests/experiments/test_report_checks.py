@@ -318,3 +318,6 @@ def test_unknown_check_or_option_is_one_error(tmp_path, capsys):
          "checks": [spec.check("of_reached", runs=["v"])]}
   with pytest.raises(spec.ExperimentError, match="unknown run"):
     spec.validate(exp)
+  exp = {**exp, "checks": [], "report": {"references": []}}
+  with pytest.raises(spec.ExperimentError, match="check\\('references'"):
+    spec.validate(exp)
