@@ -21,11 +21,12 @@ def get_experiment(preset="cpu"):
   config, views = (("experiments/configs/fashion_mnist_cpu.py", "noise") if preset == "cpu"
                    else ("experiments/configs/cifar10_resnet18.py", "augment"))
   runs = []
-  for relu in (True, False):
+  for final_relu in (True, False):
     for ratio in (1.0, 10.0, 100.0):
-      runs.append(train_run(f"{'relu' if relu else 'norelu'}_{ratio_name(ratio)}", config, {
+      name = f"{'relu' if final_relu else 'norelu'}_{ratio_name(ratio)}"
+      runs.append(train_run(name, config, {
           "data.imbalance": "step", "data.ratio": ratio, "data.views": views,
-          "model.final_relu": relu}))
+          "model.final_relu": final_relu}))
   return {
       "name": "angles_boxplots",
       "title": "Angle box-plots: pairwise angles of the final class means across R",

@@ -45,10 +45,10 @@ def get_experiment(preset="cpu"):
     runs.append(train_run(f"relu_{r}", config, {**base, "model.final_relu": True}))
     runs.append(train_run(f"norelu_{r}", config, {**base, "model.final_relu": False}))
     # The other form of a final ReLU: after a linear layer on the (ReLU) backbone output.
-    for relu in (True, False):
-      runs.append(train_run(f"proj_{'relu' if relu else 'norelu'}_{r}", config, {
+    for projection_relu in (True, False):
+      runs.append(train_run(f"proj_{'relu' if projection_relu else 'norelu'}_{r}", config, {
           **base, "model.final_relu": True, "model.projection_dim": PROJECTION_DIM,
-          "model.projection_relu": relu}))
+          "model.projection_relu": projection_relu}))
     if preset == "paper" or ratio == 10.0:
       runs.append(train_run(f"ce_{r}", config, {**base, "loss": "ce"}))
   names = {r["name"] for r in runs}

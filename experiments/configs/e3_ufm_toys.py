@@ -29,9 +29,9 @@ def get_experiment(preset="cpu"):
   balanced = ("--classes", 4, "--imbalance", "none", "--n-max", 5, "--dim", 8, "--tau", 1)
   runs = [ufm_run("balanced_ufm", *balanced, "--no-relu", *seeds),
           ufm_run("balanced_ufm_plus", *balanced, "--relu", *seeds)]
-  for tau in (1.0, 0.5):
-    t = f"tau{tau:g}"
-    small = ("--sizes", "10,10,2,2", "--dim", 8, "--tau", tau)
+  for temperature in (1.0, 0.5):
+    t = f"tau{temperature:g}"
+    small = ("--sizes", "10,10,2,2", "--dim", 8, "--tau", temperature)
     runs.append(ufm_run(f"imbalanced_ufm_plus_{t}", *small, "--relu", *seeds))
     runs.append(ufm_run(f"imbalanced_ufm_{t}", *small, "--no-relu", *seeds))
   # K = 10 UFM+ has spurious stationary points (docs/theory.md#ufm): several seeds, of which the

@@ -31,11 +31,11 @@ def get_experiment(preset="cpu"):
       ("R100_b{b}_shuffle_norelu", 100.0, small, "shuffle", False),
   ]
   runs = []
-  for name, ratio, batch, batching, relu in cases:
+  for name, ratio, batch, batching, final_relu in cases:
     for binding in (0, 1):
       runs.append(train_run(f"{name.format(b=batch)}_bind{binding}", config, {
           **extra, "data.imbalance": "step", "data.ratio": ratio, "batch_size": batch,
-          "batching": batching, "binding": binding, "model.final_relu": relu}))
+          "batching": batching, "binding": binding, "model.final_relu": final_relu}))
   return {
       "name": "e5_binding",
       "title": "E5: batch-binding and batch-shuffling in deep networks",

@@ -19,7 +19,7 @@ optimisation at small tau (docs/theory.md#ufm).
 
 from experiments.spec import check, train_run, ufm_run
 
-TAUS = (0.05, 0.1, 0.5, 1.0)
+TEMPERATURES = (0.05, 0.1, 0.5, 1.0)
 
 
 def get_experiment(preset="cpu"):
@@ -28,14 +28,14 @@ def get_experiment(preset="cpu"):
   else:
     config, extra = "experiments/configs/cifar10_resnet18.py", {}
   base = {**extra, "data.imbalance": "step", "data.ratio": 10.0}
-  runs = [train_run(f"relu_tau{tau:g}", config, {**base, "temperature": tau})
-          for tau in TAUS]
+  runs = [train_run(f"relu_tau{temperature:g}", config, {**base, "temperature": temperature})
+          for temperature in TEMPERATURES]
   runs.append(train_run("norelu_tau0.1", config, {**base, "temperature": 0.1,
                                                   "model.final_relu": False}))
   # Without the solver's larger-tau warm-up, so the step counts show the plain dynamics.
-  for tau in (0.1, 0.5, 1.0):
-    runs.append(ufm_run(f"ufm_plus_tau{tau:g}", "--classes", 10, "--imbalance", "step:10",
-                        "--n-max", 20, "--dim", 10, "--tau", tau, "--no-continuation",
+  for temperature in (0.1, 0.5, 1.0):
+    runs.append(ufm_run(f"ufm_plus_tau{temperature:g}", "--classes", 10, "--imbalance", "step:10",
+                        "--n-max", 20, "--dim", 10, "--tau", temperature, "--no-continuation",
                         "--steps", 50000))
   return {
       "name": "e6_dynamics",

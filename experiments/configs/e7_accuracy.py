@@ -25,12 +25,12 @@ def get_experiment(preset="cpu"):
     config, extra, ratios = "experiments/configs/cifar10_resnet18.py", {}, (1.0, 10.0, 100.0)
   runs = []
   for ratio in ratios:
-    for relu in (True, False):
+    for final_relu in (True, False):
       for binding in (0, 1):
-        name = f"{'relu' if relu else 'norelu'}_bind{binding}_{ratio_name(ratio)}"
+        name = f"{'relu' if final_relu else 'norelu'}_bind{binding}_{ratio_name(ratio)}"
         runs.append(train_run(name, config, {
             **extra, "data.imbalance": "step", "data.ratio": ratio,
-            "model.final_relu": relu, "binding": binding}))
+            "model.final_relu": final_relu, "binding": binding}))
   return {
       "name": "e7_accuracy",
       "title": "E7: NCC accuracy with vs without ReLU, with vs without binding",

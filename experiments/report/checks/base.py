@@ -13,10 +13,10 @@ def train_runs(runs) -> list:
   return [r for r in runs if r.kind == "train"]
 
 
-def ufm_scl_runs(runs, relu: bool) -> list:
-  """The UFM+ (relu=True) or UFM (relu=False) solves of the SCL loss among `runs`."""
+def ufm_scl_runs(runs, final_relu: bool) -> list:
+  """The UFM+ (final_relu=True) or UFM (final_relu=False) solves of the SCL loss among `runs`."""
   return [r for r in runs if r.kind == "ufm" and ufm_loss_kind(r) == "scl"
-          and bool(r.get("relu", True)) == relu]
+          and bool(r.get("relu", True)) == final_relu]
 
 
 def curve_groups(runs) -> list:

@@ -15,8 +15,8 @@ from experiments.report.labels import setup_text
 
 
 def check(b, runs):
-  for group, relu in base.curve_groups(runs):
-    if not relu or not base.finals(b.num, group):
+  for group, final_relu in base.curve_groups(runs):
+    if not final_relu or not base.finals(b.num, group):
       continue
     etf = list(base.finals(b.num, group, "dist_etf").values())
     if etf:
@@ -26,7 +26,7 @@ def check(b, runs):
                 [{"lhs": v, "op": "<", "rhs": thr} for v in etf], etf,
                 f"holds if the final train dist_etf (unweighted centering) of every run is < {thr}",
                 "docs/theory.md#geometries, #centering")
-  for run in base.ufm_scl_runs(runs, relu=True):
+  for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
       continue
     setup = setup_text(run)

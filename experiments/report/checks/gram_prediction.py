@@ -15,7 +15,8 @@ from experiments.report.numbers import Numbers, gram_distance
 
 
 def check(b, runs):
-  plus, minus = base.ufm_scl_runs(runs, relu=True), base.ufm_scl_runs(runs, relu=False)
+  plus = base.ufm_scl_runs(runs, final_relu=True)
+  minus = base.ufm_scl_runs(runs, final_relu=False)
   if not plus or not minus:
     return
   for run in base.train_runs(runs):

@@ -13,9 +13,9 @@ from experiments.report.labels import setup_text
 
 
 def check(b, runs):
-  for group, relu in base.curve_groups(runs):
+  for group, final_relu in base.curve_groups(runs):
     finals = base.finals(b.num, group)
-    if not relu or not finals:
+    if not final_relu or not finals:
       continue
     thr = b.t["train_of"]
     b.verdict("E1", "SCL with a final ReLU learns an orthogonal frame at every R",
@@ -23,7 +23,7 @@ def check(b, runs):
               [{"lhs": v, "op": "<", "rhs": thr} for v in finals.values()], list(finals.values()),
               f"holds if the final train dist_of of every run is < {thr}",
               "docs/theory.md#e1, Thm 1")
-  for run in base.ufm_scl_runs(runs, relu=True):
+  for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
       continue   # check "ufm_certificate"
     thr = b.t["ufm_of"]

@@ -18,9 +18,9 @@ from experiments.report.runs import balanced
 
 
 def check(b, runs):
-  for group, relu in base.curve_groups(runs):
+  for group, final_relu in base.curve_groups(runs):
     finals = base.finals(b.num, group)
-    if relu or not finals:
+    if final_relu or not finals:
       continue
     setup = setup_text(group[0], skip=["data.ratio"])
     imbalanced = [r for r in group if not balanced(r.flat)]
@@ -40,7 +40,7 @@ def check(b, runs):
                   "geometry", setup, [{"lhs": v, "op": "<", "rhs": thr} for v in nums], nums,
                   f"holds if the final train dist_etf of every balanced run is < {thr}",
                   "docs/theory.md#ufm-no-relu, #e2")
-  for run in base.ufm_scl_runs(runs, relu=False):
+  for run in base.ufm_scl_runs(runs, final_relu=False):
     _ufm(b, run)
 
 

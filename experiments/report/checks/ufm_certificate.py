@@ -17,7 +17,7 @@ from experiments.report.runs import finite
 
 
 def check(b, runs):
-  for run in base.ufm_scl_runs(runs, relu=True):
+  for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is not False:
       continue
     thr = b.t["ufm_not"]

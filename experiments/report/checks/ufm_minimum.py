@@ -14,7 +14,7 @@ from experiments.report.numbers import Numbers, value_of
 
 
 def check(b, runs):
-  for run in base.ufm_scl_runs(runs, relu=True):
+  for run in base.ufm_scl_runs(runs, final_relu=True):
     gap, optimal = b.num.field(run, "gap"), b.num.field(run, "optimal_loss")
     if gap is None or optimal is None or value_of(gap) is None:
       continue

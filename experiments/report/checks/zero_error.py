@@ -15,9 +15,9 @@ from experiments.report.runs import has_path
 
 
 def check(b, runs):
-  for group, relu in base.curve_groups(runs):
+  for group, final_relu in base.curve_groups(runs):
     finals = base.finals(b.num, group)
-    if not relu or not finals:
+    if not final_relu or not finals:
       continue
     per_zero, _ = b.num.zero_error(group, b.t["zero_error_acc"])
     conds, nums = [], []
