@@ -8,13 +8,14 @@ set explicitly through the check's ``thresholds`` option, so the expected outcom
 the numbers below only.
 """
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from experiments_synthetic import training_config
+from experiments_synthetic import training_config, write_ufm
 from experiments import report, spec
 from experiments.report.checks import REGISTRY
 
@@ -321,3 +322,26 @@ def test_unknown_check_or_option_is_one_error(tmp_path, capsys):
   exp = {**exp, "checks": [], "report": {"references": []}}
   with pytest.raises(spec.ExperimentError, match="check\\('references'"):
     spec.validate(exp)
+
+
+def test_the_report_makes_the_experiments_checks_and_else_the_defaults(tmp_path):
+  root = tmp_path / "runs"
+  for name, relu in (("ufm_plus", True), ("ufm", False)):
+    write_ufm(root / name, sizes=(3, 3), dim=2, tau=1.0, relu=relu, means=np.eye(2),
+              loss=1.0, of_loss=1.0)
+  exp_file = tmp_path / "tiny.py"
+  exp_file.write_text(
+      "from experiments.spec import check, ufm_run\n"
+      "def get_experiment(preset='cpu'):\n"
+      "  return {'name': 'tiny', 'runs': [ufm_run('ufm_plus', '--sizes', '3,3', '--dim', 2),\n"
+      "                                   ufm_run('ufm', '--sizes', '3,3', '--dim', 2)],\n"
+      "          'checks': [check('of_reached', runs=['ufm_plus'])]}\n")
+
+  def claims(*extra):
+    out = tmp_path / f"out{len(extra)}"
+    assert report.main([*extra, "--out", str(out), str(root)]) == 0
+    return {v["claim"] for v in json.loads((out / "report.json").read_text())["verdicts"]}
+  assert claims("--experiment", str(exp_file)) == {"the UFM+ minimizer is an orthogonal frame"}
+  defaults = claims()
+  assert {"the UFM+ minimizer is an orthogonal frame", "UFM+ attains the Theorem 1/2 minimum",
+          "balanced UFM (no ReLU) gives a simplex ETF"} <= defaults
