@@ -1,3 +1,4 @@
-"""The paper's experiments as configs, the sweep runner and the theory-vs-practice report."""
+"""The paper's experiments as data (`experiments.spec`, the configs), the sweep runner, the demo
+and the theory-vs-practice report (`experiments.report`)."""
 
 from geometry._version import __version__

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from experiments import report, sweep
+from experiments import report, spec, sweep
 from experiments.configs import demo as demo_config
 
 QUICK_EPOCHS = 5
@@ -44,17 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("demo: error: --epochs must be >= 1", file=sys.stderr)
     return 2
   try:
-    seeds = demo_config.SEEDS if args.seeds is None else sweep.parse_seeds(args.seeds)
-  except sweep.SweepError as e:
+    seeds = demo_config.SEEDS if args.seeds is None else spec.parse_seeds(args.seeds)
+  except spec.ExperimentError as e:
     print(f"demo: error: {e}", file=sys.stderr)
     return 2
   exp = demo_config.get_experiment(num_epochs=epochs, seeds=seeds)
   exp["preset"] = "cpu"
-  sweep.validate(exp)
+  spec.validate(exp)
   out = Path(args.out)
   start = time.time()
-  print(f"demo: {len(sweep.expand_seeds(exp))} runs into {out} (UFM+ / UFM solves, digits MLP "
-        f"with and without ReLU and with CE, {report.seeds_text(sweep.seed_list(seeds))}"
+  print(f"demo: {len(spec.expand_seeds(exp))} runs into {out} (UFM+ / UFM solves, digits MLP "
+        f"with and without ReLU and with CE, {report.seeds_text(spec.seed_list(seeds))}"
         f"{'' if epochs is None else f', {epochs} epochs'})")
   try:
     summary = sweep.run_experiment(exp, out)

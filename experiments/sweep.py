@@ -13,13 +13,8 @@ as ``e2``) or a path to one. Without NAME the experiments are listed.
 
 **Experiment configs.** A plain Python module with ``get_experiment(preset="cpu")``
 (``preset`` is ``"cpu"``, embedded data sets, minutes on a laptop, or ``"paper"``, the paper's
-scale on TFDS data and a GPU) returning a dict::
-
-  {"name": "e2_relu", "title": ..., "description": ...,
-   "runs": [ufm_run("ufm_plus", "--classes", "10", ...),             # `ufm solve` arguments
-            train_run("relu_R10", "experiments/configs/digits_mlp.py",
-                      {"model.final_relu": True, "data.ratio": 10.0})],
-   "report": {"heatmaps": [run names], "thresholds": {...}}}        # optional report hints
+scale on TFDS data and a GPU) returning the experiment as data: its runs, seeds, checks and
+report hints (``experiments/spec.py``, which configs, this runner and the report share).
 
 **Seeds.** Every training run is run for each of the experiment's seeds: ``"seeds": N``
 (seeds 0, ..., N-1; when the config does not say, `DEFAULT_SEEDS` for the CPU preset and one
@@ -28,7 +23,7 @@ in the experiment dict, or ``--seeds`` on the command line. Run ``NAME`` becomes
 ``NAME_seed0``, ``NAME_seed1``, ... (``--config.seed=S`` added to its command); a training run
 whose overrides set ``seed`` themselves runs once, and UFM solves run once (their seeds are
 inside one solve, ``--seeds``). The report groups the seed runs of one setting
-(experiments/seeds.py). ``make train`` stays one run of ``config.seed``.
+(experiments/report/seeds.py). ``make train`` stays one run of ``config.seed``.
 
 **Where runs go.** ``DIR`` (default ``runs/sweeps/NAME``, or ``runs/sweeps/NAME-paper`` for
 the paper preset) gets one folder per run and seed (``DIR/<run name>_seed<S>/``, a UFM solve
@@ -47,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import re
@@ -60,155 +54,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from deepnet import workdir as workdir_lib
-from experiments import __version__, reuse
+from experiments import __version__, report as report_lib, reuse, spec
+from experiments.spec import (DEFAULT_SEEDS, PRESETS, REPO, expand_seeds, load_experiment,
+                              parse_seeds, seed_list, validate)
 from geometry import runfiles
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "experiments" / "configs"
-PRESETS = ("cpu", "paper")
 MARKERS = {"ufm": "result.json", "train": "embeddings_final.npz"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
-# Seeds of every training run of an experiment whose config does not set "seeds", by preset:
-# the CPU runs take minutes, the paper's take GPU hours each (the paper shows single runs).
-DEFAULT_SEEDS = 3
-DEFAULT_SEEDS_BY_PRESET = {"cpu": DEFAULT_SEEDS, "paper": 1}
 
 
-class SweepError(Exception):
-  """Bad sweep input (reported on one line)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Building experiments (used by the configs in experiments/configs/e*_*.py).
-
-
-def ufm_run(name: str, *args) -> dict:
-  """A `ufm solve` run: `args` are its command-line arguments (without --out)."""
-  return {"kind": "ufm", "name": name, "args": [str(a) for a in args]}
-
-
-def train_run(name: str, config: str, overrides: dict | None = None) -> dict:
-  """A training run of `config` (a path relative to the repository root) with
-  `--config.FIELD=VALUE` overrides."""
-  return {"kind": "train", "name": name, "config": config, "overrides": dict(overrides or {})}
-
-
-def seed_list(seeds) -> list[int]:
-  """The seeds of an experiment's "seeds" field: N -> [0, ..., N-1], or a list of seeds."""
-  if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
-    raise SweepError(f"seeds must be a count or a list of seeds, got {seeds!r}")
-  out = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-  if not out or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in out) \
-      or len(set(out)) != len(out):
-    raise SweepError(f"seeds must be a count >= 1 or distinct integers >= 0, got {seeds!r}")
-  return out
-
-
-def parse_seeds(text: str) -> list[int]:
-  """--seeds: "3" (seeds 0, 1, 2) or "0,4,7"."""
-  try:
-    return seed_list(int(text)) if "," not in text else seed_list(
-        [int(t) for t in text.split(",") if t.strip()])
-  except ValueError:
-    raise SweepError(f"--seeds expects a count or a comma-separated list of seeds, got "
-                     f"{text!r}") from None
-
-
-def expand_seeds(exp: dict) -> list[dict]:
-  """The experiment's runs with each training run repeated for each seed (see the module
-  docstring); without a "seeds" field the runs as they are."""
-  if exp.get("seeds") is None:
-    return list(exp.get("runs", []))
-  from experiments import seeds as seeds_lib  # pylint: disable=g-import-not-at-top
-  seeds = seed_list(exp["seeds"])
-  out = []
-  for run in exp.get("runs", []):
-    if run.get("kind") != "train" or "seed" in run.get("overrides", {}):
-      out.append(run)
-      continue
-    for seed in seeds:
-      out.append({**run, "name": seeds_lib.seed_run_name(run["name"], seed),
-                  "overrides": {**run.get("overrides", {}), "seed": seed},
-                  "setting": run["name"]})
-  return out
-
-
-def ratio_name(ratio: float) -> str:
-  """R=10.0 -> "R10", R=1.5 -> "R1.5" (run names)."""
-  return f"R{int(ratio)}" if float(ratio).is_integer() else f"R{ratio:g}"
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading experiments.
-
-
-def experiment_files() -> list[Path]:
-  """Experiment configs: modules in experiments/configs/ that define get_experiment."""
-  return [p for p in sorted(CONFIG_DIR.glob("*.py"))
-          if "def get_experiment" in p.read_text()]
-
-
-def _resolve(name: str) -> Path:
-  if name.endswith(".py") or os.sep in name:
-    path = Path(name)
-    if not path.is_file() and (REPO / name).is_file():
-      path = REPO / name
-    if not path.is_file():
-      raise SweepError(f"no experiment config file {name}")
-    return path
-  files = experiment_files()
-  exact = [p for p in files if p.stem == name]
-  if exact:
-    return exact[0]
-  prefixed = [p for p in files if p.stem.startswith(name + "_") or p.stem.startswith(name)]
-  if len(prefixed) == 1:
-    return prefixed[0]
-  known = ", ".join(p.stem for p in files)
-  if not prefixed:
-    raise SweepError(f"unknown experiment {name!r}; known: {known}")
-  raise SweepError(f"experiment {name!r} is ambiguous: "
-                   + ", ".join(p.stem for p in prefixed))
-
-
-def load_experiment(name: str, preset: str = "cpu") -> dict:
-  """The experiment dict of config `name` (see the module docstring), validated."""
-  if preset not in PRESETS:
-    raise SweepError(f"preset must be one of {PRESETS}, got {preset!r}")
-  path = _resolve(name)
-  module_name = (f"experiments.configs.{path.stem}" if path.parent.resolve() == CONFIG_DIR
-                 else f"_experiment_{path.stem}")
-  spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_experiment"):
-    raise SweepError(f"{path} has no get_experiment(preset)")
-  exp = module.get_experiment(preset)
-  exp.setdefault("name", path.stem)
-  exp.setdefault("title", exp["name"])
-  exp.setdefault("description", (module.__doc__ or "").strip().split("\n\n")[0])
-  exp.setdefault("report", {})
-  exp.setdefault("seeds", DEFAULT_SEEDS_BY_PRESET[preset])
-  exp["preset"] = preset
-  validate(exp)
-  return exp
-
-
-def validate(exp: dict) -> None:
-  names = set()
-  for run in expand_seeds(exp):
-    kind, name = run.get("kind"), run.get("name", "")
-    if kind not in MARKERS:
-      raise SweepError(f"run {name!r}: kind must be 'ufm' or 'train', got {kind!r}")
-    if not _NAME.match(name):
-      raise SweepError(f"run name {name!r}: use letters, digits and _ . = + - only")
-    if name in names:
-      raise SweepError(f"duplicate run name {name!r}")
-    names.add(name)
-    if kind == "train" and not (REPO / run["config"]).is_file() and \
-        not Path(run["config"]).is_file():
-      raise SweepError(f"run {name!r}: no training config {run['config']}")
-  if not names:
-    raise SweepError(f"experiment {exp.get('name')!r} has no runs")
+# Bad sweep input (reported on one line): a bad experiment or a bad command line.
+SweepError = spec.ExperimentError
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,7 +301,6 @@ def _last_line(path: Path) -> str:
 
 def build_report(exp: dict, out_dir: Path, log: Callable[[str], None] = print) -> Path | None:
   """The report of every run of `exp` that has output in `out_dir` (into out_dir/report)."""
-  from experiments import report as report_lib  # pylint: disable=g-import-not-at-top
   dirs = [out_dir / r["name"] for r in expand_seeds(exp)
           if (out_dir / r["name"] / "result.json").exists()
           or ((out_dir / r["name"] / "metrics.jsonl").exists()
@@ -459,7 +313,8 @@ def build_report(exp: dict, out_dir: Path, log: Callable[[str], None] = print) -
     path = report_lib.build_report(dirs, out_dir / "report",
                                    title=exp.get("title", exp["name"]),
                                    description=exp.get("description", ""),
-                                   thresholds=hints.get("thresholds"), hints=hints)
+                                   thresholds=hints.get("thresholds"), hints=hints,
+                                   checks=exp.get("checks"))
   except report_lib.ReportError as e:   # e.g. every run folder broken: named, one line
     log(f"no report: {e}")
     return None

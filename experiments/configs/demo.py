@@ -1,7 +1,8 @@
 """The demo (make demo): UFM+ and UFM on a step-imbalanced problem beside a small network trained
 on digits with SCL with and without the final ReLU (and CE), and the report comparing them.
 
-Embedded data only, offline, a few minutes on 2 CPU cores. The UFM problem has the trained
+Embedded data only, offline: 2 UFM solves and 9 training runs (3 settings x 3 seeds), about
+7 minutes on 2 CPU cores under load (`make demo`, 2026-12-01). The UFM problem has the trained
 network's K = 10 classes and step imbalance R = 10 (20 / 2 examples per class, d = 16) and
 its tau = 0.1; the network is experiments/configs/digits_mlp.py (MLP, 5 x 100 + 5 x 10
 training digits, batch 50, that config's number of epochs). Each training run is run for
@@ -13,7 +14,7 @@ holds on every seed. The preset is ignored (the demo is CPU-sized).
   make sweep EXP=demo                        # the same runs through the sweep runner
 """
 
-from experiments.sweep import train_run, ufm_run
+from experiments.spec import check, train_run, ufm_run
 
 DIGITS = "experiments/configs/digits_mlp.py"
 UFM_PROBLEM = ("--classes", 10, "--imbalance", "step:10", "--n-max", 20, "--dim", 16,
@@ -44,5 +45,21 @@ def get_experiment(preset="cpu", num_epochs=None, seeds=SEEDS):
                      "imbalance; without it the symmetry breaks.",
       "runs": runs,
       "seeds": seeds,
+      # The claims of docs/theory.md#e2 and #e3 on these runs (docs/experiments.md#checks),
+      # the networks' first: the report lists its verdicts in this order.
+      "checks": [
+          check("of_reached", runs=["digits_relu"]),
+          check("etf_centered", runs=["digits_relu"]),
+          check("zero_error", runs=["digits_relu"]),
+          check("relu_symmetry", runs=["digits_norelu"]),
+          check("loss_floor", runs=["digits_relu"]),
+          check("angles", runs=["digits_relu"]),
+          check("ufm_minimum", runs=["ufm_plus"]),
+          check("of_reached", runs=["ufm_plus"]),
+          check("etf_centered", runs=["ufm_plus"]),
+          check("relu_symmetry", runs=["ufm"]),
+          check("gram_prediction", runs=["ufm_plus", "ufm", "digits_relu"]),
+          check("accuracy", runs=["digits_relu", "digits_norelu"]),
+      ],
       "report": {"heatmaps": ["ufm_plus", "ufm", "digits_relu", "digits_norelu", "digits_ce"]},
   }

@@ -6,17 +6,17 @@ the zero-error epoch dashed; rows step / exp imbalance, columns data sets. Expec
 
 - cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py: an MLP
   without BatchNorm on 100 images per majority class, 500 epochs), step and exp imbalance, R in
-  {1, 10, 100}: 6 settings, each over the experiment's seeds; a run takes a few minutes on 2
-  cores. Needs the IDX files (`make data`).
+  {1, 10, 100}: 6 settings x 3 seeds = 18 training runs of a few minutes each on 2 cores
+  (about an hour in all). Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10, MNIST and Fashion-MNIST, and DenseNet-40 on CIFAR-10,
-  step and exp imbalance, R in {1, 5, 10, 50, 100}, 350 epochs (docs/theory.md#training-protocol): 40 runs, GPU,
+  step and exp imbalance, R in {1, 5, 10, 50, 100}, 350 epochs (docs/theory.md#training-protocol): 40 runs (one seed each), GPU,
   TFDS data prepared beforehand.
 
   make sweep EXP=e1_convergence
   python -m experiments.sweep e1_convergence --preset paper --set data.data_dir=$TFDS_DATA_DIR
 """
 
-from experiments.sweep import ratio_name, train_run
+from experiments.spec import check, ratio_name, train_run
 
 # (name, config, epochs or None for the config's, imbalance types)
 CPU_DATA = (("fashion_mnist", "experiments/configs/fashion_mnist_cpu.py", None,
@@ -52,4 +52,7 @@ def get_experiment(preset="cpu"):
                      "against epoch, one line per R, for step and exp imbalance "
                      f"({preset} preset). The paper expects dist_of -> 0 for every R.",
       "runs": runs,
+      # Every run has a final ReLU (docs/theory.md#e1).
+      "checks": [check("of_reached"), check("zero_error"), check("etf_centered"),
+                 check("loss_floor"), check("angles")],
   }

@@ -9,11 +9,11 @@ predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
   imbalance, R in {1, 10, 100}) with and without the final ReLU, in both of its forms: the
   backbone's own last activation (``model.final_relu``) and a ReLU after a linear projection
   Dense(128) on the backbone (``model.projection_dim``, ``model.projection_relu``; the form
-  the paper's reviewers describe), CE at R = 10: 13 settings, each over the experiment's
-  seeds, and UFM+ / UFM solves (K = 10, d = 16, tau = 0.1, 20 / 2 examples per class) at R = 1
-  and 10. Needs the IDX files (`make data`).
+  the paper's reviewers describe), CE at R = 10: 13 settings x 3 seeds = 39 training runs,
+  and 4 UFM+ / UFM solves (K = 10, d = 16, tau = 0.1, 20 / 2 examples per class) at R = 1
+  and 10; about two hours on 2 cores (39 runs of a few minutes). Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU, TFDS data), same R grid with CE at
-  every R, and the UFM solves also at R = 100 (200 / 2 per class: a minority class needs two
+  every R (15 training runs, one seed each), and the UFM solves also at R = 100 (200 / 2 per class: a minority class needs two
   examples for Thm 1, and this K = 10, n = 1010 problem is slow and has spurious stationary
   points, docs/theory.md#ufm, hence 8 seeds).
 
@@ -21,7 +21,7 @@ predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
   python -m experiments.sweep e2_relu --preset paper --set data.data_dir=$TFDS_DATA_DIR
 """
 
-from experiments.sweep import ratio_name, train_run, ufm_run
+from experiments.spec import check, ratio_name, train_run, ufm_run
 
 RATIOS = (1.0, 10.0, 100.0)
 PROJECTION_DIM = 128
@@ -45,12 +45,18 @@ def get_experiment(preset="cpu"):
     runs.append(train_run(f"relu_{r}", config, {**base, "model.final_relu": True}))
     runs.append(train_run(f"norelu_{r}", config, {**base, "model.final_relu": False}))
     # The other form of a final ReLU: after a linear layer on the (ReLU) backbone output.
-    for relu in (True, False):
-      runs.append(train_run(f"proj_{'relu' if relu else 'norelu'}_{r}", config, {
+    for projection_relu in (True, False):
+      runs.append(train_run(f"proj_{'relu' if projection_relu else 'norelu'}_{r}", config, {
           **base, "model.final_relu": True, "model.projection_dim": PROJECTION_DIM,
-          "model.projection_relu": relu}))
+          "model.projection_relu": projection_relu}))
     if preset == "paper" or ratio == 10.0:
       runs.append(train_run(f"ce_{r}", config, {**base, "loss": "ce"}))
+  names = {r["name"] for r in runs}
+
+  def named(*prefixes):
+    return sorted(n for n in names if n.startswith(prefixes))
+  with_relu = named("relu_", "proj_relu_", "ufm_plus_")
+  without = named("norelu_", "ufm_R")
   heatmaps = [f"{kind}_R10" for kind in ("ufm_plus", "ufm", "relu", "norelu", "proj_relu",
                                           "proj_norelu", "ce")]
   return {
@@ -62,4 +68,11 @@ def get_experiment(preset="cpu"):
                      f"({preset} preset).",
       "runs": runs,
       "report": {"heatmaps": heatmaps},
+      # proj_norelu_* keep the backbone's ReLU (model.final_relu) and drop the one after the
+      # projection, so no check that reads model.final_relu is given them.
+      "checks": [check("of_reached", runs=with_relu), check("etf_centered", runs=with_relu),
+                 check("ufm_minimum", runs=named("ufm_plus_")),
+                 check("relu_symmetry", runs=without),
+                 check("gram_prediction", runs=["ufm_plus_R10", "ufm_R10", "relu_R10"]),
+                 check("accuracy", runs=named("relu_", "norelu_"))],
   }

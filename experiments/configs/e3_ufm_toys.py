@@ -10,7 +10,8 @@ docs/theory.md#e3 (App. D.1), checked against the reference numbers of docs/theo
   unweighted mean is an ETF, by the class-size-weighted mean it is not (dist_etf 0.416120 at
   R = 10, 0.506587 at R = 100).
 
-UFM solves only, about 3 minutes on 2 CPU cores; the paper preset solves 8 seeds per problem.
+7 UFM solves (the cpu preset; 8 on the paper preset, which solves 8 seeds per problem inside
+each solve), about 3 minutes on 2 CPU cores.
 The R = 100 centering problem needs two examples per minority class (with singletons two
 minority classes may coincide at no cost, so Thm 1 does not apply), i.e. 200 / 2 per class,
 n = 1010: a slow problem with spurious stationary points (docs/theory.md#ufm), left to the paper
@@ -20,7 +21,7 @@ preset.
   python -m experiments.sweep e3_ufm_toys --preset paper
 """
 
-from experiments.sweep import ufm_run
+from experiments.spec import check, ufm_run
 
 
 def get_experiment(preset="cpu"):
@@ -28,9 +29,9 @@ def get_experiment(preset="cpu"):
   balanced = ("--classes", 4, "--imbalance", "none", "--n-max", 5, "--dim", 8, "--tau", 1)
   runs = [ufm_run("balanced_ufm", *balanced, "--no-relu", *seeds),
           ufm_run("balanced_ufm_plus", *balanced, "--relu", *seeds)]
-  for tau in (1.0, 0.5):
-    t = f"tau{tau:g}"
-    small = ("--sizes", "10,10,2,2", "--dim", 8, "--tau", tau)
+  for temperature in (1.0, 0.5):
+    t = f"tau{temperature:g}"
+    small = ("--sizes", "10,10,2,2", "--dim", 8, "--tau", temperature)
     runs.append(ufm_run(f"imbalanced_ufm_plus_{t}", *small, "--relu", *seeds))
     runs.append(ufm_run(f"imbalanced_ufm_{t}", *small, "--no-relu", *seeds))
   # K = 10 UFM+ has spurious stationary points (docs/theory.md#ufm): several seeds, of which the
@@ -74,5 +75,6 @@ def get_experiment(preset="cpu"):
                      "docs/theory.md#ref-thm1, #ref-ufm-balanced, #ref-metrics. The weighted-centering column of the UFM table "
                      "is the centering heuristic of App. D.1.",
       "runs": runs,
-      "report": {"references": refs},
+      "checks": [check("references", values=refs), check("ufm_minimum"), check("of_reached"),
+                 check("etf_centered"), check("relu_symmetry")],
   }

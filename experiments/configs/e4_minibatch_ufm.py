@@ -9,7 +9,7 @@ docs/theory.md#e4 (sections 5.1-5.2, B.2, E.5.1), reference numbers of docs/theo
 - a K = 10 step-imbalanced problem (R = 10) with one fixed partition into batches of 10
   (C1 fails) and the same with binding.
 
-UFM solves only (4 seeds each; 16 on the paper preset), about 2 minutes on 2 CPU cores. The
+6 UFM solves (4 seeds inside each; 16 on the paper preset), about 2 minutes on 2 CPU cores. The
 solver runs without its larger-tau warm-up (--no-continuation): the warm-up steers solves of
 the violating batchings towards the OF (in the C2 example every seed then ends with
 cos(mu_1, mu_2) < 0.03), which hides the non-uniqueness these runs are about.
@@ -18,7 +18,7 @@ cos(mu_1, mu_2) < 0.03), which hides the non-uniqueness these runs are about.
   ufm check-batches experiments/schedules/c1_violation.json [--binding 1]
 """
 
-from experiments.sweep import ufm_run
+from experiments.spec import check, ufm_run
 
 C1 = "fixed:experiments/schedules/c1_violation.json"
 C2 = "fixed:experiments/schedules/c2_violation.json"
@@ -53,5 +53,6 @@ def get_experiment(preset="cpu"):
       "description": "UFM+ under fixed batchings that violate C1 or C2 (non-OF minima that "
                      "still reach the Thm 2 bound), and the same with batch-binding (unique OF).",
       "runs": runs,
-      "report": {"references": refs},
+      "checks": [check("references", values=refs), check("ufm_minimum"),
+                 check("ufm_certificate"), check("of_reached")],
   }

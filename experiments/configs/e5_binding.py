@@ -7,15 +7,16 @@ appearance of the OF.
 
 - cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py), 120
   epochs (6000 steps at batch 10): R = 100 with batches of 10 (reshuffled and fixed), R = 10
-  with batches of 50, and R = 100 without ReLU; each with and without binding: 8 settings,
-  each over the experiment's seeds. Needs the IDX files (`make data`).
-- paper preset: ResNet-18 on CIFAR-10, 350 epochs, batch 50, the same pairs (GPU).
+  with batches of 50, and R = 100 without ReLU; each with and without binding: 8 settings x
+  3 seeds = 24 training runs. Needs the IDX files (`make data`).
+- paper preset: ResNet-18 on CIFAR-10, 350 epochs, batch 50, the same pairs (GPU): 8 runs,
+  one seed each.
 
   make sweep EXP=e5_binding
   python -m experiments.sweep e5_binding --preset paper --set data.data_dir=$TFDS_DATA_DIR
 """
 
-from experiments.sweep import train_run
+from experiments.spec import check, train_run
 
 
 def get_experiment(preset="cpu"):
@@ -30,11 +31,11 @@ def get_experiment(preset="cpu"):
       ("R100_b{b}_shuffle_norelu", 100.0, small, "shuffle", False),
   ]
   runs = []
-  for name, ratio, batch, batching, relu in cases:
+  for name, ratio, batch, batching, final_relu in cases:
     for binding in (0, 1):
       runs.append(train_run(f"{name.format(b=batch)}_bind{binding}", config, {
           **extra, "data.imbalance": "step", "data.ratio": ratio, "batch_size": batch,
-          "batching": batching, "binding": binding, "model.final_relu": relu}))
+          "batching": batching, "binding": binding, "model.final_relu": final_relu}))
   return {
       "name": "e5_binding",
       "title": "E5: batch-binding and batch-shuffling in deep networks",
@@ -42,4 +43,8 @@ def get_experiment(preset="cpu"):
                      f"and large R, reshuffled and fixed batches, with and without ReLU "
                      f"({preset} preset).",
       "runs": runs,
+      # The speed and certificate checks pair each binding run with its partner; the accuracy
+      # check, binding against none (docs/theory.md#e5, #e7).
+      "checks": [check("binding_speed"), check("binding_certificate"), check("of_reached"),
+                 check("accuracy")],
   }

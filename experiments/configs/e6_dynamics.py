@@ -8,16 +8,18 @@ optimisation at small tau (docs/theory.md#ufm).
 
 - cpu preset: MLP on digits (step R = 10, the digits config's 1000 epochs), tau in
   {0.05, 0.1, 0.5, 1.0} with ReLU and tau = 0.1 without; UFM+ (K = 10, step R = 10) at tau in
-  {0.1, 0.5, 1}: about 8 minutes on 2 cores.
-- paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU), same grid.
+  {0.1, 0.5, 1}: 5 settings x 3 seeds = 15 training runs and 3 UFM solves, about 15 to 25
+  minutes on 2 cores (a digits run takes 25 to 90 s there).
+- paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU), same grid: 5 training runs, one
+  seed each, and the 3 UFM solves.
 
   make sweep EXP=e6_dynamics
   python -m experiments.sweep e6_dynamics --preset paper --set data.data_dir=$TFDS_DATA_DIR
 """
 
-from experiments.sweep import train_run, ufm_run
+from experiments.spec import check, train_run, ufm_run
 
-TAUS = (0.05, 0.1, 0.5, 1.0)
+TEMPERATURES = (0.05, 0.1, 0.5, 1.0)
 
 
 def get_experiment(preset="cpu"):
@@ -26,14 +28,14 @@ def get_experiment(preset="cpu"):
   else:
     config, extra = "experiments/configs/cifar10_resnet18.py", {}
   base = {**extra, "data.imbalance": "step", "data.ratio": 10.0}
-  runs = [train_run(f"relu_tau{tau:g}", config, {**base, "temperature": tau})
-          for tau in TAUS]
+  runs = [train_run(f"relu_tau{temperature:g}", config, {**base, "temperature": temperature})
+          for temperature in TEMPERATURES]
   runs.append(train_run("norelu_tau0.1", config, {**base, "temperature": 0.1,
                                                   "model.final_relu": False}))
   # Without the solver's larger-tau warm-up, so the step counts show the plain dynamics.
-  for tau in (0.1, 0.5, 1.0):
-    runs.append(ufm_run(f"ufm_plus_tau{tau:g}", "--classes", 10, "--imbalance", "step:10",
-                        "--n-max", 20, "--dim", 10, "--tau", tau, "--no-continuation",
+  for temperature in (0.1, 0.5, 1.0):
+    runs.append(ufm_run(f"ufm_plus_tau{temperature:g}", "--classes", 10, "--imbalance", "step:10",
+                        "--n-max", 20, "--dim", 10, "--tau", temperature, "--no-continuation",
                         "--steps", 50000))
   return {
       "name": "e6_dynamics",
@@ -41,5 +43,6 @@ def get_experiment(preset="cpu"):
       "description": "Training SCL loss beside the Thm 2 floor of the batch composition, and "
                      f"convergence for several temperatures ({preset} preset).",
       "runs": runs,
-      "report": {"tau_steps": True},
+      "checks": [check("loss_floor"), check("tau_steps"), check("ufm_minimum"),
+                 check("of_reached"), check("relu_symmetry", runs=["norelu_tau0.1"])],
   }

@@ -97,7 +97,8 @@ def write_train(folder: Path, config: dict, *, final_means, dist_of_curve, acc_c
   emb = np.asarray(final_means)[labels] + 0.01 * rng.standard_normal((len(labels),
                                                                        final_means.shape[1]))
   emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-  np.savez(folder / "embeddings_final.npz", embeddings=emb, labels=labels)
+  np.savez(folder / "embeddings_final.npz", train_embeddings=emb, train_labels=labels,
+           output="embedding")
   loss_curve = loss_curve or [floor + 2.0 / (i + 1) for i in range(len(epochs))]
   lines = []
   for i, epoch in enumerate(epochs):

@@ -16,20 +16,21 @@ import numpy as np
 import pytest
 
 from experiments_synthetic import make_synthetic_runs, write_ufm
-from experiments import report
+from experiments import report, spec
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
   root = make_synthetic_runs(tmp_path_factory.mktemp("synthetic"))
   out = root.parent / "report"
-  hints = {"references": [
+  references = [
       {"run": "ufm_plus", "key": "loss", "value": 53.288007, "tol": 1e-6,
        "claim": "Thm 1 value", "source": "docs/theory.md#ref-thm1"},
       {"run": "ufm", "key": "loss", "value": 50.0, "tol": 1e-3, "claim": "a wrong reference"},
       {"run": "ufm", "key": "gram.1.2", "op": "<", "value": 0.0, "claim": "negative cosine"},
-      {"run": "relu_R10", "key": "dist_of", "op": ">", "value": 0.1, "claim": "far from OF"}]}
-  html_path = report.build_report([root], out, title="synthetic", hints=hints)
+      {"run": "relu_R10", "key": "dist_of", "op": ">", "value": 0.1, "claim": "far from OF"}]
+  checks = [spec.check("references", values=references)] + spec.default_checks({"ufm", "train"})
+  html_path = report.build_report([root], out, title="synthetic", checks=checks)
   return root, out, html_path, json.loads((out / "report.json").read_text())
 
 
@@ -50,7 +51,7 @@ def _jsonl(path):
 def _load_emb(path: Path):
   if path.suffix == ".npz":
     with np.load(path) as npz:
-      return npz["embeddings"], npz["labels"]
+      return npz["train_embeddings"], npz["train_labels"]
   return np.load(path), np.load(path.parent / "labels.npy")
 
 
@@ -359,7 +360,7 @@ def test_verdicts_follow_the_numbers(built):
   assert non_of["verdict"] == "holds" and non_of["numbers"][-1]["value"] == 0.43
   assert not [v for v in rep["verdicts"] if v["claim"] == "the UFM+ minimizer is an orthogonal "
               "frame" and "class sizes [4, 4, 4]" in v["setup"]]
-  # Reference values given as hints.
+  # Reference values given as a check.
   assert find("Thm 1 value")[0]["verdict"] == "holds"
   assert find("a wrong reference")[0]["verdict"] == "does not hold"
   assert find("negative cosine")[0]["verdict"] == "holds"        # ETF: -1/3

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from experiments_synthetic import training_config, write_train, write_ufm
-from experiments import report, seeds
+from experiments import report, spec
+from experiments.report import seeds
 import test_experiments_report as checks
 
 OF10 = np.eye(10, 16)
@@ -39,7 +40,7 @@ def built(tmp_path_factory):
             means=np.eye(4, 8), loss=53.288007, of_loss=53.288007)
   for name, (overrides, per_seed) in SETTINGS.items():
     for seed, (curve, epochs, test_acc) in enumerate(per_seed):
-      write_train(root / seeds.seed_run_name(name, seed),
+      write_train(root / spec.seed_run_name(name, seed),
                   training_config(**overrides, seed=seed), final_means=OF10,
                   dist_of_curve=curve, acc_curve=ACC, test_acc=test_acc, epochs=epochs,
                   seed=seed)

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments import sweep
+from experiments import spec, sweep
 
 REPO = Path(__file__).resolve().parents[2]
 
 EXPERIMENT = '''
-from experiments.sweep import train_run, ufm_run
+from experiments.spec import train_run, ufm_run
 
 TINY = {"model.mlp_widths": (32, 32), "data.imbalance": "step", "data.ratio": 10.0}
 
@@ -142,8 +142,8 @@ def test_commands_and_loading(tmp_path):
   argv = sweep.command(exp["runs"][0], tmp_path / "x")
   assert argv[:4] == [sys.executable, "-m", "ufm.cli", "solve"]
   assert argv[-2:] == ["--out", str(tmp_path / "x")]
-  run = sweep.train_run("r", "experiments/configs/digits_mlp.py",
-                        {"model.final_relu": False, "model.mlp_widths": (8, 4), "lr": 0.5})
+  run = spec.train_run("r", "experiments/configs/digits_mlp.py",
+                       {"model.final_relu": False, "model.mlp_widths": (8, 4), "lr": 0.5})
   argv = sweep.command(run, tmp_path / "w", {"data.data_dir": "/d"})
   assert argv[3:] == ["--config=experiments/configs/digits_mlp.py", f"--workdir={tmp_path / 'w'}",
                       "--config.model.final_relu=False", "--config.model.mlp_widths=(8,4)",
@@ -167,9 +167,9 @@ def test_bad_input_is_one_line():
 
 def test_training_runs_expand_over_seeds(tmp_path):
   exp = {"name": "x", "seeds": 3, "runs": [
-      sweep.ufm_run("u", "--sizes", "3,3", "--dim", 2),
-      sweep.train_run("r", "experiments/configs/digits_mlp.py", {"lr": 0.5}),
-      sweep.train_run("fixed", "experiments/configs/digits_mlp.py", {"seed": 7})]}
+      spec.ufm_run("u", "--sizes", "3,3", "--dim", 2),
+      spec.train_run("r", "experiments/configs/digits_mlp.py", {"lr": 0.5}),
+      spec.train_run("fixed", "experiments/configs/digits_mlp.py", {"seed": 7})]}
   sweep.validate(exp)
   runs = sweep.expand_seeds(exp)
   assert [r["name"] for r in runs] == ["u", "r_seed0", "r_seed1", "r_seed2", "fixed"]

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 FAULTS_HELPER = REPO / "tests" / "deepnet" / "faults_helper.py"
 
 EXPERIMENT = '''
-from experiments.sweep import train_run
+from experiments.spec import train_run
 
 def get_experiment(preset="cpu"):
   return {"name": "tiny", "title": "tiny sweep", "runs": [

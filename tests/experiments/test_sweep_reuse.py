@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import sweep
+from experiments import spec, sweep
 from ufm import cli
 
 DIGITS = "experiments/configs/digits_mlp.py"
@@ -36,7 +36,7 @@ def test_a_folder_of_another_problem_is_not_reused(tmp_path):
   out = tmp_path / "sweep"
   _solve(out / "u", "--sizes", "4,2", "--dim", "3", "--tau", "0.5")     # made by hand
   before = (out / "u" / "result.json").read_bytes()
-  summary, log = _sweep(_experiment(sweep.ufm_run("u", *UFM_ARGS)), out)
+  summary, log = _sweep(_experiment(spec.ufm_run("u", *UFM_ARGS)), out)
   assert summary["failed"] == ["u"]
   assert "holds another run" in log and "sizes [4, 2] there, [3, 3] asked" in log
   assert (out / "u" / "result.json").read_bytes() == before
@@ -45,7 +45,7 @@ def test_a_folder_of_another_problem_is_not_reused(tmp_path):
 def test_a_folder_solved_with_other_settings_is_not_reused(tmp_path):
   out = tmp_path / "sweep"
   _solve(out / "u", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--seeds", "2")
-  summary, log = _sweep(_experiment(sweep.ufm_run("u", *UFM_ARGS)), out)
+  summary, log = _sweep(_experiment(spec.ufm_run("u", *UFM_ARGS)), out)
   assert summary["failed"] == ["u"] and "num_seeds 2 there, 1 asked" in log
 
 
@@ -54,7 +54,7 @@ def test_a_folder_of_the_same_problem_is_reused_and_a_broken_record_kept_aside(t
   _solve(out / "u", *UFM_ARGS[:-2])
   stamp = (out / "u" / "result.json").stat().st_mtime_ns
   (out / "sweep.json").write_text('{"runs": {"u": {"status": "do')   # cut short by a kill
-  summary, log = _sweep(_experiment(sweep.ufm_run("u", *UFM_ARGS)), out)
+  summary, log = _sweep(_experiment(spec.ufm_run("u", *UFM_ARGS)), out)
   assert summary["failed"] == []
   assert "u: finished already, skipped" in log
   assert "sweep.json: not valid JSON" in log and "sweep.json.broken" in log
@@ -93,7 +93,7 @@ def digits_config():
 def test_a_training_folder_of_another_config_is_not_reused(tmp_path, digits_config):
   out = tmp_path / "sweep"
   _training_folder(out / "t", digits_config(**{"data.ratio": 100.0}))
-  run = sweep.train_run("t", DIGITS, {"data.ratio": 10.0, "model.mlp_widths": (8, 4)})
+  run = spec.train_run("t", DIGITS, {"data.ratio": 10.0, "model.mlp_widths": (8, 4)})
   summary, log = _sweep(_experiment(run), out)
   assert summary["failed"] == ["t"] and "differs in: data.ratio, model.mlp_widths" in log
 
@@ -103,11 +103,11 @@ def test_a_training_folder_of_the_same_config_is_reused(tmp_path, digits_config)
   # The data folder is where the data lives, not what the run computes.
   _training_folder(out / "t", digits_config(**{"data.ratio": 10.0, "model.mlp_widths": (8, 4),
                                               "data.data_dir": "/elsewhere"}))
-  run = sweep.train_run("t", DIGITS, {"data.ratio": 10.0, "model.mlp_widths": (8, 4)})
+  run = spec.train_run("t", DIGITS, {"data.ratio": 10.0, "model.mlp_widths": (8, 4)})
   summary, log = _sweep(_experiment(run), out)
   assert summary["failed"] == [] and "t: finished already, skipped" in log
   # --set values arrive as text and are parsed as the trainer's flags parse them.
-  summary, log = sweep.run_experiment(_experiment(sweep.train_run("t", DIGITS)), out,
+  summary, log = sweep.run_experiment(_experiment(spec.train_run("t", DIGITS)), out,
                                       report=False, log=lambda _: None,
                                       overrides={"data.ratio": "10.0",
                                                  "model.mlp_widths": "(8,4)"}), None
@@ -118,7 +118,7 @@ def test_a_sweep_whose_only_run_is_broken_reports_that_in_one_line(tmp_path):
   out = tmp_path / "sweep"
   (out / "u").mkdir(parents=True)
   (out / "u" / "result.json").write_text('{"loss": 1.0, "pro')    # cut short
-  exp = _experiment(sweep.ufm_run("u", *UFM_ARGS))
+  exp = _experiment(spec.ufm_run("u", *UFM_ARGS))
   lines = []
   assert sweep.build_report(exp, out, log=lines.append) is None
   assert len(lines) == 1 and lines[0].startswith("no report:") and "u/result.json" in lines[0]

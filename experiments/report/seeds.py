@@ -1,8 +1,8 @@
 """Seeds of an experiment: seed runs grouped into settings, mean curves, verdicts over seeds.
 
-An experiment runs each training run for several seeds (``experiments/sweep.py`` expands a run
-``NAME`` into the folders ``NAME_seed0``, ``NAME_seed1``, ...). The report treats the runs whose
-configs differ only in ``seed`` as one *setting*:
+An experiment runs each training run for several seeds (``experiments.spec.expand_seeds``
+expands a run ``NAME`` into the folders ``NAME_seed0``, ``NAME_seed1``, ...). The report treats
+the runs whose configs differ only in ``seed`` as one *setting*:
 
 - curves are the mean over seeds on the union of the logged epochs, with a min-max band: at
   epoch e, over the n_e seeds that logged a finite value,
@@ -33,24 +33,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from experiments import report as rp
+from experiments.report.labels import seeds_text
+from experiments.report.numbers import Numbers
+from experiments.report.runs import IGNORED_FIELDS, Run, usable
+from experiments.spec import setting_name
 
 SEED_FIELD = "seed"
 # The files only a training run has: a verdict whose numbers come from one of them reads a
 # training run, so it depends on the seed.
 TRAIN_FILES = ("metrics.jsonl", "config.json", "embeddings_final.npz")
-_SUFFIX = re.compile(r"_seed(\d+)$")
 _SEED_TEXT = re.compile(r"\bseeds? \d+(?:, \d+)*")
-
-
-def seed_run_name(name: str, seed: int) -> str:
-  """The folder name of seed `seed` of run `name`: "relu_R10" -> "relu_R10_seed2"."""
-  return f"{name}_seed{int(seed)}"
-
-
-def setting_name(name: str) -> str:
-  """The run name without its seed suffix: "relu_R10_seed2" -> "relu_R10"."""
-  return _SUFFIX.sub("", name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,14 +105,14 @@ def mean_curve(curves: Sequence[tuple[Sequence, Sequence]]) -> dict:
 # Settings.
 
 
-def setting_key(run: rp.Run) -> str:
+def setting_key(run: Run) -> str:
   """What a training run computes apart from its seed (and the fields that never matter)."""
   flat = {k: v for k, v in run.flat.items()
-          if k != SEED_FIELD and not k.startswith(rp._IGNORED_FIELDS)}  # pylint: disable=protected-access
+          if k != SEED_FIELD and not k.startswith(IGNORED_FIELDS)}
   return json.dumps(flat, sort_keys=True, default=str)
 
 
-def _by_epoch(run: rp.Run) -> dict:
+def _by_epoch(run: Run) -> dict:
   """{epoch: {key: value}}: per key, the last logged usable value of each epoch (a resumed run
   that re-logged an epoch counts once), as `Run.metric_lines` reads it."""
   out: dict = {}
@@ -128,12 +120,12 @@ def _by_epoch(run: rp.Run) -> dict:
     if "epoch" not in line:
       continue
     merged = out.setdefault(line["epoch"], {})
-    merged.update({k: v for k, v in line.items() if rp._usable(v)})  # pylint: disable=protected-access
+    merged.update({k: v for k, v in line.items() if usable(v)})
   return out
 
 
 @dataclass
-class SeedGroup(rp.Run):
+class SeedGroup(Run):
   """The seed runs of one setting, read like one run: `metrics` holds the seed means per epoch
   and `data` the common config with `seed` the list of seeds."""
   members: list = field(default_factory=list)
@@ -155,7 +147,7 @@ class SeedGroup(rp.Run):
     return self.members[0].embeddings()
 
 
-def make_group(members: Sequence[rp.Run]) -> SeedGroup:
+def make_group(members: Sequence[Run]) -> SeedGroup:
   """A SeedGroup of runs that differ only in their seed (sorted by seed)."""
   members = sorted(members, key=lambda r: _seed_order(r.flat.get(SEED_FIELD)))
   names = {setting_name(m.name) for m in members}
@@ -180,7 +172,7 @@ def make_group(members: Sequence[rp.Run]) -> SeedGroup:
                    data=data, metrics=metrics, members=list(members))
 
 
-def group_settings(runs: Sequence[rp.Run]) -> list:
+def group_settings(runs: Sequence[Run]) -> list:
   """Runs in order, the training runs of one setting merged into a SeedGroup (at the place of
   its first member); a setting of one run stays that Run."""
   by_key: dict = {}
@@ -201,11 +193,11 @@ def group_settings(runs: Sequence[rp.Run]) -> list:
   return out
 
 
-def has_seeds(settings: Sequence[rp.Run]) -> bool:
+def has_seeds(settings: Sequence[Run]) -> bool:
   return any(isinstance(s, SeedGroup) for s in settings)
 
 
-def seed_slices(settings: Sequence[rp.Run]) -> list:
+def seed_slices(settings: Sequence[Run]) -> list:
   """[(seed, runs)]: for each seed, the run of that seed of every setting that has it, and
   every UFM solve (settings are paired by seed value, as the sweep runs them)."""
   members = [(s.members if isinstance(s, SeedGroup) else [s]) for s in settings
@@ -223,7 +215,7 @@ def seed_slices(settings: Sequence[rp.Run]) -> list:
 # Numbers of seed groups.
 
 
-class SeedNumbers(rp.Numbers):
+class SeedNumbers(Numbers):
   """`Numbers` that also reads SeedGroups: their numbers are derived from the seed runs'."""
 
   def _members_at(self, group: SeedGroup, epoch, key: str) -> list:
@@ -242,11 +234,11 @@ class SeedNumbers(rp.Numbers):
     recs, seeds = [r for _, r in pairs], [s for s, _ in pairs]
     values = [r["value"] for r in recs]
     if any(v is None or (_is_number(v) and not math.isfinite(v)) for v in values):
-      return rp.Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra)
+      return Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra)
     kind, value = aggregate(values)
     if kind is None:
       return None
-    return rp.Numbers.derived(kind, recs, value, **_spread(values), seeds=seeds, **extra)
+    return Numbers.derived(kind, recs, value, **_spread(values), seeds=seeds, **extra)
 
   def line_value(self, run, line, key):
     if not isinstance(run, SeedGroup):
@@ -306,7 +298,7 @@ class SeedNumbers(rp.Numbers):
       return None
     if what == "angle_values":
       # One box per setting: the pairwise angles of every seed together.
-      return rp.Numbers.derived("pooled", [r for _, r in pairs],
+      return Numbers.derived("pooled", [r for _, r in pairs],
                                 [v for _, r in pairs for v in r["value"]],
                                 seeds=[s for s, _ in pairs])
     return self._combine(pairs)
@@ -370,7 +362,7 @@ def combine_verdicts(per_seed: Sequence[tuple[int, list]], names: dict) -> list:
     first = entries[0][1]
     out.append({
         "section": first["section"], "claim": first["claim"],
-        "setup": key[2].replace("{seeds}", rp.seeds_text(seeds)),
+        "setup": key[2].replace("{seeds}", seeds_text(seeds)),
         "verdict": outcome,
         "rule": f"on every seed ({len(seeds)}): " + " | ".join(rules),
         "reference": first["reference"],
@@ -410,24 +402,21 @@ _FIGURE_NOTES = {
 }
 
 
-def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hints) -> object:
+def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hints,
+          checks) -> object:
   """The report builder over seeds: figures and tables from the settings (seed means with
   bands), verdicts per seed combined (see the module docstring). Returns the main builder,
   whose `verdicts` are the combined ones."""
   per_seed, names = [], {}
   for seed, runs in seed_slices(settings):
-    mapping = {setting_name(r.name): r.name for r in runs if r.kind == "train"}
     names.update({r.name: setting_name(r.name) for r in runs if r.kind == "train"})
-    slice_hints = dict(hints or {})
-    if "references" in slice_hints:
-      slice_hints["references"] = [{**ref, "run": mapping.get(ref["run"], ref["run"])}
-                                   for ref in slice_hints["references"]]
-    sub = builder_cls(runs, out_dir, thresholds, slice_hints, draw=False,
+    sub = builder_cls(runs, out_dir, thresholds, hints, checks=checks, draw=False,
                       keep=lambda v, on_means: not on_means and reads_training(v)).build()
     per_seed.append((seed, sub.verdicts))
   # The main builder goes last, so its figures are the ones on disk even where a section
   # writes its figure itself.
-  main = builder_cls(settings, out_dir, thresholds, hints, numbers=SeedNumbers(out_dir),
+  main = builder_cls(settings, out_dir, thresholds, hints, checks=checks,
+                     numbers=SeedNumbers(out_dir),
                      keep=lambda v, on_means: on_means or not reads_training(v)).build()
   combined = combine_verdicts(per_seed, names)
   kept = [mark_on_means(v) if v.pop("_on_means") else v for v in main.verdicts]
@@ -443,7 +432,7 @@ def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hint
   return main
 
 
-def describe(settings: Sequence[rp.Run], num: rp.Numbers) -> list:
+def describe(settings: Sequence[Run], num: Numbers) -> list:
   """report.json's list of training settings: name, seeds and the seed runs' folders."""
   out = []
   for s in settings:

@@ -9,18 +9,12 @@ with the observed epoch and the predicted spread) and a table, every number with
 
 from __future__ import annotations
 
-from geometry import runfiles
+from experiments.report.figures import Figure, plt_
 
 
 def _advice(run) -> dict | None:
-  path = run.path / "run.json"
-  if not path.exists():
-    return None
-  try:
-    info = runfiles.read_json(path)
-  except ValueError:
-    return None   # an unreadable run.json only loses this section for the run
-  advice = info.get("batching_advice") if isinstance(info, dict) else None
+  """run.json's ``batching_advice`` (an unreadable run.json only loses this section)."""
+  advice = (run.info or {}).get("batching_advice")
   return advice if isinstance(advice, dict) else None
 
 
@@ -44,9 +38,9 @@ def _record(builder, run, key: str, value) -> dict:
 
 
 def add_batching(builder) -> None:
-  """Adds the certification-vs-prediction figure and table to a ``report.Builder``."""
+  """Adds the certification-vs-prediction figure and table to the report's builder."""
   rows, panels = [], []
-  # Each seed of a setting (a `experiments.seeds.SeedGroup`) has batches of its own.
+  # Each seed of a setting (a `experiments.report.seeds.SeedGroup`) has batches of its own.
   runs = [run for entry in builder.train for run in (getattr(entry, "members", None) or [entry])]
   for run in runs:
     advice = _advice(run)
@@ -88,8 +82,7 @@ def add_batching(builder) -> None:
 
 
 def _figure(builder, panels) -> None:
-  from experiments import report  # pylint: disable=g-import-not-at-top
-  plt = report._plt()   # pylint: disable=protected-access
+  plt = plt_()
   shown = panels[:12]
   cols = min(len(shown), 4)
   nrows = (len(shown) + cols - 1) // cols
@@ -113,9 +106,9 @@ def _figure(builder, panels) -> None:
   for ax in axes.ravel()[len(shown):]:
     ax.axis("off")
   axes.ravel()[0].legend(fontsize=7)
-  file = builder._save(fig, "fig_batching")   # pylint: disable=protected-access
+  file = builder.save(fig, "fig_batching")
   more = "" if len(panels) <= len(shown) else f" (first {len(shown)} of {len(panels)} runs)"
-  builder.figures.append(report.Figure(
+  builder.figures.append(Figure(
       "batching", "Train dist_of with the epoch the batches first certified the OF",
       "Train-set dist_of against epoch, one panel per run" + more + ". Solid black: the first "
       "logged epoch with of_unique_so_far (C1 and C2 over the union of the batches so far); "

@@ -1,0 +1,7 @@
+"""``python -m experiments.report``."""
+
+import sys
+
+from experiments.report.cli import main
+
+sys.exit(main())

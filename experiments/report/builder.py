@@ -1,0 +1,175 @@
+"""The report driver: reads the runs, draws the figures and tables, makes the checks.
+
+`build_report` writes ``OUT/index.html`` (self-contained: every figure is embedded as base64
+and also written as a PNG next to it) and ``OUT/report.json``, which holds every number shown
+with its provenance (`experiments.report.numbers`), so a reader (or a test) can check each one
+against its source. Each verdict lists its numbers and a machine-readable rule
+(``conditions``: comparisons that must all hold).
+
+The checks are the experiment's (``experiments.spec.check``), or, for run folders given
+without one, `experiments.spec.default_checks` of their run kinds. Training runs whose
+configs differ only in ``seed`` are one setting (`experiments.report.seeds`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Sequence
+
+from experiments import spec
+from experiments.report import batching, figures, figures_studies, html, seeds, tables
+from experiments.report.checks import REGISTRY
+from experiments.report.labels import run_label, setup_text
+from experiments.report.numbers import Numbers, outcome
+from experiments.report.runs import ReportError, Run, discover, ufm_loss_kind
+from geometry import runfiles
+
+# Thresholds of the verdicts. They are stated beside every verdict; an experiment may
+# override them (``"report": {"thresholds": ...}``, or a check's ``thresholds`` option).
+THRESHOLDS = {
+    "ufm_of": 1e-3,          # a UFM solve "is an OF": dist_of below this (docs/contracts.md fraction_of)
+    "ufm_gap_rel": 1e-5,     # a UFM+ solve "attains the Thm 1/2 minimum": |gap| / |L*| below this
+    "ufm_etf": 1e-3,         # a UFM solve "is an ETF": dist_etf below this
+    "ufm_not": 0.1,          # a UFM solve "is not an OF / ETF": distance above this
+    "train_of": 0.1,         # a trained network "is an OF": final train dist_of below this
+    "train_not_of": 0.1,     # a trained network "is not an OF": final train dist_of above this
+    "train_etf": 0.1,        # a trained network's centered means "are an ETF": dist_etf below
+    "convergence_of": 0.2,   # "reached the OF" for speed comparisons: dist_of below this
+    "zero_error_acc": 0.99,  # zero-error epoch: first logged epoch with ncc_acc_train >= this
+    "floor_rel": 0.05,       # "the loss reaches the OF floor": (loss - floor) / floor below this
+    "floor_slack": 1e-4,     # "never below the floor": loss - floor >= -slack * floor
+    "acc_tol": 0.02,         # accuracy differences within this count as "no loss"
+    "angle_tol": 0.01,       # median angle value within this of 0.5 counts as an OF
+}
+
+# The sections drawn, in page order.
+SECTIONS = (figures.add_heatmaps, figures.add_metric_curves, figures.add_geometry_vs_ratio,
+            figures_studies.add_comparisons, figures_studies.add_loss_floor,
+            figures_studies.add_angles, tables.add_ufm_table, tables.add_geometry_table,
+            tables.add_accuracy_table, batching.add_batching)
+
+
+def resolve_checks(checks, runs) -> list:
+  """`checks` (a list of `experiments.spec.Check`) validated against the registry, or the
+  default checks of the run kinds when None."""
+  if checks is None:
+    return spec.default_checks({r.kind for r in runs})
+  for item in checks:
+    if not isinstance(item, spec.Check):
+      raise ReportError(f"checks: {item!r} is not an experiments.spec.check(...)")
+    if item.name not in REGISTRY:
+      raise ReportError(f"unknown check {item.name!r}; known: {', '.join(sorted(REGISTRY))}")
+    options = {k: v for k, v in item.options.items() if k != "thresholds"}
+    try:
+      inspect.signature(REGISTRY[item.name]).bind(None, [], **options)
+    except TypeError as e:
+      raise ReportError(f"check {item.name!r}: {e}") from None
+  return list(checks)
+
+
+class Builder:
+  """Collects figures, tables and verdicts for one report."""
+
+  def __init__(self, runs: list[Run], out_dir: Path, thresholds: dict | None = None,
+               hints: dict | None = None, *, checks=None, numbers: Numbers | None = None,
+               draw: bool = True, keep=None):
+    """`checks`: the `experiments.spec.Check` list (None: the defaults of the run kinds);
+    `numbers` reads the runs (`seeds.build` passes one that reads seed groups); `draw=False`
+    builds the figures' data without writing them; `keep(verdict, on_means)` selects the
+    verdicts kept (all when None; the others stay in `all_verdicts`)."""
+    self.runs = runs
+    self.out_dir = out_dir
+    self.num = numbers or Numbers(out_dir)
+    self.draw = draw
+    self.keep = keep
+    self.all_verdicts: list[dict] = []
+    self.t = {**THRESHOLDS, **(thresholds or {})}
+    self.hints = hints or {}
+    self.checks = resolve_checks(checks, runs)
+    self.figures: list[figures.Figure] = []
+    self.tables: list[dict] = []
+    self.verdicts: list[dict] = []
+    self.ufm = [r for r in runs if r.kind == "ufm"]
+    self.train = [r for r in runs if r.kind == "train"]
+
+  def verdict(self, section: str, claim: str, setup: str, conditions: list[dict],
+              numbers: list[dict], rule: str, reference: str = "", on_means: bool = False):
+    """Adds a verdict. `conditions` are {"lhs": record, "op": "<", "rhs": record or float}; the
+    claim holds when all hold, does not hold when one fails, and is inconclusive when a
+    number is missing (None / NaN). `on_means`: over seeds, the claim is decided on the seed
+    means rather than on every seed (`experiments.report.seeds`)."""
+    entry = {"section": section, "claim": claim, "setup": setup,
+             "verdict": outcome(conditions), "rule": rule, "reference": reference,
+             "conditions": conditions, "numbers": numbers}
+    self.all_verdicts.append(entry)
+    if self.keep is None:
+      self.verdicts.append(entry)
+    elif self.keep(entry, on_means):
+      self.verdicts.append({**entry, "_on_means": on_means})
+
+  def save(self, fig, stem: str) -> str:
+    """Writes the figure's PNG (unless `draw` is off); returns its file name."""
+    if self.draw:
+      return figures.save(fig, self.out_dir, stem)
+    figures.plt_().close(fig)
+    return f"{stem}.png"
+
+  def run_checks(self):
+    base = self.t
+    for item in self.checks:
+      options = dict(item.options)
+      self.t = {**base, **(options.pop("thresholds", None) or {})}
+      REGISTRY[item.name](self, [r for r in self.runs if item.selects(r.name)], **options)
+    self.t = base
+
+  def build(self):
+    for section in SECTIONS:
+      section(self)
+    self.run_checks()
+    return self
+
+
+def _run_entry(run: Run, num: Numbers) -> dict:
+  setup = (run.flat if run.kind == "train" else
+           {"loss": ufm_loss_kind(run), **{k: run.get(k) for k in (
+               "sizes", "dim", "tau", "relu", "batching", "binding", "seed", "dtype")}})
+  return {"name": run.name, "kind": run.kind, "dir": num.rel(run.path), "label": run_label(run),
+          "setup_text": setup_text(run), "setup": setup}
+
+
+def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
+                 title: str = "Theory vs practice: SCL geometry", description: str = "",
+                 thresholds: dict | None = None, hints: dict | None = None,
+                 checks=None) -> Path:
+  """Builds OUT/index.html, OUT/report.json and the PNG figures; returns the HTML path.
+
+  `checks`: the experiment's `experiments.spec.Check` list (None: the defaults of the run
+  kinds); `hints`: figure hints (``heatmaps``: run names in panel order)."""
+  out_dir = Path(out_dir)
+  runs = discover(run_dirs)
+  checks = resolve_checks(checks, runs)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  for old in out_dir.glob("fig_*.png"):
+    old.unlink()
+  settings = seeds.group_settings(runs)
+  if seeds.has_seeds(settings):
+    builder = seeds.build(Builder, settings, out_dir, thresholds, hints, checks)
+  else:
+    builder = Builder(runs, out_dir, thresholds, hints, checks=checks).build()
+  html_path = html.write_html(builder, title, description, out_dir)
+  report = {
+      "title": title, "description": description, "thresholds": builder.t,
+      # The checks made (their options' values are in the verdicts they give).
+      "checks": [{"name": c.name, "runs": list(c.runs) if c.runs is not None else None,
+                  "options": sorted(c.options)} for c in checks],
+      "runs": [_run_entry(r, builder.num) for r in runs],
+      "figures": [{"id": f.id, "title": f.title, "file": f.file, "caption": f.caption,
+                   "data": f.data} for f in builder.figures],
+      "tables": builder.tables,
+      "verdicts": builder.verdicts,
+      "settings": seeds.describe(settings, builder.num),
+  }
+  runfiles.write_json(out_dir / "report.json", report)
+  return html_path

@@ -1,0 +1,30 @@
+"""Check ``accuracy``: the final ReLU does not cost test accuracy, and batch-binding changes it
+little (docs/theory.md#e7).
+
+SCL runs that differ only in the final ReLU (or only in binding), paired: the difference of
+their last-epoch balanced NCC test accuracies (with minus without) holds if >= -``acc_tol``
+(ReLU), or within ``acc_tol`` of 0 (binding). Over seeds, decided on the seed means.
+"""
+
+from __future__ import annotations
+
+from experiments.report.checks import base
+from experiments.report.labels import setup_text
+from experiments.report.tables import accuracy_pairs
+
+
+def check(b, runs):
+  tol = b.t["acc_tol"]
+  for flag, fields, on, off, diffs in accuracy_pairs(b.num, base.train_runs(runs)):
+    setup = setup_text(on, skip=fields)
+    if flag == "model.final_relu":
+      b.verdict("E7", "the final ReLU does not reduce test accuracy", setup,
+                [{"lhs": diffs[0], "op": ">=", "rhs": -tol}], diffs,
+                f"holds if balanced test NCC accuracy with ReLU ({on.name}) minus "
+                f"without ({off.name}) is >= -{tol}", "docs/theory.md#e7", on_means=True)
+    else:
+      b.verdict("E7", "batch-binding has little effect on test accuracy", setup,
+                [{"lhs": diffs[0], "op": ">=", "rhs": -tol},
+                 {"lhs": diffs[0], "op": "<=", "rhs": tol}], diffs,
+                f"holds if |balanced test NCC accuracy with binding ({on.name}) minus "
+                f"without ({off.name})| <= {tol}", "docs/theory.md#e7", on_means=True)

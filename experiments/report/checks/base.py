@@ -1,0 +1,64 @@
+"""What several checks share: which runs a claim is about, and the UFM certificate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments.report.runs import group_runs, ratio_sorted, ufm_loss_kind
+from geometry import batching as gb
+
+
+def train_runs(runs) -> list:
+  return [r for r in runs if r.kind == "train"]
+
+
+def ufm_scl_runs(runs, final_relu: bool) -> list:
+  """The UFM+ (final_relu=True) or UFM (final_relu=False) solves of the SCL loss among `runs`."""
+  return [r for r in runs if r.kind == "ufm" and ufm_loss_kind(r) == "scl"
+          and bool(r.get("relu", True)) == final_relu]
+
+
+def curve_groups(runs) -> list:
+  """SCL training runs grouped by everything but R, in increasing R, each with a logged
+  dist_of: [(runs, whether they have a final ReLU)]."""
+  out = []
+  for group in group_runs(train_runs(runs), ["data.ratio"]):
+    group = ratio_sorted(group)
+    if not any(r.metric_lines("dist_of") for r in group):
+      continue
+    if group[0].flat.get("loss", "scl") != "scl":
+      continue
+    out.append((group, group[0].flat.get("model.final_relu", True)))
+  return out
+
+
+def finals(num, group, key: str = "dist_of") -> dict:
+  """{run name: `key` at its last logged epoch} for the runs that logged it."""
+  recs = {r.name: num.final(r, key) for r in group}
+  return {k: v for k, v in recs.items() if v is not None}
+
+
+def certificate(run):
+  """Whether a UFM solve's batching makes the OF the unique UFM+ minimizer
+  (docs/theory.md#c1-c2): result.json's ``certificate.of_unique``, else full batches or
+  binding (always unique), else a schedule file's certificate; None when unknown."""
+  if run.field_key("certificate.of_unique"):
+    return bool(run.get("certificate.of_unique"))
+  batching = str(run.get("batching", "full"))
+  if batching == "full":
+    return True
+  if run.get("binding", 0):
+    return True
+  if batching.startswith("fixed:") and not batching[6:].isdigit():
+    path = Path(batching[6:])
+    if path.is_file():
+      schedule = json.loads(path.read_text())
+      return gb.batch_certificate(schedule["labels"], schedule["batches"])["of_unique"]
+  return None
+
+
+def seed_prefixes(run) -> list[str]:
+  """Key prefixes of every seed of a multi-seed solve ("seeds.0.", ...), else [""]."""
+  seeds = run.data.get("seeds") if isinstance(run.data.get("seeds"), list) else None
+  return [f"seeds.{i}." for i in range(len(seeds))] if seeds else [""]

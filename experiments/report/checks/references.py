@@ -1,0 +1,52 @@
+"""Check ``references``: numbers of the runs against reference values
+(docs/theory.md#reference-values).
+
+Option ``values``: a list of ``{"run", "key", "value", "op": "approx" | "<" | ">", "tol",
+"claim", "source"}``; ``run`` is a run (setting) name, ``key`` a result.json key path, a
+metrics.jsonl key (last logged epoch) or ``computed:WHAT`` for a number computed from the
+saved embeddings (``gram``, ``angle_values``, ``dist_etf_weighted``, ``counts``). ``approx``
+holds if |number - value| <= ``tol`` (default 1e-6); ``<`` and ``>`` compare. A reference
+whose run or number is missing is left out.
+"""
+
+from __future__ import annotations
+
+from experiments.report.labels import setup_text
+from experiments.report.numbers import Numbers, value_of
+from experiments.report.runs import finite, has_path
+from experiments.spec import setting_name
+
+
+def _record(b, run, key: str):
+  if key.startswith("computed:"):
+    return b.num.computed(run, key.split(":", 1)[1])
+  if run.kind == "ufm":
+    return b.num.json_value(run, key) if has_path(run.data, key) else None
+  return b.num.final(run, key)
+
+
+def check(b, runs, values=()):
+  by_name = {}
+  for run in runs:
+    by_name.setdefault(run.name, run)
+    by_name.setdefault(setting_name(run.name), run)
+  for ref in values:
+    run = by_name.get(ref["run"])
+    rec = None if run is None else _record(b, run, ref["key"])
+    if rec is None:
+      continue
+    op = ref.get("op", "approx")
+    claim = ref.get("claim") or f"{ref['key']} of {run.name} matches the reference value"
+    if op == "approx":
+      tol = ref.get("tol", 1e-6)
+      value = value_of(rec)
+      diff = Numbers.derived("abs_difference", [rec],
+                             abs(value - ref["value"]) if finite(value) else None,
+                             reference=ref["value"])
+      b.verdict("references", claim, setup_text(run), [{"lhs": diff, "op": "<=", "rhs": tol}],
+                [rec, diff], f"holds if |{ref['key']} - {ref['value']}| <= {tol}",
+                ref.get("source", ""))
+    else:
+      b.verdict("references", claim, setup_text(run),
+                [{"lhs": rec, "op": op, "rhs": ref["value"]}], [rec],
+                f"holds if {ref['key']} {op} {ref['value']}", ref.get("source", ""))

@@ -1,0 +1,201 @@
+"""Numbers with provenance: every number of a report names where it comes from.
+
+A provenance record is one of
+
+- ``{"value": v, "source": "run/metrics.jsonl", "line": i, "key": "dist_of"}``: line ``i``
+  (0-based) of a JSON-lines file, key path ``key`` (dots separate nested keys / list indices);
+- ``{"value": v, "source": "run/result.json", "key": "seeds.0.loss"}``: a JSON file;
+- ``{"values": [...], "x": [...], "x_key": "epoch", "source": ..., "key": ..., "lines": [...]}``:
+  a curve read from a JSON-lines file;
+- ``{"value": v, "source": "run/embeddings_final.npz", "computed": "gram"}``: computed from
+  saved embeddings with `geometry.metrics` (``gram``, ``angle_values``, ``dist_etf_weighted``);
+- ``{"value": v, "derived": OP, "from": [...], ...}``: a simple function of other numbers
+  (``difference``, ``ratio``, ``max``, ``first_epoch_at_least``, ``first_epoch_below``,
+  ``min_difference``, ``gram_distance``, ``median``, ...).
+
+Source paths are relative to the report's folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from experiments.report.runs import Run, get_path, has_path
+from geometry import metrics
+
+
+class Numbers:
+  """Makes provenance records (see the module docstring); sources relative to the report."""
+
+  def __init__(self, out_dir: Path):
+    self.out_dir = out_dir
+
+  def rel(self, path: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), self.out_dir.resolve())
+
+  def json_value(self, run: Run, key: str) -> dict:
+    return {"value": get_path(run.data, key), "source": self.rel(run.data_file), "key": key}
+
+  def field(self, run: Run, name: str) -> dict | None:
+    key = run.field_key(name)
+    return None if key is None else self.json_value(run, key)
+
+  def line_value(self, run: Run, line: int, key: str) -> dict:
+    record = {"value": get_path(run.metrics[line], key),
+              "source": self.rel(run.path / "metrics.jsonl"), "line": line, "key": key}
+    if "epoch" in run.metrics[line]:
+      record["epoch"] = run.metrics[line]["epoch"]
+    return record
+
+  def final(self, run: Run, key: str) -> dict | None:
+    """`key` at the run's last logged epoch (None when that line lacks it; a NaN stays NaN,
+    never replaced by an earlier epoch's value)."""
+    line = run.final_line
+    if line is None or not has_path(run.metrics[line], key):
+      return None
+    return self.line_value(run, line, key)
+
+  def series(self, run: Run, key: str) -> dict:
+    lines = run.metric_lines(key)
+    return {"values": [get_path(run.metrics[i], key) for i in lines],
+            "x": [run.metrics[i]["epoch"] for i in lines], "x_key": "epoch", "lines": lines,
+            "source": self.rel(run.path / "metrics.jsonl"), "key": key}
+
+  def computed(self, run: Run, what: str) -> dict | None:
+    """A metric computed from the saved embeddings with geometry.metrics."""
+    loaded = run.embeddings()
+    if loaded is None:
+      return None
+    emb, labels = loaded
+    k = int(labels.max()) + 1
+    means, counts = metrics.class_means(emb, labels, k)
+    if what == "gram":
+      value = metrics.gram(means).tolist()
+    elif what == "angle_values":
+      value = metrics.angle_values(means).tolist()
+    elif what == "dist_etf_weighted":
+      value = metrics.dist_etf(means, weights=counts)
+    elif what == "counts":
+      value = counts.tolist()
+    else:
+      raise ValueError(what)
+    return {"value": value, "source": self.rel(run.embeddings_file), "computed": what}
+
+  @staticmethod
+  def derived(op: str, sources: list, value, **extra) -> dict:
+    return {"value": value, "derived": op, "from": sources, **extra}
+
+  def first_epoch(self, run: Run, key: str, threshold: float, op: str) -> dict:
+    """First logged epoch with `key` >= threshold (op "first_epoch_at_least") or < threshold
+    ("first_epoch_below"); None when never."""
+    s = self.series(run, key)
+    hit = None
+    for x, v in zip(s["x"], s["values"]):
+      if (v >= threshold) if op == "first_epoch_at_least" else (v < threshold):
+        hit = x
+        break
+    return {"value": hit, "derived": op, "threshold": threshold, "source": s["source"],
+            "key": key}
+
+  def gram_record(self, run: Run) -> dict | None:
+    """The Gram matrix of a run's class means: result.json's, the last logged one, or
+    computed from the saved embeddings."""
+    if run.kind == "ufm" and run.field_key("gram"):
+      return self.field(run, "gram")
+    if run.kind == "train":
+      line = run.final_line
+      if line is not None and "gram" in run.metrics[line]:
+        return self.line_value(run, line, "gram")
+    return self.computed(run, "gram")
+
+  def zero_error(self, runs: list[Run], threshold: float):
+    """({run name: first epoch with ncc_acc_train >= threshold}, the latest of them)."""
+    per_run = {r.name: self.first_epoch(r, "ncc_acc_train", threshold, "first_epoch_at_least")
+               for r in runs}
+    values = [value_of(x) for x in per_run.values() if value_of(x) is not None]
+    overall = Numbers.derived("max", list(per_run.values()), max(values) if values else None)
+    return per_run, overall
+
+
+def floor_gap(num: Numbers, run: Run) -> dict:
+  """A run's training loss against its OF floor (docs/theory.md#loss-floor): the curves
+  ``loss`` and ``floor``, ``gap`` = loss - floor on their common epochs, ``min_gap`` its
+  minimum and ``final_rel`` = (loss - floor) / floor at the last common epoch (both None
+  without a common epoch)."""
+  loss = num.series(run, "train_loss")
+  floor = num.series(run, "optimal_loss")
+  common = sorted(set(loss["x"]) & set(floor["x"]))
+  lv = dict(zip(loss["x"], loss["values"]))
+  fv = dict(zip(floor["x"], floor["values"]))
+  gap = [lv[e] - fv[e] for e in common]
+  out = {"loss": loss, "floor": floor, "common": common, "gap_values": gap,
+         "gap": Numbers.derived("difference", [loss, floor], gap, x=common),
+         "min_gap": None, "final_rel": None}
+  if gap:
+    out["min_gap"] = Numbers.derived("min_difference", [loss, floor], min(gap))
+    last = common[-1]
+    line_l = next(i for i in loss["lines"] if run.metrics[i]["epoch"] == last)
+    line_f = next(i for i in floor["lines"] if run.metrics[i]["epoch"] == last)
+    lrec = num.line_value(run, line_l, "train_loss")
+    frec = num.line_value(run, line_f, "optimal_loss")
+    out["final_rel"] = Numbers.derived(
+        "ratio", [Numbers.derived("difference", [lrec, frec], lv[last] - fv[last]), frec],
+        (lv[last] - fv[last]) / fv[last] if fv[last] else None)
+  return out
+
+
+def value_of(record):
+  """The value of a record (None for no record)."""
+  return None if record is None else record["value"]
+
+
+def cosines_from_gram(gram) -> np.ndarray:
+  """G_ij / sqrt(G_ii G_jj)."""
+  g = np.asarray(gram, np.float64)
+  d = np.sqrt(np.maximum(np.diag(g), np.finfo(np.float64).tiny))
+  return g / np.outer(d, d)
+
+
+def gram_distance(a, b) -> float:
+  """|| A/||A||_F - B/||B||_F ||_F (scale-free distance between Gram matrices)."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a / np.linalg.norm(a) - b / np.linalg.norm(b)))
+
+
+def compare(lhs, op: str, rhs, missing: str | None = None) -> bool | None:
+  """lhs op rhs, or None (undecidable) when a number is missing (None or NaN).
+
+  With ``missing="infinity"`` a missing number means "never" (a first epoch that was not
+  reached) and counts as +infinity; two missing numbers stay undecidable.
+  """
+  def bad(x):
+    return x is None or (isinstance(x, float) and math.isnan(x))
+  if op == "==":
+    return None if bad(lhs) else lhs == rhs
+  if bad(lhs) and bad(rhs):
+    return None
+  if bad(lhs) or bad(rhs):
+    if missing != "infinity":
+      return None
+    lhs = math.inf if bad(lhs) else lhs
+    rhs = math.inf if bad(rhs) else rhs
+  return {"<": lhs < rhs, "<=": lhs <= rhs, ">": lhs > rhs, ">=": lhs >= rhs}[op]
+
+
+def outcome(conditions: list[dict]) -> str:
+  """"holds" when every condition ``{"lhs", "op", "rhs"[, "missing"]}`` holds, "does not
+  hold" when one fails, "inconclusive" when a number is missing (None / NaN)."""
+  result_text = "holds"
+  for cond in conditions:
+    lhs = value_of(cond["lhs"]) if isinstance(cond["lhs"], dict) else cond["lhs"]
+    rhs = value_of(cond["rhs"]) if isinstance(cond["rhs"], dict) else cond["rhs"]
+    result = compare(lhs, cond["op"], rhs, cond.get("missing"))
+    if result is None:
+      return "inconclusive"
+    if not result:
+      result_text = "does not hold"
+  return result_text

@@ -1,0 +1,321 @@
+"""Run folders: finding them and reading them, through one reader.
+
+A run folder is recognised by its files (docs/contracts.md):
+
+- ``result.json`` (+ ``embeddings.npy``, ``labels.npy``): a ``ufm solve`` result
+  (docs/contracts.md#result-json: the problem definition at the top level, its loss kind
+  ``loss_fn``);
+- ``metrics.jsonl`` + ``config.json`` (+ ``embeddings_final.npz`` with ``train_embeddings``
+  and ``train_labels``): a training workdir (docs/contracts.md#metrics-jsonl);
+- either may hold ``run.json``, the run descriptor (``geometry.runfiles.run_descriptor``);
+- any other folder is searched one level down for such runs (so a sweep folder works).
+
+`load_run` reads each of these files once, by its contract key names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from geometry import runfiles
+
+# Config fields that do not change what a run computes (or that identify it anyway); they are
+# ignored when runs are grouped.
+IGNORED_FIELDS = ("data.data_dir", "data.download", "checkpoint_every_epochs",
+                  "eval_batch_size", "distributed", "workdir", "log_epochs", "seed")
+
+
+class ReportError(Exception):
+  """Bad report input (reported on one line by the command)."""
+
+
+def get_path(obj, key: str):
+  """obj[k1][k2]... for key "k1.k2" (integer parts index lists)."""
+  for part in key.split("."):
+    if isinstance(obj, list):
+      obj = obj[int(part)]
+    elif isinstance(obj, dict) and part in obj:
+      obj = obj[part]
+    else:
+      raise KeyError(key)
+  return obj
+
+
+def has_path(obj, key: str) -> bool:
+  try:
+    get_path(obj, key)
+    return True
+  except (KeyError, IndexError, ValueError, TypeError):
+    return False
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{"model": {"final_relu": True}} -> {"model.final_relu": True}."""
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      out.update(flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def finite(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def usable(value) -> bool:
+  """A logged value worth plotting or comparing: a finite number, a bool or a list."""
+  return isinstance(value, (bool, list)) or finite(value)
+
+
+def balanced(flat: dict) -> bool:
+  return flat.get("data.imbalance", "none") == "none" or flat.get("data.ratio", 1) == 1
+
+
+@dataclass
+class Run:
+  """One run folder: a UFM result or a training workdir."""
+  name: str
+  path: Path
+  kind: str                                   # "ufm" | "train"
+  data: dict = field(default_factory=dict)    # result.json (ufm) or config.json (train)
+  metrics: list = field(default_factory=list)  # metrics.jsonl lines (train)
+  info: dict | None = None                    # run.json, when the folder has a readable one
+  _emb_cache: Any = None
+
+  # -- setup --------------------------------------------------------------------------------
+  @property
+  def flat(self) -> dict:
+    return flatten(self.data) if self.kind == "train" else {}
+
+  def field_key(self, name: str) -> str | None:
+    """Key path of a problem/config field (result.json: top level; config.json: dotted)."""
+    return name if has_path(self.data, name) else None
+
+  def get(self, name: str, default=None):
+    key = self.field_key(name)
+    return default if key is None else get_path(self.data, key)
+
+  @property
+  def data_file(self) -> Path:
+    return self.path / ("result.json" if self.kind == "ufm" else "config.json")
+
+  # -- embeddings ---------------------------------------------------------------------------
+  @property
+  def embeddings_file(self) -> Path | None:
+    path = self.path / ("embeddings.npy" if self.kind == "ufm" else "embeddings_final.npz")
+    return path if path.exists() else None
+
+  def embeddings(self):
+    """(embeddings [n, d] float64, labels [n] int) or None when not saved."""
+    if self._emb_cache is None and self.embeddings_file is not None:
+      self._emb_cache = load_embeddings(self.embeddings_file)
+    return self._emb_cache
+
+  # -- training metrics ---------------------------------------------------------------------
+  def metric_lines(self, key: str) -> list[int]:
+    """Indices of metrics lines holding a finite `key`, one per epoch (the last line wins,
+    so a resumed run that re-logged an epoch is counted once), sorted by epoch."""
+    by_epoch = {}
+    for i, line in enumerate(self.metrics):
+      if "epoch" in line and has_path(line, key) and usable(get_path(line, key)):
+        by_epoch[line["epoch"]] = i
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+  @property
+  def final_line(self) -> int | None:
+    lines = self.metric_lines("dist_of") or self.metric_lines("train_loss")
+    return lines[-1] if lines else None
+
+
+def ufm_loss_kind(run: Run) -> str:
+  """"scl" or "ce": a UFM result's ``loss_fn`` (its ``loss`` is the objective value)."""
+  return run.data.get("loss_fn", "scl")
+
+
+def load_embeddings(path: Path):
+  """Embeddings and labels from a UFM folder (embeddings.npy + labels.npy) or a training
+  workdir (embeddings_final.npz: train_embeddings, train_labels)."""
+  if path.suffix == ".npy":
+    emb = np.load(path)
+    labels = np.load(path.parent / "labels.npy")
+  else:
+    with np.load(path) as npz:
+      missing = {"train_embeddings", "train_labels"} - set(npz.files)
+      if missing:
+        raise ReportError(f"{path}: no {', '.join(sorted(missing))} array (found "
+                          f"{sorted(npz.files)})")
+      emb, labels = npz["train_embeddings"], npz["train_labels"]
+  return np.asarray(emb, np.float64), np.asarray(labels).astype(np.int64)
+
+
+def _read_jsonl(path: Path) -> list:
+  lines = []
+  for raw in path.read_text().splitlines():
+    raw = raw.strip()
+    if raw:
+      try:
+        lines.append(json.loads(raw))
+      except json.JSONDecodeError:
+        # A run killed mid-write leaves a truncated last line; keep the complete ones.
+        lines.append({})
+  return lines
+
+
+def _is_ufm(path: Path) -> bool:
+  return (path / "result.json").is_file()
+
+
+def _is_train(path: Path) -> bool:
+  return (path / "metrics.jsonl").is_file() and (path / "config.json").is_file()
+
+
+def is_run_folder(path: Path) -> bool:
+  return _is_ufm(path) or _is_train(path)
+
+
+def discover(paths: Sequence[str | os.PathLike]) -> list[Run]:
+  """The runs in `paths` (run folders, or folders holding run folders one level down)."""
+  folders = []
+  for raw in paths:
+    path = Path(raw)
+    if not path.is_dir():
+      raise ReportError(f"{path}: not a folder")
+    if is_run_folder(path):
+      folders.append(path)
+      continue
+    found = [p for p in sorted(path.iterdir()) if p.is_dir() and is_run_folder(p)]
+    if not found:
+      raise ReportError(f"{path}: neither a UFM result (result.json) nor a training workdir "
+                        "(metrics.jsonl + config.json), and holds none")
+    folders.extend(found)
+  runs, names, broken = [], set(), []
+  for path in folders:
+    name = path.name if path.name not in names else f"{path.parent.name}/{path.name}"
+    names.add(name)
+    try:
+      runs.append(load_run(name, path))
+    except ValueError as e:
+      # A run folder broken by a fault (a kill mid-write, a full disk) costs its own run only.
+      broken.append(str(e))
+      print(f"report: warning: {name} left out: {e}", file=sys.stderr)
+  if not runs:
+    raise ReportError(f"no readable run: {'; '.join(broken)}")
+  return runs
+
+
+def _read_info(path: Path) -> dict | None:
+  """run.json; None when absent or unreadable (it only feeds the batching section)."""
+  if not (path / "run.json").exists():
+    return None
+  try:
+    info = runfiles.read_json(path / "run.json")
+  except ValueError:
+    return None
+  return info if isinstance(info, dict) else None
+
+
+def load_run(name: str, path: Path) -> Run:
+  """One run folder as a `Run`; a file that cannot be read raises `ValueError` naming it."""
+  if _is_ufm(path):
+    run = Run(name, path, "ufm", runfiles.read_json(path / "result.json"))
+  else:
+    metrics_path = path / "metrics.jsonl"
+    try:
+      metrics = _read_jsonl(metrics_path)
+    except (OSError, UnicodeDecodeError) as e:
+      raise ValueError(f"{metrics_path}: cannot be read ({e})") from None
+    run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics)
+    # No logged epoch is a run that has just started, unless it has finished (the trainer
+    # writes embeddings_final.npz last): then its metrics were lost.
+    if not any(metrics) and run.embeddings_file is not None:
+      raise ValueError(f"{metrics_path}: no complete line, although the run finished "
+                       f"({run.embeddings_file.name} exists)")
+  if not isinstance(run.data, dict):
+    raise ValueError(f"{run.data_file}: not a JSON object")
+  run.info = _read_info(path)
+  if run.embeddings_file is not None:
+    # Header and size only (a memory map, the zip directory): the arrays load when drawn.
+    try:
+      if run.embeddings_file.suffix == ".npy":
+        np.load(run.embeddings_file, mmap_mode="r")
+      else:
+        with np.load(run.embeddings_file) as npz:
+          npz.files  # pylint: disable=pointless-statement
+    except Exception as e:  # a truncated .npy / .npz raises one of several errors
+      raise ValueError(f"{run.embeddings_file}: cannot be read "
+                       f"({type(e).__name__}: {e})") from None
+  return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Grouping runs.
+
+
+def _group_key(run: Run, vary: Sequence[str]) -> str:
+  flat = {k: v for k, v in run.flat.items()
+          if k not in vary and not k.startswith(IGNORED_FIELDS)}
+  return json.dumps(flat, sort_keys=True, default=str)
+
+
+def group_runs(runs: Sequence[Run], vary: Sequence[str]) -> list[list[Run]]:
+  """Training runs grouped so that members differ only in the fields `vary` (in run order)."""
+  groups: dict[str, list[Run]] = {}
+  for run in runs:
+    groups.setdefault(_group_key(run, vary), []).append(run)
+  return list(groups.values())
+
+
+def sort_key(run: Run, fields: Sequence[str]):
+  return tuple(str(run.flat.get(f)) if not finite(run.flat.get(f)) else f"{run.flat[f]:020.6f}"
+               for f in fields)
+
+
+def ratio_sorted(group: Sequence[Run]) -> list[Run]:
+  """A group of runs in increasing imbalance ratio."""
+  return sorted(group, key=lambda r: sort_key(r, ["data.ratio"]))
+
+
+def study_groups(runs: Sequence[Run], fields: Sequence[str]) -> list:
+  """The groups of training runs that differ in `fields` only, with at least two variants
+  and a logged dist_of, each sorted by `fields`: [(index, group)] (the index counts every
+  group, so a figure keeps its number whichever groups qualify)."""
+  out = []
+  for gi, group in enumerate(group_runs(runs, list(fields))):
+    variants = {tuple(str(r.flat.get(f)) for f in fields) for r in group}
+    if len(variants) < 2 or not any(r.metric_lines("dist_of") for r in group):
+      continue
+    out.append((gi, sorted(group, key=lambda r: sort_key(r, fields))))
+  return out
+
+
+def angle_groups(runs: Sequence[Run]) -> list:
+  """Groups of training runs that differ only in R and have saved embeddings, each its runs
+  with embeddings in increasing R: [(index, group)]."""
+  groups = [g for g in group_runs(runs, ["data.ratio"]) if any(r.embeddings_file for r in g)]
+  return [(gi, [r for r in ratio_sorted(g) if r.embeddings_file])
+          for gi, g in enumerate(groups)]
+
+
+def num_classes(run: Run) -> int | None:
+  if run.kind == "ufm":
+    sizes = run.get("sizes")
+    if sizes:
+      return len(sizes)
+    norms = run.get("class_mean_norms")
+    return len(norms) if norms else None
+  line = run.final_line
+  if line is not None and "class_mean_norms" in run.metrics[line]:
+    return len(run.metrics[line]["class_mean_norms"])
+  loaded = run.embeddings()
+  return None if loaded is None else int(loaded[1].max()) + 1
