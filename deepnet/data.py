@@ -9,8 +9,9 @@ Public interface (used by deepnet/run_setup.py)::
 
 The code lives by job: this module (the Dataset, the imbalance recipe, ``load_dataset``),
 ``deepnet/data_tfds.py`` (TFDS and IDX sets, normalisation), ``deepnet/data_embedded.py``
-(digits, mnist1d, gaussian) and ``deepnet/views.py`` (views and augmentation); their public
-names are importable from here.
+(digits, mnist1d, gaussian) and ``deepnet/views.py`` (views and augmentation); the names
+callers use (``MissingDatasetError``, ``make_views``, ``view_options``) are importable from
+here.
 
 ``make_views`` is pure jnp and jittable: ``mode``, ``kind`` and the keyword options are
 Python values (close over them or mark them static, e.g.
@@ -92,22 +93,13 @@ from deepnet import data_tfds
 from deepnet import views as views_lib
 from geometry import imbalance as imbalance_lib
 
-# The public names of the split modules, importable from here as before.
+# The public names of the split modules that callers use, importable from here.
 MissingDatasetError = data_tfds.MissingDatasetError
-TFDS_DATASETS = data_tfds.TFDS_DATASETS
-SOURCES = data_tfds.SOURCES
-make_gaussian = data_embedded.make_gaussian
-resolve_data_dir = data_tfds.resolve_data_dir
-VIEW_MODES = views_lib.VIEW_MODES
-VIEW_OPTION_FIELDS = views_lib.VIEW_OPTION_FIELDS
-KINDS = views_lib.KINDS
-augment = views_lib.augment
-default_crop_pad = views_lib.default_crop_pad
 make_views = views_lib.make_views
 view_options = views_lib.view_options
 
 EMBEDDED_DATASETS = ("digits", "mnist1d", "gaussian")
-DATASETS = TFDS_DATASETS + EMBEDDED_DATASETS
+DATASETS = data_tfds.TFDS_DATASETS + EMBEDDED_DATASETS
 
 _NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "mnist": 10, "fashion_mnist": 10,
                 "digits": 10, "mnist1d": 10}
@@ -230,7 +222,7 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
   n_max = int(_get(data_config, "n_max", 5000))
   subsample_seed = int(_get(data_config, "subsample_seed", seed))
 
-  if name in TFDS_DATASETS:
+  if name in data_tfds.TFDS_DATASETS:
     (train_x, train_y), (test_x, test_y) = data_tfds.load_raw_images(
         name, source=_get(data_config, "source", "auto"),
         data_dir=_get(data_config, "data_dir", None),
