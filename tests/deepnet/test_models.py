@@ -214,3 +214,22 @@ def test_batchnorm_mask_of_the_conv_nets_makes_padding_invisible(name):
   _, upd_unmasked = apply(variables, padded, None)
   assert not all(np.allclose(a, b, atol=1e-3)
                  for a, b in zip(jax.tree.leaves(upd_unmasked), leaves))
+
+
+def test_extra_linear_is_the_linear_projection_without_relu_at_the_backbone_width():
+  # One layer implementation serves both fields: with the same weights, extra_linear and a
+  # projection of the backbone's width without ReLU are the same function, and both end
+  # with an affine map (features of both signs).
+  config, shape = TINY["mlp"]
+  extra = models.create_model(dict(config, extra_linear=True), 5)
+  projection = models.create_model(dict(config, projection_dim=_tiny_dim("mlp"),
+                                        projection_relu=False), 5)
+  x = jax.random.normal(jax.random.key(0), (6,) + shape)
+  variables = extra.init(jax.random.key(1), x, train=False)
+  params = dict(variables["params"])
+  params["projection"] = params.pop("extra_linear")
+  a = extra.apply(variables, x, train=False)
+  b = projection.apply(dict(variables, params=params), x, train=False)
+  np.testing.assert_array_equal(np.asarray(a["features"]), np.asarray(b["features"]))
+  assert (np.asarray(a["features"]) < 0).any() and (np.asarray(a["features"]) > 0).any()
+  assert models.embedding_dim(dict(config, extra_linear=True)) == _tiny_dim("mlp")
