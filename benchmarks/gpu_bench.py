@@ -12,9 +12,12 @@ What it measures, on synthetic CIFAR-shaped data that lives on the device:
    vertical flip, concatenated: 2B images per step), SGD with momentum and weight decay, at
    batch B = 512 and 1024, in bfloat16 and float32 compute. The SCL logits and log-sum-exp
    are float32 whatever the compute dtype (`geometry.losses.supcon_loss` promotes). The step
-   is one `jax.jit` with the train state donated; batches are gathered by index on the device
-   from a per-step key, so there is no host round trip per step. Images per second count both
-   views. The same network's bare forward + backward (no views, gather, SCL or optimiser) is
+   is the training runs' own `deepnet.train.train_step`, jitted with the train state donated
+   (`deepnet.train.compile_train_step`): it gathers the batch by index from the training set
+   on the device (one seeded partition, `batching="fixed"`), builds the views there and
+   keeps the loss sum on the device, so there is no host round trip per step. Images per
+   second count both views. The same network's bare forward + backward (no views, gather,
+   SCL or optimiser) is
    timed next to it, so `step_vs_fwd_bwd` says what the training step costs on top.
 2. UFM+ solved by full-batch projected gradient at N = 100,000 (K = 10 balanced, d = 16):
    h <- normalise(relu(h - lr * grad)), with `supcon_loss(..., reduction="sum",
@@ -28,12 +31,14 @@ It writes every number as JSON to --out (default $OUT/gpu_bench.json when $OUT i
 gpu_bench.json). Timing: a warm-up that includes the compilation, then timed steps with one
 `block_until_ready` at the end.
 
-Imports: jax, flax, optax, numpy and the project's `geometry` and `deepnet.models` only.
+Imports: jax, flax, optax, numpy and the project's `geometry` and `deepnet` (whose training
+step imports no orbax, ml_collections or TensorFlow) only.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -63,35 +68,65 @@ def model_config(width: float, dtype: str):
                                extra_linear=False, head_dim=0, dtype=dtype)
 
 
-def make_train_step(model, tx, batch_size: int, temperature: float = 0.1):
-  """The SCL step: gather -> two views (x, vflip x) -> ResNet -> SCL -> SGD.
+def train_setup(model, tx, batch_size: int, train_x: np.ndarray, train_y: np.ndarray,
+                temperature: float = 0.1):
+  """The ``deepnet.run_setup.RunSetup`` of an SCL run of ``model`` on (train_x, train_y) with
+  the paper's views (the batch and its vertical flip) and batches of ``batch_size``: what
+  ``deepnet.train.train_step`` reads, built without a config file (no ml_collections here)."""
+  from deepnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  from deepnet import run_setup  # pylint: disable=g-import-not-at-top
+  shardings = run_setup.Shardings.over_all_devices()
+  dataset = data_lib.Dataset(name="synthetic", kind="image", train_x=train_x, train_y=train_y,
+                             test_x=train_x[:NUM_CLASSES], test_y=train_y[:NUM_CLASSES],
+                             num_classes=NUM_CLASSES,
+                             class_sizes=np.bincount(train_y, minlength=NUM_CLASSES).tolist(),
+                             majority=[])
+  padded = run_setup.round_up(batch_size, shardings.num_devices)
+  config = types.SimpleNamespace(loss="scl", temperature=temperature, loss_scale=1.0, seed=0)
+  return run_setup.RunSetup(
+      config=config, workdir="", dataset=dataset, shardings=shardings, model=model, tx=tx,
+      lr_schedule=lambda count: 0.1,
+      make_views=functools.partial(data_lib.make_views, mode="vflip", kind="image"),
+      num_views=2, steps_per_epoch=len(train_y) // batch_size, rows_per_batch=batch_size,
+      padded_rows=padded, eval_chunk=padded, num_epochs=1, log_epochs=[1],
+      binding=np.zeros((0,), np.int64), embedding_dim=model_embedding_dim(model),
+      metric_output="embedding")
 
-  state = (step, params, batch_stats, opt_state); the caller jits it with the state donated.
-  The batch is drawn on the device from fold_in(key, step), so the host sends nothing.
-  """
 
-  def train_step(state, train_x, train_y, key):
-    step, params, batch_stats, opt_state = state
-    idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0,
-                             train_x.shape[0])
-    x = jnp.take(train_x, idx, axis=0)
-    y = jnp.take(train_y, idx, axis=0)
-    views = jnp.concatenate([x, x[:, ::-1]], axis=0)   # the paper's deterministic 2nd view
-    labels = jnp.concatenate([y, y])
+def model_embedding_dim(model) -> int:
+  return models.backbone_dim(types.SimpleNamespace(name=model.arch, width=model.width,
+                                                   mlp_widths=model.mlp_widths))
 
-    def loss_fn(params):
-      out, updates = model.apply({"params": params, "batch_stats": batch_stats}, views,
-                                 train=True, mutable=["batch_stats"])
-      loss = losses.supcon_loss(out["embedding"], labels, temperature=temperature,
-                                reduction="mean")
-      return loss, updates["batch_stats"]
 
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return (step + 1, params, batch_stats, opt_state), loss
+def trainer_step(setup, seed: int = 1):
+  """(step closure, initial state) of ``deepnet.train.train_step`` for ``setup``: the step the
+  training runs use, jitted with its state donated (``deepnet.train.compile_train_step``), on
+  the one seeded drop-last partition of the training set that ``batching="fixed"`` gives."""
+  from deepnet import run_setup  # pylint: disable=g-import-not-at-top
+  from deepnet import train as train_lib  # pylint: disable=g-import-not-at-top
+  from geometry import batching as batching_lib  # pylint: disable=g-import-not-at-top
+  replicated = setup.shardings.replicated
+  batches = np.asarray(batching_lib.epoch_batches("fixed", setup.num_train,
+                                                  setup.rows_per_batch, seed, 1), np.int32)
+  padded = np.zeros((len(batches), setup.padded_rows), np.int32)
+  padded[:, :batches.shape[1]] = batches
+  schedule = run_setup.global_array(padded, setup.shardings.schedule)
+  train_x = run_setup.global_array(np.asarray(setup.dataset.train_x, np.float32), replicated)
+  train_y = run_setup.global_array(setup.train_y, replicated)
+  row_mask = setup.row_mask()
+  seed_array = run_setup.global_array(np.asarray(seed, np.uint32), replicated)
+  step_fn = train_lib.compile_train_step(setup)
+  state = train_lib.initial_state(setup)
+  carry = {"state": state,
+           "loss_sum": run_setup.global_array(np.zeros((), np.float32), replicated)}
 
-  return train_step
+  def step():
+    before = carry["loss_sum"]
+    carry["state"], carry["loss_sum"] = step_fn(carry["state"], before, schedule, row_mask,
+                                                train_x, train_y, seed_array)
+    return carry["state"], carry["loss_sum"]
+
+  return step, state
 
 
 def make_fwd_bwd(model):
@@ -120,33 +155,32 @@ def bench_resnet(batch: int, dtype: str, *, width: float, steps: int, warmup: in
                  train_x, train_y, with_fwd_bwd: bool = True) -> dict:
   """Images/s of the SCL train step (two views) and of the bare forward+backward."""
   model = models.create_model(model_config(width, dtype), NUM_CLASSES, classifier=False)
-  variables = model.init(jax.random.key(0), train_x[:2], train=False)
   tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9))
-  train_step = make_train_step(model, tx, batch)
-  step_fn = jax.jit(train_step, donate_argnums=(0,))
-  state = (jnp.zeros((), jnp.int32), variables["params"], variables["batch_stats"],
-           tx.init(variables["params"]))
-  key = jax.random.key(1)
+  step_fn, _ = trainer_step(train_setup(model, tx, batch, np.asarray(train_x),
+                                        np.asarray(train_y)))
 
   start = time.perf_counter()
   for _ in range(warmup):
-    state, loss = step_fn(state, train_x, train_y, key)
-  jax.block_until_ready(loss)
+    state, loss_sum = step_fn()
+  jax.block_until_ready(loss_sum)
   warmup_seconds = time.perf_counter() - start
   start = time.perf_counter()
   for _ in range(steps):
-    state, loss = step_fn(state, train_x, train_y, key)
-  jax.block_until_ready((state, loss))
+    state, loss_sum = step_fn()
+  jax.block_until_ready((state, loss_sum))
   seconds = time.perf_counter() - start
+  before = float(loss_sum)
+  state, loss_sum = step_fn()
+  loss = float(loss_sum) - before   # the loss of one more step
   images = 2 * batch * steps
   result = {"batch": batch, "views": 2, "dtype": dtype, "width": width, "steps": steps,
             "seconds_per_step": seconds / steps, "images_per_second": images / seconds,
-            "warmup_seconds_incl_compile": warmup_seconds, "final_loss": float(loss)}
+            "warmup_seconds_incl_compile": warmup_seconds, "final_loss": loss}
 
   if with_fwd_bwd:
     fwd_bwd = jax.jit(make_fwd_bwd(model))
     views = jnp.concatenate([train_x[:batch], train_x[:batch, ::-1]], axis=0)
-    params, batch_stats = state[1], state[2]
+    params, batch_stats = state.params, state.batch_stats
     for _ in range(warmup):
       out = fwd_bwd(params, batch_stats, views)
     jax.block_until_ready(out)

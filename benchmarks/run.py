@@ -148,7 +148,7 @@ def trainer_section(settings, results, ratios, lines):
   lines.append(f"Trainer: ResNet-18 width {cfg['width']:g}, batch {cfg['batch']} x 2 views, "
                f"{cfg['side']}x{cfg['side']} synthetic images; images/s vs the bare fwd+bwd")
   if "trainer_error" in tr:
-    lines.append(f"  deepnet.train.Trainer unavailable ({tr['trainer_error']}); "
+    lines.append(f"  deepnet.train.train_step unavailable ({tr['trainer_error']}); "
                  "only the assembled step is measured")
   lines.append(f"  fwd+bwd alone   {tr['fwd_bwd_images_per_second']:9.1f} img/s")
   for name, label in (("trainer", "Trainer step"), ("assembled", "assembled step")):

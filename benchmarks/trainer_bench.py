@@ -3,11 +3,11 @@
 Three cases, timed in the same run and interleaved, on synthetic CIFAR-shaped data held on
 the device:
 
-* `trainer`: `deepnet.train.Trainer.train_step`, the project's jitted step (index gather from
+* `trainer`: `deepnet.train.train_step`, the project's jitted step (index gather from
   the on-device training set, the two views, the model, SCL on the global batch, SGD with
   coupled weight decay, the loss accumulator), with its state donated;
-* `assembled`: the minimal SCL step of `benchmarks.gpu_bench` (gather, vflip view, model,
-  SCL, optax SGD), a floor for what such a step costs;
+* `assembled`: a minimal SCL step (random-index gather, vflip view, model, SCL, optax SGD),
+  a floor for what such a step costs;
 * `fwd_bwd`: the same ResNet-18 on the same 2B images, train-mode forward and backward of a
   trivial scalar, nothing else.
 
@@ -27,6 +27,7 @@ import optax
 
 from benchmarks import gpu_bench
 from deepnet import models
+from geometry import losses
 
 NUM_CLASSES = 10
 
@@ -45,8 +46,8 @@ def _synthetic_dataset(num_examples: int, side: int):
 
 
 def _trainer_case(width: float, batch: int, side: int, num_examples: int):
-  """(step closure, images per step, description) for the project's Trainer, or raises."""
-  from deepnet import train as train_lib
+  """(step closure, images per step, model, state) of the project's train_step, or raises."""
+  from deepnet import run_setup
   from experiments.configs import cifar10_resnet18
   config = cifar10_resnet18.get_config()
   config.model.width = width
@@ -55,22 +56,40 @@ def _trainer_case(width: float, batch: int, side: int, num_examples: int):
   config.loss_scale = 1.0
   config.data.views = "vflip"
   workdir = tempfile.mkdtemp(prefix="bench_trainer_")
-  trainer = train_lib.Trainer(config, workdir, dataset=_synthetic_dataset(num_examples, side))
-  state = trainer.initial_state()
-  train_x, train_y, _, row_mask = trainer._device_data()
-  # Exactly as Trainer.run feeds the step (committed, sharded arrays), so that the step
-  # compiles once.
-  _, padded = trainer.padded_schedule(1)
-  schedule = trainer._global_array(padded, trainer.schedule_sharding)
-  loss_sum = trainer._global_array(np.zeros((), np.float32), trainer.replicated)
-  carry = {"state": state, "loss_sum": loss_sum}
+  setup = run_setup.setup_run(config, workdir, dataset=_synthetic_dataset(num_examples, side))
+  step, state = gpu_bench.trainer_step(setup)
+  return (lambda: step()[1]), setup.num_views * batch, setup.model, state
 
-  def step():
-    carry["state"], carry["loss_sum"] = trainer.train_step(
-        carry["state"], carry["loss_sum"], schedule, row_mask, train_x, train_y)
-    return carry["loss_sum"]
 
-  return step, trainer.num_views * batch, trainer.model, state
+def make_train_step(model, tx, batch_size: int, temperature: float = 0.1):
+  """The SCL step: gather -> two views (x, vflip x) -> ResNet -> SCL -> SGD.
+
+  state = (step, params, batch_stats, opt_state); the caller jits it with the state donated.
+  The batch is drawn on the device from fold_in(key, step), so the host sends nothing.
+  """
+
+  def train_step(state, train_x, train_y, key):
+    step, params, batch_stats, opt_state = state
+    idx = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0,
+                             train_x.shape[0])
+    x = jnp.take(train_x, idx, axis=0)
+    y = jnp.take(train_y, idx, axis=0)
+    views = jnp.concatenate([x, x[:, ::-1]], axis=0)   # the paper's deterministic 2nd view
+    labels = jnp.concatenate([y, y])
+
+    def loss_fn(params):
+      out, updates = model.apply({"params": params, "batch_stats": batch_stats}, views,
+                                 train=True, mutable=["batch_stats"])
+      loss = losses.supcon_loss(out["embedding"], labels, temperature=temperature,
+                                reduction="mean")
+      return loss, updates["batch_stats"]
+
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return (step + 1, params, batch_stats, opt_state), loss
+
+  return train_step
 
 
 def run(width: float, batch: int, side: int, steps: int, rounds: int) -> dict:
@@ -82,7 +101,7 @@ def run(width: float, batch: int, side: int, steps: int, rounds: int) -> dict:
     step, images, model, state = _trainer_case(width, batch, side, num_examples)
     cases["trainer"] = (step, images)
     params, batch_stats = state.params, state.batch_stats
-    result["trainer_source"] = "deepnet.train.Trainer.train_step"
+    result["trainer_source"] = "deepnet.train.train_step"
   except Exception as e:  # the trainer is another module's; report instead of failing
     result["trainer_error"] = f"{type(e).__name__}: {e}"
     model = models.create_model(gpu_bench.model_config(width, "float32"), NUM_CLASSES)
@@ -93,7 +112,7 @@ def run(width: float, batch: int, side: int, steps: int, rounds: int) -> dict:
   train_x = jnp.asarray(rng.standard_normal((num_examples, side, side, 3), dtype=np.float32))
   train_y = jnp.asarray((np.arange(num_examples) % NUM_CLASSES).astype(np.int32))
   tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9))
-  assembled = jax.jit(gpu_bench.make_train_step(model, tx, batch), donate_argnums=(0,))
+  assembled = jax.jit(make_train_step(model, tx, batch), donate_argnums=(0,))
   # Copies, so that donating this state never invalidates the trainer's arrays.
   own = jax.tree.map(jnp.array, (params, batch_stats))
   # Committed to the device like the step's outputs, so the second call does not recompile.

@@ -215,3 +215,81 @@ def delete_all(manager) -> None:
   """Removes every step of ``manager`` (a checkpoint superseded by a newer one elsewhere)."""
   for step in manager.all_steps():
     manager.delete(step)
+
+
+# ----------------------------------------------------------------------------------------------
+# The train state of a run: epoch checkpoints in WORKDIR/checkpoints/<epoch>, and the mid-epoch
+# checkpoint of a stopped run in WORKDIR/checkpoints_preempted/<step>.
+
+EPOCHS_DIR = "checkpoints"
+PREEMPTED_DIR = "checkpoints_preempted"
+
+
+def _abstract(tree, sharding):
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                      tree)
+
+
+def save_epoch(workdir: str, manager, epoch: int, state, *, main: bool) -> None:
+  """Saves ``state`` (a flax struct) as the checkpoint of ``epoch``; an epoch checkpoint
+  supersedes any mid-epoch one before it, which is removed (``main``: the process that
+  owns the files)."""
+  import flax  # pylint: disable=g-import-not-at-top
+  save(manager, epoch, flax.serialization.to_state_dict(state), write_sums=main)
+  if main and os.path.isdir(os.path.join(workdir, PREEMPTED_DIR)):
+    preempted = create_manager(os.path.join(workdir, PREEMPTED_DIR), max_to_keep=1)
+    delete_all(preempted)
+    preempted.close()
+
+
+def restore_epoch(manager, template, *, sharding, steps_per_epoch: int, log,
+                  main: bool) -> tuple[int, Any]:
+  """(epoch, state) of the newest epoch checkpoint that verifies, restores and holds step
+  epoch * S; (0, template) when there is none. Corrupt ones are reported and moved aside."""
+  import flax  # pylint: disable=g-import-not-at-top
+
+  def check(epoch, tree):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    step = int(np.asarray(tree["step"]))
+    want = epoch * steps_per_epoch
+    return None if step == want else f"holds step {step}, expected {want}"
+
+  epoch, restored = restore_latest(
+      manager, _abstract(flax.serialization.to_state_dict(template), sharding), check=check,
+      log=log, what="checkpoint of epoch", move_aside=main)
+  if restored is None:
+    return 0, template
+  return epoch, flax.serialization.from_state_dict(template, restored)
+
+
+def restore_preempted(workdir: str, template, *, sharding, after_step: int, log, main: bool):
+  """(state, loss_sum) of a mid-epoch checkpoint newer than ``after_step``, else None."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(os.path.join(workdir, PREEMPTED_DIR)):
+    return None
+  manager = create_manager(os.path.join(workdir, PREEMPTED_DIR), max_to_keep=1)
+  abstract = {"state": _abstract(flax.serialization.to_state_dict(template), sharding),
+              "loss_sum": _abstract(np.zeros((), np.float32), sharding)}
+
+  def check(step, tree):
+    held = int(np.asarray(tree["state"]["step"]))
+    return None if held == step else f"holds step {held}, expected {step}"
+
+  step, restored = restore_latest(manager, abstract, check=check, log=log,
+                                  what="mid-epoch checkpoint of step", move_aside=main)
+  manager.close()
+  if restored is None or step <= after_step:
+    return None
+  return (flax.serialization.from_state_dict(template, restored["state"]),
+          restored["loss_sum"])
+
+
+def save_preempted(workdir: str, state, loss_sum, *, main: bool) -> None:
+  """Saves the mid-epoch ``(state, loss_sum)`` of a stopped run under its step."""
+  import flax  # pylint: disable=g-import-not-at-top
+  manager = create_manager(os.path.join(workdir, PREEMPTED_DIR), max_to_keep=1)
+  save(manager, int(state.step), {"state": flax.serialization.to_state_dict(state),
+                                  "loss_sum": loss_sum}, write_sums=main)
+  manager.close()

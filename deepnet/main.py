@@ -75,7 +75,7 @@ def _env_int(name: str) -> int | None:
 
 def _initialize_distributed(config) -> None:
   """jax.distributed.initialize when asked for by a flag, the config or the environment."""
-  wanted = (_DISTRIBUTED.value or bool(config.get("distributed", False))
+  wanted = (_DISTRIBUTED.value or bool(config.get("distributed"))
             or bool(os.environ.get("JAX_COORDINATOR_ADDRESS")))
   if not wanted:
     return
@@ -194,6 +194,7 @@ def _main(argv: list[str]) -> int:
   # Imported after the flags so that `--help` and usage errors answer fast.
   from deepnet import compilation_cache  # pylint: disable=g-import-not-at-top
   from deepnet import data as data_lib  # pylint: disable=g-import-not-at-top
+  from deepnet import run_setup  # pylint: disable=g-import-not-at-top
   from deepnet import train as train_lib  # pylint: disable=g-import-not-at-top
 
   try:
@@ -204,13 +205,13 @@ def _main(argv: list[str]) -> int:
       except OSError as e:
         raise UsageError(f"the compilation cache folder cannot be made ({_one_line(e)}); pass "
                          "--config.compilation_cache_dir=DIR or --nocompilation_cache") from e
-    trainer = train_lib.Trainer(config, _WORKDIR.value)
+    setup = run_setup.setup_run(config, _WORKDIR.value)
     _check_backend(config)
   except (UsageError, train_lib.ConfigError, data_lib.MissingDatasetError) as e:
     print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2
   try:
-    trainer.run()
+    train_lib.run(setup)
   except train_lib.ConfigError as e:   # e.g. a workdir that holds another run, or in use
     print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2

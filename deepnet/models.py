@@ -25,14 +25,17 @@ normalised are non-negative, which is what makes the orthogonal frame the optimu
 - DenseNet: the ReLU after the final BN is skipped;
 - MLP: the last layer is Dense -> BN without the ReLU (an affine last layer).
 
-``extra_linear=True`` is the other option of docs/theory.md#choice-no-relu: keep the ReLU and append a
-Dense(d) (with bias) after pooling, so the features can again take any sign.
+Linear layers after the backbone (``linear_layers``, one implementation for two config
+fields): each is a Dense with bias, followed by a ReLU or not.
 
-Linear projection (``projection_dim > 0``): a Dense(projection_dim) with bias after the
-backbone (and after ``extra_linear``), followed by a ReLU iff ``projection_relu``; its output
-is what gets normalised (d = projection_dim). This is the second way of having a final ReLU
-that the paper's reviewers describe: a ReLU after a linear layer rather than the backbone's
-own last activation (compare ``final_relu``, which acts on the backbone).
+- ``extra_linear=True`` is the other option of docs/theory.md#choice-no-relu: keep the ReLU
+  and append a Dense(d) without ReLU after pooling, so the features can again take any sign.
+- ``projection_dim > 0``: a Dense(projection_dim) (after ``extra_linear``), followed by a ReLU
+  iff ``projection_relu``; its output is what gets normalised (d = projection_dim). With the
+  ReLU it is the second way of having a final ReLU that the paper's reviewers describe: a ReLU
+  after a linear layer rather than the backbone's own last activation (compare
+  ``final_relu``, which acts on the backbone); without it, it is ``extra_linear`` with
+  another width.
 
 Optional projection head (``head_dim > 0``, not in the paper): Dense(d) -> ReLU ->
 Dense(head_dim) on the backbone output, followed by a ReLU iff ``final_relu``; the head's output
@@ -40,7 +43,7 @@ is what gets normalised (so d = head_dim, and the backbone's own final ReLU then
 activation and is kept whatever ``final_relu``). The backbone output is returned as
 ``"backbone"`` in that case.
 
-Output of ``model.apply(variables, x, train=..., mutable=...)``: a dict with
+Output of ``model.apply(variables, x, train=..., mask=..., mutable=...)``: a dict with
 
 - ``"embedding"``: h = f / max(||f||, 1e-12), float32 [B, d] (normalised in float32);
 - ``"features"``: f, the un-normalised input of the normalisation, float32 [B, d];
@@ -55,6 +58,14 @@ and ``batch_stats`` pytrees, which makes buffer donation, ``jax.sharding`` place
 checkpoints of plain pytrees straightforward. BatchNorm is plain ``nn.BatchNorm`` without
 ``axis_name``: under ``jit`` with a batch sharded over devices the statistics are those of the
 global batch. BN momentum 0.9 and epsilon 1e-5 match PyTorch's defaults (momentum 0.1 there).
+
+Padded batches: ``mask`` ([B] bool over the leading axis of ``x``, train mode only) is passed
+to every BatchNorm, which then computes its batch statistics over the rows where it is True:
+
+  mu = sum_i m_i x_i / sum_i m_i,   var = sum_i m_i (x_i - mu)^2 / sum_i m_i,
+
+so rows added to fill a batch change neither the outputs of the real rows nor the running
+statistics (``apply_model``).
 
 This module imports only jax, flax and numpy (the GPU benchmark relies on that).
 """
@@ -109,9 +120,13 @@ def l2_normalize(features: jax.Array, eps: float = 1e-12) -> jax.Array:
   return features * jax.lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
-def _norm(train: bool, dtype, name=None):
+def _norm(x, train: bool, mask, dtype, name=None):
+  """BatchNorm of ``x`` whose batch statistics skip the rows where ``mask`` ([B] bool, or None
+  for all rows) is False."""
+  if mask is not None:
+    mask = jnp.broadcast_to(jnp.reshape(mask, mask.shape + (1,) * (x.ndim - 1)), x.shape)
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, param_dtype=jnp.float32, name=name)
+                      dtype=dtype, param_dtype=jnp.float32, name=name)(x, mask=mask)
 
 
 def _conv(features, kernel, strides=1, padding=0, dtype=jnp.float32, name=None):
@@ -133,15 +148,15 @@ class BasicBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, mask=None):
     y = _conv(self.features, 3, self.strides, 1, self.dtype, name="conv1")(x)
-    y = nn.relu(_norm(train, self.dtype, "bn1")(y))
+    y = nn.relu(_norm(y, train, mask, self.dtype, "bn1"))
     y = _conv(self.features, 3, 1, 1, self.dtype, name="conv2")(y)
-    y = _norm(train, self.dtype, "bn2")(y)
+    y = _norm(y, train, mask, self.dtype, "bn2")
     shortcut = x
     if self.strides != 1 or x.shape[-1] != self.features:
       shortcut = _conv(self.features, 1, self.strides, 0, self.dtype, name="shortcut_conv")(x)
-      shortcut = _norm(train, self.dtype, "shortcut_bn")(shortcut)
+      shortcut = _norm(shortcut, train, mask, self.dtype, "shortcut_bn")
     y = y + shortcut
     return nn.relu(y) if self.output_relu else y
 
@@ -153,9 +168,9 @@ class ResNet18(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, mask=None):
     x = _conv(_scaled(64, self.width), 3, 1, 1, self.dtype, name="stem_conv")(x)
-    x = nn.relu(_norm(train, self.dtype, "stem_bn")(x))
+    x = nn.relu(_norm(x, train, mask, self.dtype, "stem_bn"))
     num_stages = len(_RESNET_BLOCKS)
     for stage, (channels, blocks) in enumerate(zip(_RESNET_WIDTHS, _RESNET_BLOCKS)):
       for block in range(blocks):
@@ -163,7 +178,7 @@ class ResNet18(nn.Module):
         x = BasicBlock(_scaled(channels, self.width),
                        strides=2 if (stage > 0 and block == 0) else 1,
                        output_relu=self.final_relu or not last, dtype=self.dtype,
-                       name=f"stage{stage + 1}_block{block + 1}")(x, train)
+                       name=f"stage{stage + 1}_block{block + 1}")(x, train, mask)
     return jnp.mean(x, axis=(1, 2))
 
 
@@ -194,10 +209,10 @@ class DenseLayer(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
-    y = nn.relu(_norm(train, self.dtype, "bn1")(x))
+  def __call__(self, x, train: bool, mask=None):
+    y = nn.relu(_norm(x, train, mask, self.dtype, "bn1"))
     y = _conv(self.bn_size * self.growth, 1, 1, 0, self.dtype, name="conv1")(y)
-    y = nn.relu(_norm(train, self.dtype, "bn2")(y))
+    y = nn.relu(_norm(y, train, mask, self.dtype, "bn2"))
     y = _conv(self.growth, 3, 1, 1, self.dtype, name="conv2")(y)
     return jnp.concatenate([x, y], axis=-1)
 
@@ -209,7 +224,7 @@ class DenseNet40(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, mask=None):
     side = min(x.shape[1], x.shape[2])
     if _densenet_out_side(side) < 1:
       raise ValueError(
@@ -217,16 +232,17 @@ class DenseNet40(nn.Module):
           f"{x.shape[1]}x{x.shape[2]}: use resnet18 or mlp for small images")
     growth = _scaled(_DENSENET_GROWTH, self.width)
     x = _conv(_scaled(_DENSENET_STEM, self.width), 7, 2, 3, self.dtype, name="stem_conv")(x)
-    x = nn.relu(_norm(train, self.dtype, "stem_bn")(x))
+    x = nn.relu(_norm(x, train, mask, self.dtype, "stem_bn"))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for i, layers in enumerate(_DENSENET_BLOCKS):
       for j in range(layers):
-        x = DenseLayer(growth, dtype=self.dtype, name=f"block{i + 1}_layer{j + 1}")(x, train)
+        x = DenseLayer(growth, dtype=self.dtype,
+                       name=f"block{i + 1}_layer{j + 1}")(x, train, mask)
       if i != len(_DENSENET_BLOCKS) - 1:
-        x = nn.relu(_norm(train, self.dtype, f"transition{i + 1}_bn")(x))
+        x = nn.relu(_norm(x, train, mask, self.dtype, f"transition{i + 1}_bn"))
         x = _conv(x.shape[-1] // 2, 1, 1, 0, self.dtype, name=f"transition{i + 1}_conv")(x)
         x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = _norm(train, self.dtype, "final_bn")(x)
+    x = _norm(x, train, mask, self.dtype, "final_bn")
     if self.final_relu:
       x = nn.relu(x)
     return jnp.mean(x, axis=(1, 2))
@@ -241,12 +257,12 @@ class MLP(nn.Module):
   norm_layers: Sequence[int] | None = None   # None: every layer
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, mask=None):
     x = x.reshape(x.shape[0], -1)
     for i, width in enumerate(self.widths):
       x = nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{i + 1}")(x)
       if self.norm_layers is None or i in self.norm_layers:
-        x = _norm(train, self.dtype, f"bn{i + 1}")(x)
+        x = _norm(x, train, mask, self.dtype, f"bn{i + 1}")
       if self.final_relu or i != len(self.widths) - 1:
         x = nn.relu(x)
     return x
@@ -260,18 +276,17 @@ class EmbeddingModel(nn.Module):
   arch: str = "resnet18"
   width: float = 1.0
   final_relu: bool = True
-  extra_linear: bool = False
   head_dim: int = 0
   mlp_widths: Sequence[int] = (256, 256)
   mlp_norm_layers: Sequence[int] | None = None
-  projection_dim: int = 0
-  projection_relu: bool = True
+  # (name, width, relu) of each Dense after the backbone (``linear_layers`` of create_model).
+  linear_layers: Sequence[tuple[str, int, bool]] = ()
   num_classes: int = 10
   classifier: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, mask=None):
     x = jnp.asarray(x).astype(self.dtype)
     # With a projection head the switch acts on the head's output; the backbone's last ReLU
     # is then an ordinary hidden activation and stays.
@@ -286,12 +301,10 @@ class EmbeddingModel(nn.Module):
     else:
       raise ValueError(f"model.name must be one of {MODELS}, got {self.arch!r}")
     dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=jnp.float32)
-    h = backbone(x, train)
-    if self.extra_linear:
-      h = dense(h.shape[-1], name="extra_linear")(h)
-    if self.projection_dim > 0:
-      h = dense(self.projection_dim, name="projection")(h)
-      if self.projection_relu:
+    h = backbone(x, train, mask)
+    for name, features, relu in self.linear_layers:
+      h = dense(features, name=name)(h)
+      if relu:
         h = nn.relu(h)
     out = {}
     if self.head_dim > 0:
@@ -331,14 +344,17 @@ def _model_fields(model_config) -> dict:
   projection_dim = int(_get(model_config, "projection_dim", 0) or 0)
   if projection_dim < 0:
     raise ValueError(f"model.projection_dim must be >= 0, got {projection_dim}")
+  linear_layers = []
+  if bool(_get(model_config, "extra_linear", False)):
+    linear_layers.append(("extra_linear", _backbone_width(name, width, mlp_widths), False))
+  if projection_dim > 0:
+    linear_layers.append(("projection", projection_dim,
+                          bool(_get(model_config, "projection_relu", True))))
   return dict(arch=name, width=width, final_relu=bool(_get(model_config, "final_relu", True)),
-              extra_linear=bool(_get(model_config, "extra_linear", False)),
               head_dim=head_dim, mlp_widths=mlp_widths,
               mlp_norm_layers=parse_mlp_norm(_get(model_config, "mlp_norm", "all"),
                                              len(mlp_widths)),
-              projection_dim=projection_dim,
-              projection_relu=bool(_get(model_config, "projection_relu", True)),
-              dtype=DTYPES[dtype_name])
+              linear_layers=tuple(linear_layers), dtype=DTYPES[dtype_name])
 
 
 def parse_mlp_norm(spec, num_layers: int) -> tuple[int, ...] | None:
@@ -365,11 +381,15 @@ def parse_mlp_norm(spec, num_layers: int) -> tuple[int, ...] | None:
 def backbone_dim(model_config) -> int:
   """Width of the backbone's pooled output (before any projection head)."""
   fields = _model_fields(model_config)
-  if fields["arch"] == "resnet18":
-    return _scaled(_RESNET_WIDTHS[-1], fields["width"])
-  if fields["arch"] == "densenet40":
-    return _densenet_channels(fields["width"])[-1]
-  return fields["mlp_widths"][-1]
+  return _backbone_width(fields["arch"], fields["width"], fields["mlp_widths"])
+
+
+def _backbone_width(arch: str, width: float, mlp_widths: Sequence[int]) -> int:
+  if arch == "resnet18":
+    return _scaled(_RESNET_WIDTHS[-1], width)
+  if arch == "densenet40":
+    return _densenet_channels(width)[-1]
+  return mlp_widths[-1]
 
 
 def embedding_dim(model_config, num_classes: int | None = None) -> int:
@@ -395,6 +415,7 @@ def create_model(model_config, num_classes: int, *, classifier: bool = False) ->
     model = create_model(config.model, num_classes=10, classifier=False)
     variables = model.init(jax.random.key(0), x[:2], train=False)
     out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    # or apply_model(model, variables, x, train=True, mask=real_rows)
     h = out["embedding"]          # [B, d] float32, unit rows
 
   Raises:
@@ -404,3 +425,16 @@ def create_model(model_config, num_classes: int, *, classifier: bool = False) ->
     raise ValueError(f"num_classes must be >= 1, got {num_classes}")
   return EmbeddingModel(num_classes=int(num_classes), classifier=bool(classifier),
                         **_model_fields(model_config))
+
+
+def apply_model(model: nn.Module, variables, x, *, train: bool, mask=None):
+  """``(outputs, batch_stats updates)`` of ``model`` on ``x``; ``(outputs, None)`` in eval mode.
+
+  In train mode with ``mask`` ([B] bool over the leading axis of ``x``) every BatchNorm
+  computes its batch statistics over the rows where the mask is True (the module docstring
+  gives the formula), so padding rows change neither the outputs of the real rows nor the
+  running statistics.
+  """
+  if not train:
+    return model.apply(variables, x, train=False), None
+  return model.apply(variables, x, train=True, mask=mask, mutable=["batch_stats"])

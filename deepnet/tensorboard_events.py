@@ -118,19 +118,20 @@ class TrainingEvents:
     self.writer = EventFileWriter(os.path.join(workdir, SUBDIR), purge_step=purge)
 
   @classmethod
-  def for_trainer(cls, trainer, start_epoch: int) -> "TrainingEvents | None":
-    """The events of ``trainer``'s run, or None when ``config.tensorboard`` is off, this is not
-    process 0, the run has no epoch left, or tensorboard is not installed (with a warning)."""
-    if (not bool(trainer.config.get("tensorboard", True)) or jax.process_index() != 0
-        or start_epoch >= trainer.num_epochs):
+  def for_run(cls, setup, start_epoch: int) -> "TrainingEvents | None":
+    """The events of the run of ``setup`` (a ``deepnet.run_setup.RunSetup``), or None when
+    ``config.tensorboard`` is off, this is not process 0, the run has no epoch left, or
+    tensorboard is not installed (with a warning)."""
+    if (not bool(setup.config.tensorboard) or jax.process_index() != 0
+        or start_epoch >= setup.num_epochs):
       return None
     if importlib.util.find_spec("tensorboard") is None:
       # metrics.jsonl holds every number; a broken install costs the event files only.
       print("warning: tensorboard is not installed, so no event files are written (pip "
             "install tensorboard, or pass --config.tensorboard=False)", file=sys.stderr)
       return None
-    return cls(trainer.workdir, lr_schedule=trainer.lr_schedule,
-               steps_per_epoch=trainer.steps_per_epoch, num_epochs=trainer.num_epochs,
+    return cls(setup.workdir, lr_schedule=setup.lr_schedule,
+               steps_per_epoch=setup.steps_per_epoch, num_epochs=setup.num_epochs,
                start_epoch=start_epoch)
 
   def epoch(self, epoch: int, loss_sum, record: Mapping[str, Any] | None = None) -> None:

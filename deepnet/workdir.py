@@ -1,4 +1,5 @@
-"""The workdir of a training run: usability check, exclusive lock and the metrics file.
+"""The workdir of a training run: usability check, exclusive lock, the metrics file, and the
+run's other files (config.json, run.json, embeddings_final.npz).
 
 Guarantees (``docs/faults_training.md`` lists the tests that show them):
 
@@ -21,12 +22,17 @@ import os
 import socket
 import sys
 import time
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from geometry import runfiles
 
 LOCK_NAME = ".lock"
 METRICS_NAME = "metrics.jsonl"
+
+# Config fields that may change between a run and its resumption without changing a number.
+RESUME_IGNORED_KEYS = ("distributed", "checkpoint_every_epochs", "eval_batch_size",
+                       "data.data_dir", "data.download", "tensorboard", "compilation_cache_dir",
+                       "data.source")
 
 
 class WorkdirError(ValueError):
@@ -219,3 +225,63 @@ def truncate_metrics(workdir: str, last_epoch: int) -> int:
   if text.encode() != raw:
     _write_lines(path, (json.dumps(r) for r in kept))
   return len(kept)
+
+
+# ----------------------------------------------------------------------------------------------
+# config.json, run.json and embeddings_final.npz
+
+
+def prepare(workdir: str, config: dict, descriptor: dict, *, main: bool) -> None:
+  """Checks that an existing ``config.json`` describes the same run as ``config`` (the
+  fields of ``RESUME_IGNORED_KEYS`` aside), else raises WorkdirError naming
+  the differing fields; then (``main``: the process that owns the files) writes config.json
+  and ``run.json`` (``descriptor``, a ``geometry.runfiles.run_descriptor``)."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    try:
+      stored = runfiles.read_json(path)
+    except ValueError as e:
+      raise WorkdirError(f"{e}; remove it (or the workdir) to start this run afresh") from None
+    diff = resume_diff(stored, config)
+    if diff:
+      raise WorkdirError(
+          f"workdir {workdir} holds a run with a different config (differs in: "
+          f"{', '.join(diff[:6])}{', ...' if len(diff) > 6 else ''}); use another --workdir "
+          "or remove that one")
+  if main:
+    os.makedirs(workdir, exist_ok=True)
+    runfiles.write_json(path, config, indent=2, sort_keys=True)
+    runfiles.write_json(os.path.join(workdir, "run.json"), descriptor, indent=2,
+                        sort_keys=True)
+
+
+def save_embeddings(workdir: str, **arrays) -> None:
+  """Writes ``WORKDIR/embeddings_final.npz`` (``np.savez`` of ``arrays``) atomically."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  with runfiles.atomic_open(os.path.join(workdir, "embeddings_final.npz"), "wb") as f:
+    np.savez(f, **arrays)
+
+
+def _without_keys(tree: dict, dotted: Sequence[str]) -> dict:
+  tree = json.loads(json.dumps(tree))
+  for key in dotted:
+    node, *parts = [tree] + key.split(".")
+    for part in parts[:-1]:
+      node = node.get(part, {}) if isinstance(node, dict) else {}
+    if isinstance(node, dict):
+      node.pop(parts[-1], None)
+  return tree
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+  if isinstance(a, dict) and isinstance(b, dict):
+    keys = sorted(set(a) | set(b))
+    return [k for key in keys for k in _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+  return [] if a == b else [prefix[:-1]]
+
+
+def resume_diff(stored: dict, current: dict) -> list[str]:
+  """The dotted fields in which two configs (as ``config_to_dict``) describe different runs
+  (``RESUME_IGNORED_KEYS`` aside)."""
+  return _diff_keys(_without_keys(stored, RESUME_IGNORED_KEYS),
+                    _without_keys(current, RESUME_IGNORED_KEYS))

@@ -73,7 +73,7 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
                                num_processes=num_processes, process_id=process_id)
   from deepnet import train  # pylint: disable=g-import-not-at-top
-  train.Trainer(tiny_config(overrides), workdir).run()
+  train.train_and_evaluate(tiny_config(overrides), workdir)
   return 0
 
 

@@ -78,7 +78,7 @@ def main(argv):
     import json  # pylint: disable=g-import-not-at-top
     from deepnet import train  # pylint: disable=g-import-not-at-top
     install_kill_in_metrics_rewrite()
-    train.Trainer(helper.tiny_config(json.loads(argv[3])), argv[2]).run()
+    train.train_and_evaluate(helper.tiny_config(json.loads(argv[3])), argv[2])
     return 0
   raise SystemExit(f"unknown mode {argv[1]!r}")
 

@@ -27,14 +27,14 @@ def test_fashion_mnist_cpu_recipe_runs_end_to_end(tmp_path):
   config.model.mlp_widths = (32, 16)
   config.batch_size = 16
   config.num_epochs = 2
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = train.setup_run(config, str(tmp_path))
   ds = trainer.dataset
   assert ds.class_sizes == [10] * 5 + [1] * 5 and ds.train_x.shape == (55, 32, 32, 1)
   assert len(ds.test_y) == 10_000 and np.bincount(ds.test_y).tolist() == [1000] * 10
   assert trainer.steps_per_epoch == 55 // 16 and trainer.num_views == 2
-  assert "batch_stats" not in trainer._init_variables()   # the recipe's MLP has no BN
+  assert "batch_stats" not in trainer.init_variables()   # the recipe's MLP has no BN
 
-  trainer.run()
+  train.run(trainer)
   with open(tmp_path / "metrics.jsonl") as f:
     lines = [json.loads(line) for line in f]
   assert [r["epoch"] for r in lines] == [1, 2]

@@ -191,3 +191,45 @@ def test_config_dict_is_accepted():
   assert models.embedding_dim(config, 3) == 6
   _, _, out = _run(config, (5,), batch=4)
   assert out["embedding"].shape == (4, 6)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet40"])
+def test_batchnorm_mask_of_the_conv_nets_makes_padding_invisible(name):
+  # Every BatchNorm of the network gets the mask (apply_model's argument): the real rows'
+  # outputs and every running statistic equal those of the batch without the padding rows,
+  # and without the mask the far-off padding rows move the statistics.
+  config, shape = TINY[name]
+  model = models.create_model(config, 5)
+  x = jax.random.normal(jax.random.key(0), (5,) + shape)
+  padded = jnp.concatenate([x, 30.0 + jnp.zeros((3,) + shape)])
+  variables = jax.jit(lambda x: model.init(jax.random.key(1), x, train=False))(x)
+  apply = jax.jit(lambda v, x, m: models.apply_model(model, v, x, train=True, mask=m))
+  out_pad, upd_pad = apply(variables, padded, jnp.arange(8) < 5)
+  out, upd = apply(variables, x, None)
+  np.testing.assert_allclose(out_pad["embedding"][:5], out["embedding"], atol=1e-4)
+  leaves_pad, leaves = jax.tree.leaves(upd_pad), jax.tree.leaves(upd)
+  assert len(leaves) == len(leaves_pad) > 4
+  for a, b in zip(leaves_pad, leaves):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+  _, upd_unmasked = apply(variables, padded, None)
+  assert not all(np.allclose(a, b, atol=1e-3)
+                 for a, b in zip(jax.tree.leaves(upd_unmasked), leaves))
+
+
+def test_extra_linear_is_the_linear_projection_without_relu_at_the_backbone_width():
+  # One layer implementation serves both fields: with the same weights, extra_linear and a
+  # projection of the backbone's width without ReLU are the same function, and both end
+  # with an affine map (features of both signs).
+  config, shape = TINY["mlp"]
+  extra = models.create_model(dict(config, extra_linear=True), 5)
+  projection = models.create_model(dict(config, projection_dim=_tiny_dim("mlp"),
+                                        projection_relu=False), 5)
+  x = jax.random.normal(jax.random.key(0), (6,) + shape)
+  variables = extra.init(jax.random.key(1), x, train=False)
+  params = dict(variables["params"])
+  params["projection"] = params.pop("extra_linear")
+  a = extra.apply(variables, x, train=False)
+  b = projection.apply(dict(variables, params=params), x, train=False)
+  np.testing.assert_array_equal(np.asarray(a["features"]), np.asarray(b["features"]))
+  assert (np.asarray(a["features"]) < 0).any() and (np.asarray(a["features"]) > 0).any()
+  assert models.embedding_dim(dict(config, extra_linear=True)) == _tiny_dim("mlp")

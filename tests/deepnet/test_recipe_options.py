@@ -10,6 +10,8 @@ import pytest
 
 from deepnet import data
 from deepnet import models
+from deepnet import config as config_lib
+from deepnet import optim
 from deepnet import train
 from experiments.configs import digits_mlp
 
@@ -121,12 +123,12 @@ def _config(**changes):
 
 
 def test_warmup_ramps_linearly_then_follows_the_schedule():
-  schedule = train.learning_rate_schedule(_config(warmup_epochs=2), steps_per_epoch=4)
+  schedule = optim.learning_rate_schedule(_config(warmup_epochs=2), steps_per_epoch=4)
   got = [float(schedule(t)) for t in range(40)]
   # Warm-up over 8 steps: (t + 1) / 8 of 0.4; then 0.4 to the end of epoch 5, then 0.04.
   expected = [0.4 * (t + 1) / 8 for t in range(8)] + [0.4] * 12 + [0.04] * 20
   np.testing.assert_allclose(got, expected, rtol=1e-6)
-  no_warmup = train.learning_rate_schedule(_config(), steps_per_epoch=4)
+  no_warmup = optim.learning_rate_schedule(_config(), steps_per_epoch=4)
   assert float(no_warmup(0)) == pytest.approx(0.4)
 
 
@@ -137,13 +139,13 @@ def test_decay_mask_and_gradient_clipping():
   big = jax.tree.map(lambda p: jnp.full_like(p, 10.0), params)
   for decay_all in (True, False):
     config = _config(weight_decay=0.1, momentum=0.0, decay_norm_and_bias=decay_all)
-    tx = train.make_optimizer(config, steps_per_epoch=4)
+    tx = optim.make_optimizer(config, steps_per_epoch=4)
     updates, _ = tx.update(zero, tx.init(params), params)
     # One SGD step on a zero gradient: -lr * wd * theta = -0.4 * 0.1 * 2 on decayed entries.
     np.testing.assert_allclose(updates["dense"]["kernel"], -0.08)
     np.testing.assert_allclose(updates["dense"]["bias"], -0.08 if decay_all else 0.0)
     np.testing.assert_allclose(updates["bn"]["scale"], -0.08 if decay_all else 0.0)
-  tx = train.make_optimizer(_config(weight_decay=0.0, momentum=0.0, grad_clip_norm=1.0), 4)
+  tx = optim.make_optimizer(_config(weight_decay=0.0, momentum=0.0, grad_clip_norm=1.0), 4)
   updates, _ = tx.update(big, tx.init(params), params)
   # 12 entries of 10: norm 10 sqrt(12) -> rescaled to norm 1, then times lr.
   norm = float(optax.tree.norm(updates))
@@ -154,5 +156,5 @@ def test_decay_mask_and_gradient_clipping():
 def test_bad_recipe_values_are_config_errors():
   for key, value in (("warmup_epochs", -1), ("grad_clip_norm", -0.5)):
     with pytest.raises(train.ConfigError, match=key):
-      train.validate_config(_config(**{key: value}))
+      config_lib.validate_config(_config(**{key: value}))
   assert isinstance(digits_mlp.get_config(), ml_collections.ConfigDict)

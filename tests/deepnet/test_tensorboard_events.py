@@ -40,10 +40,10 @@ def test_events_match_metrics_every_epoch_and_after_a_resume(tmp_path):
   run_a, run_b = str(tmp_path / "a"), str(tmp_path / "b")
   overrides = {"num_epochs": NUM_EPOCHS, "log_epochs": [2], "lr_schedule": "cosine",
                "checkpoint_every_epochs": 1}
-  trainer = train.Trainer(helper.tiny_config(overrides), run_a)
-  trainer.run()
-  train.Trainer(helper.tiny_config(dict(overrides, log_epochs=[1, 2, 3, 4],
-                                        tensorboard=False)), run_b).run()
+  trainer = train.setup_run(helper.tiny_config(overrides), run_a)
+  train.run(trainer)
+  train.train_and_evaluate(helper.tiny_config(dict(overrides, log_epochs=[1, 2, 3, 4],
+                                                   tensorboard=False)), run_b)
   assert not os.path.exists(os.path.join(run_b, "tensorboard"))
   every_epoch = _metrics(run_b)
   logged = _metrics(run_a)
@@ -74,7 +74,7 @@ def test_events_match_metrics_every_epoch_and_after_a_resume(tmp_path):
   # step once.
   for epoch in (3, 4):
     shutil.rmtree(os.path.join(run_a, "checkpoints", str(epoch)))
-  train.Trainer(helper.tiny_config(overrides), run_a).run()
+  train.train_and_evaluate(helper.tiny_config(overrides), run_a)
   assert len(os.listdir(os.path.join(run_a, "tensorboard"))) == 2
   assert [r["epoch"] for r in _metrics(run_a)] == [2, 4]
   check(_scalars(run_a))

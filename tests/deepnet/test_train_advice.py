@@ -7,6 +7,7 @@ import os
 import jax
 import numpy as np
 
+from deepnet import run_setup
 from deepnet import train
 from geometry import advisor, batching
 from tests.deepnet.test_train_e2e import gaussian_config, read_metrics
@@ -15,11 +16,11 @@ jax.config.update("jax_disable_most_optimizations", True)
 
 
 def _first_certified(config, labels, num_classes, max_epochs):
-  """The first epoch whose union of the trainer's batches (``train.epoch_schedule``)
+  """The first epoch whose union of the trainer's batches (``run_setup.epoch_schedule``)
   certifies C1/C2, by the trainer's own certificate class."""
   union = batching.BatchCertificate(labels, num_classes, views=2)
   for epoch in range(1, max_epochs + 1):
-    if union.update(train.epoch_schedule(config, labels, num_classes, epoch)).result()[
+    if union.update(run_setup.epoch_schedule(config, labels, num_classes, epoch)).result()[
         "of_unique"]:
       return epoch
   return max_epochs + 1
@@ -31,8 +32,8 @@ def test_advice_in_run_json_predicts_of_unique_so_far(tmp_path):
   epochs = 20
   config = gaussian_config(batch_size=4, num_epochs=epochs, batching="shuffle", binding=0,
                            log_epochs=tuple(range(1, epochs + 1)), checkpoint_every_epochs=20)
-  trainer = train.Trainer(config, str(tmp_path))
-  trainer.run()
+  trainer = train.setup_run(config, str(tmp_path))
+  train.run(trainer)
   with open(os.path.join(tmp_path, "run.json")) as f:
     advice = json.load(f)["batching_advice"]
   assert advice["batch_size"] == 4 and advice["views"] == 2 and advice["binding"] == 0
@@ -47,7 +48,7 @@ def test_advice_in_run_json_predicts_of_unique_so_far(tmp_path):
 
   # The trainer's schedules over 150 seeds (no training needed): their mean epoch-until-union
   # agrees with the advisor's within the two estimates' standard errors (z = 3.29).
-  labels = trainer.train_y_host
+  labels = trainer.train_y
   seeds = np.array([_first_certified(_with_seed(config, s), labels, 4, 200)
                     for s in range(150)])
   sim = advisor.simulate(trainer.dataset.class_sizes, 4, views=2, trials=1000, seed=1,

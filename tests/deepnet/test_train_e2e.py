@@ -1,4 +1,4 @@
-"""End-to-end training steps of every model family through Trainer.run (the code path of
+"""End-to-end training steps of every model family through train.train_and_evaluate (the code path of
 `make train`), on tiny widths and sizes."""
 
 import json
@@ -83,12 +83,12 @@ def check_run_files(workdir, trainer, epochs):
 
 def test_mlp_scl_step_loss_floor_and_files(tmp_path):
   config = gaussian_config()
-  trainer = train.Trainer(config, str(tmp_path))
+  trainer = train.setup_run(config, str(tmp_path))
   # Before the step: the loss an independent computation gives for the initial network.
   ds = trainer.dataset
   variables = jax.jit(trainer.model.init, static_argnames="train")(
       jax.random.key(config.seed), jnp.zeros((2, 8)), train=False)
-  result = trainer.run()
+  result = train.run(trainer)
   lines, npz = check_run_files(str(tmp_path), trainer, 1)
   (record,) = lines
   assert record["step"] == 1 and result.metrics["epoch"] == 1
@@ -114,8 +114,8 @@ def test_mlp_scl_step_loss_floor_and_files(tmp_path):
 
 def test_mlp_ce_step_measures_the_classifier_input(tmp_path):
   config = gaussian_config(loss="ce", **{"data.views": "augment"})
-  trainer = train.Trainer(config, str(tmp_path))
-  trainer.run()
+  trainer = train.setup_run(config, str(tmp_path))
+  train.run(trainer)
   (record,), npz = check_run_files(str(tmp_path), trainer, 1)
   assert record["optimal_loss"] is None
   # CE on 4 classes starts near log(4).
@@ -130,9 +130,10 @@ def test_step_compiles_once_and_epochs_follow_the_schedule(tmp_path):
   config = gaussian_config(batch_size=9, num_epochs=3, binding=1, batching="shuffle",
                            log_epochs=(1, 2))
   config.data.views = "augment"
-  trainer = train.Trainer(config, str(tmp_path))
-  trainer.run()
-  assert trainer.train_step._cache_size() == 1   # pylint: disable=protected-access
+  trainer = train.setup_run(config, str(tmp_path))
+  step = train.compile_train_step(trainer)
+  train.run(trainer, step)
+  assert step._cache_size() == 1   # pylint: disable=protected-access
   lines = read_metrics(str(tmp_path))
   assert [r["epoch"] for r in lines] == [1, 2, 3]
   assert [r["step"] for r in lines] == [4, 8, 12]
@@ -142,7 +143,7 @@ def test_step_compiles_once_and_epochs_follow_the_schedule(tmp_path):
   # A changed config in the same workdir is refused, with the differing field named.
   config.lr = 0.05
   with pytest.raises(train.ConfigError, match="lr"):
-    train.Trainer(config, str(tmp_path)).run()
+    train.train_and_evaluate(config, str(tmp_path))
 
 
 def _mock_cifar_config(model_name, width, data_dir):
@@ -161,8 +162,8 @@ def test_convnet_step_on_mock_cifar10(tmp_path, model_name, width):
   config = _mock_cifar_config(model_name, width, str(tmp_path / "tfds"))
   workdir = str(tmp_path / "run")
   with tfds.testing.mock_data(num_examples=30):
-    trainer = train.Trainer(config, workdir)
-    trainer.run()
+    trainer = train.setup_run(config, workdir)
+    train.run(trainer)
   assert trainer.dataset.train_x.shape == (30, 32, 32, 3)
   assert trainer.embedding_dim == models.embedding_dim(config.model, 10)
   (record,), _ = check_run_files(workdir, trainer, 1)
@@ -176,5 +177,5 @@ def test_missing_tfds_dataset_is_reported_before_any_work(tmp_path):
   config = cifar10_resnet18.get_config()
   config.data.data_dir = str(tmp_path / "nothing_here")
   with pytest.raises(data.MissingDatasetError, match="tfds build cifar10"):
-    train.Trainer(config, str(tmp_path / "run"))
+    train.setup_run(config, str(tmp_path / "run"))
   assert not os.path.exists(tmp_path / "run")

@@ -54,7 +54,7 @@ def _assert_same_run(expected_dir, got_dir):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("reference"))
-  train.Trainer(_config(), workdir).run()
+  train.train_and_evaluate(_config(), workdir)
   assert [r["epoch"] for r in _records(workdir)] == list(range(1, NUM_EPOCHS + 1))
   return workdir
 
@@ -82,7 +82,7 @@ def test_kill_inside_the_metrics_rewrite_loses_no_line(reference, tmp_path):
   assert "resuming" in proc.stdout
   # Killed halfway through writing the new file: the old one is there, whole.
   assert _metrics_text(workdir) == before
-  train.Trainer(_config(), workdir).run()
+  train.train_and_evaluate(_config(), workdir)
   _assert_same_run(reference, workdir)
 
 
@@ -108,7 +108,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp
       f.seek(-1, os.SEEK_CUR)
       f.write(bytes([byte[0] ^ 0x10]))
   capsys.readouterr()
-  train.Trainer(_config(), workdir).run()
+  train.train_and_evaluate(_config(), workdir)
   out = capsys.readouterr().out
   lines = [line for line in out.splitlines() if line.startswith("checkpoint of")]
   assert len(lines) == 1, out
@@ -120,11 +120,10 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp
 
 
 class _SignalAtStep:
-  """Wraps a Trainer's jitted step: sends ``signum`` to this process after call ``at``."""
+  """Wraps a run's jitted step: sends ``signum`` to this process after call ``at``."""
 
-  def __init__(self, trainer, signum, at):
-    self.step, self.signum, self.at, self.calls = trainer.train_step, signum, at, 0
-    trainer.train_step = self
+  def __init__(self, setup, signum, at):
+    self.step, self.signum, self.at, self.calls = train.compile_train_step(setup), signum, at, 0
 
   def __call__(self, *args):
     out = self.step(*args)
@@ -141,10 +140,10 @@ class _SignalAtStep:
 def test_signal_stops_at_the_next_step_with_a_checkpoint(reference, tmp_path, signum, at_step,
                                                          code):
   workdir = str(tmp_path / "run")
-  trainer = train.Trainer(_config(), workdir)
-  _SignalAtStep(trainer, signum, at_step)
+  trainer = train.setup_run(_config(), workdir)
+  step = _SignalAtStep(trainer, signum, at_step)
   with pytest.raises(interrupts.Stopped) as info:
-    trainer.run()
+    train.run(trainer, step)
   assert info.value.exit_code == code
   epoch, step = divmod(at_step - 1, STEPS_PER_EPOCH)
   assert f"after step {step + 1}/{STEPS_PER_EPOCH} of epoch {epoch + 1}" in str(info.value)
@@ -155,7 +154,7 @@ def test_signal_stops_at_the_next_step_with_a_checkpoint(reference, tmp_path, si
   preempted = os.path.join(workdir, train.PREEMPTED_DIR)
   if at_step % STEPS_PER_EPOCH:
     assert os.listdir(preempted) == [str(at_step)]
-  train.Trainer(_config(), workdir).run()
+  train.train_and_evaluate(_config(), workdir)
   _assert_same_run(reference, workdir)
   # The epoch checkpoints after it supersede the mid-epoch one.
   assert not os.path.isdir(preempted) or not os.listdir(preempted)
@@ -164,7 +163,7 @@ def test_signal_stops_at_the_next_step_with_a_checkpoint(reference, tmp_path, si
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_state(tmp_path):
   workdir = str(tmp_path / "run")
   with pytest.raises(train.Diverged) as info:
-    train.Trainer(_config(lr=1e6), workdir).run()
+    train.train_and_evaluate(_config(lr=1e6), workdir)
   message = str(info.value)
   match = re.match(r"diverged at epoch (\d+) \((loss nan|loss inf|parameters not finite|embeddings not finite)\)",
                    message)

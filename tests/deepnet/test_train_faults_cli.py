@@ -110,12 +110,12 @@ def test_a_live_lock_refuses_and_the_lock_of_a_killed_process_does_not_block(tmp
     assert holder.stdout.readline().strip() == "locked"
     assert workdir_lib.lock_holder(workdir)["pid"] == holder.pid
     with pytest.raises(train.ConfigError, match=f"in use by pid {holder.pid}"):
-      train.Trainer(helper.tiny_config(), workdir).run()
+      train.train_and_evaluate(helper.tiny_config(), workdir)
     assert not os.path.exists(os.path.join(workdir, "config.json"))   # refused before writing
   finally:
     holder.kill()
     holder.wait()
-  result = train.Trainer(helper.tiny_config(), workdir).run()
+  result = train.train_and_evaluate(helper.tiny_config(), workdir)
   assert result.epochs_run == 2
   assert workdir_lib.lock_holder(workdir) is None   # released at the end of the run
 

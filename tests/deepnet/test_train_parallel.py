@@ -53,7 +53,7 @@ def _assert_same(a, b, path="", tol=TOL):
 def one_device_run(tmp_path_factory):
   assert jax.device_count() == 1
   workdir = str(tmp_path_factory.mktemp("one_device"))
-  train.Trainer(helper.tiny_config(), workdir).run()
+  train.train_and_evaluate(helper.tiny_config(), workdir)
   return _metrics(workdir)
 
 

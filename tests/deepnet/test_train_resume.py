@@ -46,7 +46,7 @@ def _metrics(workdir):
 
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
   reference = str(tmp_path / "reference")
-  train.Trainer(helper.tiny_config(OVERRIDES), reference).run()
+  train.train_and_evaluate(helper.tiny_config(OVERRIDES), reference)
   expected = _metrics(reference)
   assert expected[-1]["epoch"] == NUM_EPOCHS and len(expected) >= 6
 

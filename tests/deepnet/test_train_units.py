@@ -1,4 +1,4 @@
-"""Unit tests of deepnet/train.py: schedules, the OF floor, the optimiser, batching, masking."""
+"""Unit tests of the trainer's parts: schedules, the OF floor, the optimiser, batching, masking."""
 
 import math
 
@@ -8,7 +8,11 @@ import ml_collections
 import numpy as np
 import pytest
 
+from deepnet import config as config_lib
+from deepnet import evaluate
 from deepnet import models
+from deepnet import optim
+from deepnet import run_setup
 from deepnet import train
 from experiments.configs import cifar10_resnet18
 from experiments.configs import digits_mlp
@@ -27,11 +31,11 @@ def test_optimal_loss_matches_paper_reference_numbers():
   # b = 50 balanced, 5 per class, V = 2, tau = 0.1, scale 10/7 -> 3.139541 (docs/theory.md#ref-code-floor).
   labels = np.repeat(np.arange(10), 5)
   batches = [np.arange(50)]
-  value = train.optimal_loss(labels, batches, temperature=0.1, views=2, loss_scale=10 / 7)
+  value = evaluate.optimal_loss(labels, batches, temperature=0.1, views=2, loss_scale=10 / 7)
   assert value == pytest.approx(3.139541, abs=5e-7)
   # b = 128, eight classes of 13 and two of 12 -> 4.576667.
   labels = np.repeat(np.arange(10), [13] * 8 + [12] * 2)
-  value = train.optimal_loss(labels, [np.arange(128)], temperature=0.1, views=2,
+  value = evaluate.optimal_loss(labels, [np.arange(128)], temperature=0.1, views=2,
                              loss_scale=10 / 7)
   assert value == pytest.approx(4.576667, abs=5e-7)
 
@@ -40,29 +44,30 @@ def test_optimal_loss_with_binding_adds_one_row_per_class_before_doubling():
   config = digits_mlp.get_config()
   config.batching, config.batch_size, config.binding = "fixed", 50, 1
   labels = np.repeat(np.arange(10), 5)   # one batch of 50 holding 5 of each class
-  schedule = train.epoch_schedule(config, labels, 10, epoch=1)
-  value = train.optimal_loss(labels, schedule, temperature=0.1, views=2, loss_scale=10 / 7)
+  schedule = run_setup.epoch_schedule(config, labels, 10, epoch=1)
+  value = evaluate.optimal_loss(labels, schedule, temperature=0.1, views=2, loss_scale=10 / 7)
   assert value == pytest.approx(_of_batch_loss([12] * 10, 0.1, 10 / 7), rel=1e-12)
 
 
 def test_paper_log_epochs_and_scaling():
   config = cifar10_resnet18.get_config()
-  assert train.resolve_log_epochs(config) == list(train.PAPER_LOG_EPOCHS)
+  assert config_lib.resolve_log_epochs(config) == list(config_lib.PAPER_LOG_EPOCHS)
   config.num_epochs = 35   # a tenth: e -> round(e / 10), 0 -> 1, duplicates removed
-  expected = sorted({max(1, int(math.floor(e / 10 + 0.5))) for e in train.PAPER_LOG_EPOCHS})
-  assert train.resolve_log_epochs(config) == expected
+  expected = sorted({max(1, int(math.floor(e / 10 + 0.5)))
+                     for e in config_lib.PAPER_LOG_EPOCHS})
+  assert config_lib.resolve_log_epochs(config) == expected
   assert expected[0] == 1 and expected[-1] == 35 and len(expected) < 37
   config.log_epochs = (2, 5)
-  assert train.resolve_log_epochs(config) == [2, 5, 35]   # the last epoch is always logged
+  assert config_lib.resolve_log_epochs(config) == [2, 5, 35]   # the last epoch is always logged
   config.log_epochs = (0, 5)
   with pytest.raises(train.ConfigError):
-    train.resolve_log_epochs(config)
+    config_lib.resolve_log_epochs(config)
 
 
 def test_multistep_schedule_decays_after_the_paper_epochs():
   config = cifar10_resnet18.get_config()
   steps = 3
-  lr = train.learning_rate_schedule(config, steps)
+  lr = optim.learning_rate_schedule(config, steps)
   # Epoch e (1-based) runs steps (e-1)*S .. e*S-1; x0.1 after epochs 116 and 232.
   assert float(lr(0)) == pytest.approx(0.1)
   assert float(lr(116 * steps - 1)) == pytest.approx(0.1)
@@ -71,9 +76,9 @@ def test_multistep_schedule_decays_after_the_paper_epochs():
   assert float(lr(232 * steps)) == pytest.approx(0.001)
   assert float(lr(350 * steps - 1)) == pytest.approx(0.001)
   config.num_epochs = 35   # the same fractions: round(11.6) = 12, round(23.2) = 23
-  assert train.resolve_lr_decay_epochs(config) == [12, 23]
+  assert config_lib.resolve_lr_decay_epochs(config) == [12, 23]
   config.lr_decay_base_epochs, config.lr_decay_epochs = 0, (5, 30)   # absolute epochs
-  assert train.resolve_lr_decay_epochs(config) == [5, 30]
+  assert config_lib.resolve_lr_decay_epochs(config) == [5, 30]
 
 
 def test_optimizer_is_pytorch_sgd_with_coupled_decay_and_the_loss_scale_equivalence():
@@ -90,7 +95,7 @@ def test_optimizer_is_pytorch_sgd_with_coupled_decay_and_the_loss_scale_equivale
     return 0.5 * (p["w"] - target) @ quad @ (p["w"] - target) + jnp.sum(jnp.sin(p["b"]))
 
   def run_optax(cfg, scale):
-    tx = train.make_optimizer(cfg, steps_per_epoch)
+    tx = optim.make_optimizer(cfg, steps_per_epoch)
     params = jax.tree.map(jnp.asarray, theta0)
     state = tx.init(params)
     for _ in range(8):
@@ -131,7 +136,7 @@ def test_binding_examples_are_in_every_batch(batching):
   firsts = [0, 1, 20, 21, 40, 41, 43, 44]   # the first two of each class, class by class
   seen = []
   for epoch in (1, 2, 3):
-    schedule = train.epoch_schedule(config, labels, 4, epoch)
+    schedule = run_setup.epoch_schedule(config, labels, 4, epoch)
     assert schedule.shape == (46 // 7, 7 + 8)
     for row in schedule:
       np.testing.assert_array_equal(row[7:], firsts)
@@ -140,7 +145,7 @@ def test_binding_examples_are_in_every_batch(batching):
     seen.append(schedule[:, :7])
   # Reshuffled per epoch (a function of (seed, epoch)), or one partition kept.
   assert (batching == "fixed") == np.array_equal(seen[0], seen[1])
-  np.testing.assert_array_equal(train.epoch_schedule(config, labels, 4, 2)[:, :7], seen[1])
+  np.testing.assert_array_equal(run_setup.epoch_schedule(config, labels, 4, 2)[:, :7], seen[1])
 
 
 def test_batchnorm_mask_makes_padding_invisible():
@@ -152,13 +157,13 @@ def test_batchnorm_mask_makes_padding_invisible():
   padded = jnp.concatenate([x, 50.0 + jnp.zeros((3, 6))])
   variables = model.init(jax.random.key(1), x, train=False)
   mask = jnp.arange(8) < 5
-  out_pad, upd_pad = train.apply_model(model, variables, padded, train=True, mask=mask)
-  out, upd = train.apply_model(model, variables, x, train=True)
+  out_pad, upd_pad = models.apply_model(model, variables, padded, train=True, mask=mask)
+  out, upd = models.apply_model(model, variables, x, train=True)
   np.testing.assert_allclose(out_pad["embedding"][:5], out["embedding"], atol=1e-5)
   for a, b in zip(jax.tree.leaves(upd_pad), jax.tree.leaves(upd)):
     np.testing.assert_allclose(a, b, atol=1e-5)
   # Without the mask the padding rows do move the statistics (the test can fail).
-  _, upd_unmasked = train.apply_model(model, variables, padded, train=True)
+  _, upd_unmasked = models.apply_model(model, variables, padded, train=True)
   assert not np.allclose(jax.tree.leaves(upd_unmasked)[0], jax.tree.leaves(upd)[0], atol=1e-3)
 
 
@@ -171,4 +176,4 @@ def test_bad_config_values_are_config_errors(field, value):
   config = digits_mlp.get_config()
   config[field] = value
   with pytest.raises(train.ConfigError):
-    train.validate_config(config)
+    config_lib.validate_config(config)

@@ -1,0 +1,155 @@
+"""The training config: the fields the trainer reads, their checks, and the epoch lists.
+
+The defaults live in the config files only (``experiments/configs/cifar10_resnet18.py`` is
+the base every recipe derives from): the trainer reads each field as ``config.FIELD`` after
+``validate_config`` has checked that all of ``TRAINER_FIELDS`` are there, so a config that
+lacks one fails with one ConfigError naming it, before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence
+
+# The paper's recipe (docs/theory.md#training-protocol): a 350-epoch run, decays after epochs
+# 116 and 232, and the epochs at which the released code logs.
+PAPER_NUM_EPOCHS = 350
+PAPER_LR_DECAY_EPOCHS = (116, 232)
+PAPER_LOG_EPOCHS = (1, 3, 5, 7, 9, 11, 20, 30, 40, 60, 80, 101, 120, 140, 160, 180, 201, 220,
+                    235, 245, 250, 260, 275, 280, 290, 299, 305, 310, 315, 320, 325, 330, 335,
+                    340, 345, 349, 350)
+
+LOSSES = ("scl", "ce")
+BATCHINGS = ("shuffle", "fixed")
+LR_SCHEDULES = ("multistep", "cosine")
+
+# Every field that the trainer (deepnet.train, deepnet.optim, deepnet.run_setup, and
+# deepnet.models / deepnet.data through them) reads.
+TRAINER_FIELDS = (
+    "loss", "temperature", "loss_scale", "batching", "binding", "batch_size", "num_epochs",
+    "lr", "momentum", "weight_decay", "lr_schedule", "lr_decay_epochs", "lr_decay_base_epochs",
+    "lr_decay_factor", "warmup_epochs", "grad_clip_norm", "decay_norm_and_bias", "log_epochs",
+    "seed", "checkpoint_every_epochs", "eval_batch_size", "tensorboard",
+    "model.name", "model.width", "model.final_relu", "model.extra_linear", "model.head_dim",
+    "model.mlp_widths", "model.mlp_norm", "model.projection_dim", "model.projection_relu",
+    "model.dtype", "data.name", "data.data_dir", "data.download", "data.source",
+    "data.imbalance", "data.ratio", "data.rho", "data.n_max", "data.views", "data.noise_std",
+    "data.crop_pad", "data.hflip", "data.max_shift", "data.subsample_seed",
+    "data.num_classes", "data.dim", "data.n_test_per_class")
+
+
+class ConfigError(ValueError):
+  """A config that cannot describe a run (bad value, missing field, foreign workdir)."""
+
+
+def _has(config, dotted: str) -> bool:
+  node = config
+  for part in dotted.split("."):
+    try:
+      if part not in node:
+        return False
+    except TypeError:
+      return False
+    node = node[part]
+  return True
+
+
+def check_fields(config, fields: Sequence[str] = TRAINER_FIELDS) -> None:
+  """Raises ConfigError naming the first of ``fields`` (dotted) that ``config`` lacks."""
+  for field in fields:
+    if not _has(config, field):
+      raise ConfigError(
+          f"config field {field!r} is missing; the config must define every field that "
+          "experiments/configs/cifar10_resnet18.py defines (derive it from that file's "
+          "get_config())")
+
+
+def _round_half_up(x: float) -> int:
+  return int(math.floor(x + 0.5))
+
+
+def scale_epochs(epochs: Sequence[int], num_epochs: int,
+                 base_epochs: int = PAPER_NUM_EPOCHS) -> list[int]:
+  """Epochs of a ``base_epochs``-long run moved to a ``num_epochs``-long one.
+
+  e -> round(e * num_epochs / base_epochs), clipped to [1, num_epochs], deduplicated, sorted.
+  """
+  scaled = {min(num_epochs, max(1, _round_half_up(e * num_epochs / base_epochs)))
+            for e in epochs}
+  return sorted(scaled)
+
+
+def resolve_log_epochs(config) -> list[int]:
+  """The logged epochs: ``config.log_epochs``, or the paper's list scaled to the run's length
+  when it is empty; epoch 1 (for the empty default) and the last epoch are always in."""
+  num_epochs = int(config.num_epochs)
+  given = [int(e) for e in (config.log_epochs or ())]
+  if not given:
+    return sorted(set(scale_epochs(PAPER_LOG_EPOCHS, num_epochs)) | {1, num_epochs})
+  bad = [e for e in given if not 1 <= e <= num_epochs]
+  if bad:
+    raise ConfigError(f"log_epochs must lie in [1, num_epochs={num_epochs}], got {bad}")
+  return sorted(set(given) | {num_epochs})
+
+
+def resolve_lr_decay_epochs(config) -> list[int]:
+  """Epochs after which lr is multiplied by ``lr_decay_factor`` (multistep schedule).
+
+  ``lr_decay_epochs`` are epochs of a ``lr_decay_base_epochs``-long run (350 in the recipes,
+  the paper's, so (116, 232) are the paper's decays) scaled to ``num_epochs``:
+  m -> round(m * num_epochs / base); with ``lr_decay_base_epochs = 0`` they are taken as they
+  are. A decay at or after the last epoch never happens and is dropped.
+  """
+  num_epochs = int(config.num_epochs)
+  epochs = [int(e) for e in (config.lr_decay_epochs or ())]
+  base = int(config.lr_decay_base_epochs or 0)
+  if base > 0:
+    epochs = [_round_half_up(e * num_epochs / base) for e in epochs]
+  return sorted({e for e in epochs if 1 <= e < num_epochs})
+
+
+def validate_config(config) -> None:
+  """Raises ConfigError for a missing field or a value that cannot describe a run (checked
+  before any work)."""
+  check_fields(config)
+
+  def check(ok, message):
+    if not ok:
+      raise ConfigError(message)
+
+  def finite_positive(name):
+    value = float(config[name])
+    check(math.isfinite(value) and value > 0, f"{name} must be finite and > 0, got {value}")
+
+  check(config.loss in LOSSES, f"loss must be one of {LOSSES}, got {config.loss!r}")
+  finite_positive("temperature")
+  finite_positive("loss_scale")
+  check(config.batching in BATCHINGS,
+        f"batching must be one of {BATCHINGS}, got {config.batching!r}")
+  check(int(config.binding) >= 0, f"binding must be >= 0, got {config.binding}")
+  check(int(config.batch_size) >= 2, f"batch_size must be >= 2, got {config.batch_size}")
+  check(int(config.num_epochs) >= 1, f"num_epochs must be >= 1, got {config.num_epochs}")
+  finite_positive("lr")
+  check(0 <= float(config.momentum) < 1, f"momentum must be in [0, 1), got {config.momentum}")
+  check(math.isfinite(float(config.weight_decay)) and float(config.weight_decay) >= 0,
+        f"weight_decay must be finite and >= 0, got {config.weight_decay}")
+  check(config.lr_schedule in LR_SCHEDULES,
+        f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
+  check(float(config.warmup_epochs or 0) >= 0,
+        f"warmup_epochs must be >= 0, got {config.warmup_epochs}")
+  check(float(config.grad_clip_norm or 0.0) >= 0,
+        f"grad_clip_norm must be >= 0 (0: off), got {config.grad_clip_norm}")
+  finite_positive("lr_decay_factor")
+  check(int(config.checkpoint_every_epochs) >= 1,
+        f"checkpoint_every_epochs must be >= 1, got {config.checkpoint_every_epochs}")
+  check(int(config.eval_batch_size) >= 1,
+        f"eval_batch_size must be >= 1, got {config.eval_batch_size}")
+  resolve_log_epochs(config)
+
+
+def config_to_dict(config) -> dict:
+  """The config as plain JSON types (tuples become lists), keys sorted."""
+  if hasattr(config, "to_json_best_effort"):
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+  return json.loads(json.dumps(config, sort_keys=True, default=str))
