@@ -67,6 +67,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
   folder = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
   try:
+    # mkstemp makes the file private (0600); a run's files get the mode open() would give.
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, mode) as f:
       yield f
       f.flush()
@@ -76,6 +78,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def write_json(path: str | os.PathLike, value: Any, *, indent: int | None = 1,

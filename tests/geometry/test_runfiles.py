@@ -97,3 +97,15 @@ def test_run_descriptor_has_one_format_for_both_kinds():
     runfiles.run_descriptor("solve", "x", problem={})
   with pytest.raises(ValueError, match="redefine"):
     runfiles.run_descriptor("train", "x", config={}, provenance={})
+
+
+def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
+  old = os.umask(0o022)
+  try:
+    runfiles.write_json(tmp_path / "a.json", {"x": 1})
+    with open(tmp_path / "b.json", "w") as f:
+      f.write("{}")
+  finally:
+    os.umask(old)
+  assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+  assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644
