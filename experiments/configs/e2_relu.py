@@ -56,7 +56,7 @@ def get_experiment(preset="cpu"):
   def named(*prefixes):
     return sorted(n for n in names if n.startswith(prefixes))
   with_relu = named("relu_", "proj_relu_", "ufm_plus_")
-  without = named("norelu_", "ufm_R")
+  without = named("norelu_", "proj_norelu_", "ufm_R")
   heatmaps = [f"{kind}_R10" for kind in ("ufm_plus", "ufm", "relu", "norelu", "proj_relu",
                                           "proj_norelu", "ce")]
   return {
@@ -68,8 +68,8 @@ def get_experiment(preset="cpu"):
                      f"({preset} preset).",
       "runs": runs,
       "report": {"heatmaps": heatmaps},
-      # proj_norelu_* keep the backbone's ReLU (model.final_relu) and drop the one after the
-      # projection, so no check that reads model.final_relu is given them.
+      # proj_norelu_* keep the backbone's ReLU but their embedding is a linear map of it, so
+      # they count as "no final ReLU" (experiments.report.runs.embedding_relu).
       "checks": [check("of_reached", runs=with_relu), check("etf_centered", runs=with_relu),
                  check("ufm_minimum", runs=named("ufm_plus_")),
                  check("relu_symmetry", runs=without),

@@ -15,7 +15,7 @@ import numpy as np
 
 from experiments.report.labels import fmt, line_label, run_label, setup_text
 from experiments.report.numbers import Numbers, cosines_from_gram, value_of
-from experiments.report.runs import Run, finite, group_runs, ratio_sorted
+from experiments.report.runs import Run, embedding_relu, finite, group_runs, ratio_sorted
 
 Y_RANGES = {"dist_of": (0.0, 1.1), "dist_etf": (0.0, 1.1), "nc1": (2e-4, 2e2),
             "mean_cos": (0.0, 1.0)}
@@ -79,7 +79,7 @@ def heatmap_runs(b) -> list[Run]:
 
   def train_rank(run):
     f = run.flat
-    return (f.get("loss") == "ce", not f.get("model.final_relu", True),
+    return (f.get("loss") == "ce", not embedding_relu(f),
             bool(f.get("binding", 0)))
   return (ufm + sorted(train, key=train_rank))[:16]
 

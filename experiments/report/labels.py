@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from experiments.report.runs import Run, ufm_loss_kind
+from experiments.report.runs import Run, embedding_relu, ufm_loss_kind
 
 
 def fmt(value) -> str:
@@ -30,8 +30,10 @@ def run_label(run: Run) -> str:
   if flat.get("loss", "scl") == "ce":
     label = "CE"
   else:
-    label = "SCL, ReLU" if flat.get("model.final_relu", True) else "SCL, no ReLU"
-    if flat.get("model.extra_linear"):
+    label = "SCL, ReLU" if embedding_relu(flat) else "SCL, no ReLU"
+    if flat.get("model.projection_dim", 0):
+      label += f" after a projection to {flat['model.projection_dim']}"
+    elif flat.get("model.extra_linear"):
       label += " + linear"
   if flat.get("binding", 0):
     label += f", binding {flat['binding']}"
@@ -72,8 +74,11 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
   model = f"{f.get('model.name')}" + (f" widths {fmt(f.get('model.mlp_widths'))}"
                                       if f.get("model.name") == "mlp"
                                       else f" width x{fmt(f.get('model.width', 1.0))}")
-  relu = ("final ReLU" if f.get("model.final_relu", True) else
-          "no final ReLU" + (" (extra linear)" if f.get("model.extra_linear") else ""))
+  relu = "final ReLU" if embedding_relu(f) else "no final ReLU"
+  if f.get("model.projection_dim", 0):
+    relu += f" (after a linear projection to {fmt(f['model.projection_dim'])})"
+  elif f.get("model.extra_linear"):
+    relu += " (extra linear)"
   parts = []
   for name, text in (("data.name", "{}"), ("model.name", model), ("model.final_relu", relu),
                      ("loss", str(f.get("loss", "scl")).upper()), *_SETUP_FIELDS,

@@ -69,6 +69,21 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
+def embedding_relu(flat: dict) -> bool:
+  """Whether a training run's normalised embedding is the output of a ReLU
+  (docs/theory.md#choice-no-relu), from its flattened config: after a projection head
+  (``model.head_dim`` > 0) ``model.final_relu`` acts on the head's output; after a linear
+  projection (``model.projection_dim`` > 0) it is ``model.projection_relu``; after the extra
+  linear layer alone there is none; otherwise it is the backbone's ``model.final_relu``."""
+  if flat.get("model.head_dim", 0):
+    return bool(flat.get("model.final_relu", True))
+  if flat.get("model.projection_dim", 0):
+    return bool(flat.get("model.projection_relu", True))
+  if flat.get("model.extra_linear"):
+    return False
+  return bool(flat.get("model.final_relu", True))
+
+
 def finite(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -133,6 +133,20 @@ def test_relu_symmetry_train_imbalanced(final, expected):
   assert outcomes("relu_symmetry", runs, {"train_not_of": 0.1}) == [expected]
 
 
+@pytest.mark.parametrize("projection_relu", [True, False])
+def test_a_linear_projection_decides_whether_the_embedding_has_a_final_relu(projection_relu):
+  # The backbone keeps its ReLU (model.final_relu) in both runs; what is normalised is the
+  # projection's output, so only model.projection_relu says which claim the run is about.
+  runs = [train("p", dist_of=[0.9, 0.5], **{"model.final_relu": True,
+                                             "model.projection_dim": 128,
+                                             "model.projection_relu": projection_relu})]
+  about_relu = outcomes("of_reached", runs, {"train_of": 0.1})
+  about_no_relu = outcomes("relu_symmetry", runs, {"train_not_of": 0.1})
+  assert (about_relu, about_no_relu) == (([FAILS], []) if projection_relu else ([], [HOLDS]))
+  linear = [train("l", dist_of=[0.9, 0.5], **{"model.extra_linear": True})]
+  assert outcomes("of_reached", linear) == [] and outcomes("relu_symmetry", linear) == [HOLDS]
+
+
 @pytest.mark.parametrize("etf, expected", [(0.0999, HOLDS), (0.1001, FAILS)])
 def test_relu_symmetry_train_balanced(etf, expected):
   runs = [train("n", dist_of=[0.9, 0.5], dist_etf=[0.9, etf],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.report.runs import group_runs, ratio_sorted, ufm_loss_kind
+from experiments.report.runs import embedding_relu, group_runs, ratio_sorted, ufm_loss_kind
 from geometry import batching as gb
 
 
@@ -21,7 +21,7 @@ def ufm_scl_runs(runs, final_relu: bool) -> list:
 
 def curve_groups(runs) -> list:
   """SCL training runs grouped by everything but R, in increasing R, each with a logged
-  dist_of: [(runs, whether they have a final ReLU)]."""
+  dist_of: [(runs, whether their embedding is a ReLU's output, ``runs.embedding_relu``)]."""
   out = []
   for group in group_runs(train_runs(runs), ["data.ratio"]):
     group = ratio_sorted(group)
@@ -29,7 +29,7 @@ def curve_groups(runs) -> list:
       continue
     if group[0].flat.get("loss", "scl") != "scl":
       continue
-    out.append((group, group[0].flat.get("model.final_relu", True)))
+    out.append((group, embedding_relu(group[0].flat)))
   return out
 
 
