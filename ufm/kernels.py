@@ -164,9 +164,9 @@ class Kernels:
                   "W": 0.1 * jax.random.normal(kw, (k, d), dtype)}
       return params, opt.init(params)
 
-    def batch_loss(params, labels, idx, mask, tau, weights, sparsity):
+    def batch_loss(params, labels, idx, mask, temperature, weights, sparsity):
       if is_scl:
-        return scl_batch_loss(params["H"], labels, idx, mask, tau, weights, sparsity,
+        return scl_batch_loss(params["H"], labels, idx, mask, temperature, weights, sparsity,
                               block_size)
       return ce_batch_loss(params, labels, idx, mask, problem.lambda_h, problem.lambda_w,
                            num_batches)
@@ -176,30 +176,30 @@ class Kernels:
         return {"H": project_rows(new["H"], old["H"], final_relu)}
       return {"H": jnp.maximum(new["H"], 0.0) if final_relu else new["H"], "W": new["W"]}
 
-    def one_step(carry, xs, labels, tau, weights, sparsity, lr):
+    def one_step(carry, xs, labels, temperature, weights, sparsity, lr):
       params, opt_state = carry
       idx, mask = xs if xs is not None else (None, None)
-      grads = jax.grad(batch_loss)(params, labels, idx, mask, tau, weights, sparsity)
+      grads = jax.grad(batch_loss)(params, labels, idx, mask, temperature, weights, sparsity)
       if is_scl:
         grads = {"H": tangent(grads["H"], params["H"])}
       updates, opt_state = opt.update(grads, opt_state, params)
       updates = jax.tree.map(lambda u: -lr * u, updates)
       return (project(optax.apply_updates(params, updates), params), opt_state), None
 
-    def run_chunk(state, active, xs, labels, tau, weights, sparsity, lr, length):
+    def run_chunk(state, active, xs, labels, temperature, weights, sparsity, lr, length):
       def per_seed(state, active, lr, sparsity):
-        body = lambda c, x: one_step(c, x, labels, tau, weights, sparsity, lr)
+        body = lambda c, x: one_step(c, x, labels, temperature, weights, sparsity, lr)
         new, _ = jax.lax.scan(body, state, xs, length=length)
         return jax.tree.map(lambda a, b: jnp.where(active, a, b), new, state)
       return over_seeds(per_seed, num_seeds)(state, active, lr, sparsity)
 
-    def objective(params, e_idx, e_mask, labels, tau, weights):
+    def objective(params, e_idx, e_mask, labels, temperature, weights):
       """Objective of one epoch (no peaky-rows reward) and its projected-gradient RMS."""
       def total(params):
         if e_idx is None:
-          return batch_loss(params, labels, None, None, tau, weights, 0.0)
+          return batch_loss(params, labels, None, None, temperature, weights, 0.0)
         def body(acc, xs):
-          return acc + batch_loss(params, labels, xs[0], xs[1], tau, weights, 0.0), None
+          return acc + batch_loss(params, labels, xs[0], xs[1], temperature, weights, 0.0), None
         return jax.lax.scan(body, jnp.zeros((), dtype), (e_idx, e_mask))[0]
       value, grads = jax.value_and_grad(total)(params)
       if is_scl:

@@ -38,9 +38,9 @@ def certified(loss, bound, tolerance: float):
   return np.isfinite(loss) & (loss - bound <= tolerance)
 
 
-def certificate_tolerance(bound: float, anchors: int, tau: float, rtol: float) -> float:
+def certificate_tolerance(bound: float, anchors: int, temperature: float, rtol: float) -> float:
   """The absolute tolerance `rtol * (|L*| + A / tau)` of the certificate (module doc)."""
-  return float(rtol * (abs(bound) + anchors / tau))
+  return float(rtol * (abs(bound) + anchors / temperature))
 
 
 @dataclasses.dataclass
