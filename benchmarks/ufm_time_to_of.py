@@ -1,13 +1,13 @@
 """Time to an orthogonal frame: steps and seconds `ufm solve` needs to reach dist_of < 1e-3.
 
-UFM+ with SCL at tau = 0.1, K classes (default 10), d = K unless --dim, step imbalance R, full
-batch, from random starts, one seed per solve (each seed timed alone, as `ufm solve --seed S`
+UFM+ with SCL at tau = 0.1, K classes (default 10), d = K unless --dim, step imbalance R
+(--imbalance exp: exponential), full batch, from random starts, one seed per solve (each seed timed alone, as `ufm solve --seed S`
 would run it):
 
   .venv/bin/python -m benchmarks.ufm_time_to_of                      # R = 1, 10, 100, n ~ 3000
   .venv/bin/python -m benchmarks.ufm_time_to_of --runs 100:1000 --seeds 3   # n = 5050
   .venv/bin/python -m benchmarks.ufm_time_to_of --classes 50 --runs 10:20   # K = 50, n = 550
-  .venv/bin/python -m benchmarks.ufm_time_to_of --runs 100:1000 --baseline 88ff66d
+  .venv/bin/python -m benchmarks.ufm_time_to_of --runs 100:1000 --baseline 3b16292
 
 `--baseline REV` also times `ufm/solver.py` as it was at git revision REV (loaded from
 `git show`, same problems and seeds, interleaved) and prints the ratio of the times to the OF.
@@ -47,46 +47,56 @@ def parse_runs(text: str) -> list[tuple[int, int]]:
 
 
 def load_baseline(revision: str):
-  """`ufm/solver.py` at a git revision, as a module (its imports resolve in this tree)."""
-  import importlib.util
+  """The solver of a git revision, as a module with its own `problem` module: `ufm/solver.py`,
+  `ufm/problem.py` and `ufm/policy.py` as they were at REV (loaded from `git show` into a
+  package of their own; `geometry` resolves in this tree)."""
+  import importlib
   import subprocess
   import tempfile
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    source = subprocess.run(["git", "show", f"{revision}:ufm/solver.py"], cwd=root, check=True,
-                            capture_output=True, text=True).stdout
-  except (OSError, subprocess.CalledProcessError) as e:
-    raise SystemExit(f"error: cannot read ufm/solver.py at {revision!r}: "
-                     f"{getattr(e, 'stderr', '') or e}".strip()) from None
-  path = os.path.join(tempfile.mkdtemp(prefix="ufm_baseline_"), "solver_baseline.py")
-  with open(path, "w") as f:
-    f.write(source)
-  spec = importlib.util.spec_from_file_location("solver_baseline", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module   # dataclasses look their module up there
-  spec.loader.exec_module(module)
+  folder = tempfile.mkdtemp(prefix="ufm_baseline_")
+  package = os.path.join(folder, "ufm_baseline")
+  os.makedirs(package)
+  open(os.path.join(package, "__init__.py"), "w").close()
+  for name in ("solver", "problem", "policy"):
+    try:
+      source = subprocess.run(["git", "show", f"{revision}:ufm/{name}.py"], cwd=root,
+                              check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+      raise SystemExit(f"error: cannot read ufm/{name}.py at {revision!r}: "
+                       f"{getattr(e, 'stderr', '') or e}".strip()) from None
+    source = source.replace("from ufm import ", "from ufm_baseline import ").replace(
+        "from ufm.", "from ufm_baseline.")
+    with open(os.path.join(package, f"{name}.py"), "w") as f:
+      f.write(source)
+  sys.path.insert(0, folder)
+  module = importlib.import_module("ufm_baseline.solver")
+  module.problem_module = importlib.import_module("ufm_baseline.problem")
   return module
 
 
 def time_one(ratio: int, n_max: int, seed: int, dtype: str, steps: int, dim: int = 10,
-             classes: int = 10, tau: float = 0.1, solver=solver_lib) -> dict:
+             classes: int = 10, tau: float = 0.1, solver=solver_lib, kind: str = "step") -> dict:
   """Solves one seed and records when dist_of first drops below THRESHOLD."""
-  imbalance = "none" if ratio == 1 else f"step:{ratio}"
-  problem = problem_lib.make_problem(
-      sizes=problem_lib.sizes_from_recipe(classes, imbalance, n_max), dim=dim, tau=tau,
+  imbalance = "none" if ratio == 1 else f"{kind}:{ratio}"
+  problems = getattr(solver, "problem_module", problem_lib)
+  problem = problems.make_problem(
+      sizes=problems.sizes_from_recipe(classes, imbalance, n_max), dim=dim, tau=tau,
       relu=True, dtype=dtype, seed=seed)
   hit: dict = {}
   start = time.perf_counter()
 
   def progress(info):
-    if "steps_to_of" not in hit and info["dist_of"] < THRESHOLD:
+    # Only the final phase counts: a warm-up solves a different (smaller) problem.
+    if "steps_to_of" not in hit and info.get("final", True) and info["dist_of"] < THRESHOLD:
       hit.update(steps_to_of=info["step"], seconds_to_of=time.perf_counter() - start)
 
   solution = solver.solve(problem, solver.SolverOptions(steps=steps), progress=progress)
   wall = time.perf_counter() - start
   means, _ = metrics.class_means(solution.embeddings[0], problem.labels, classes)
   of_loss = problem.of_loss()
-  return {"K": classes, "d": dim, "R": ratio, "n_max": n_max, "n": problem.num_examples,
+  return {"K": classes, "d": dim, "imbalance": imbalance, "R": ratio, "n_max": n_max,
+          "n": problem.num_examples,
           "seed": seed, "dtype": dtype, "solver": getattr(solver, "__name__", "ufm.solver"),
           "steps_to_of": hit.get("steps_to_of"), "seconds_to_of": hit.get("seconds_to_of"),
           "final_dist_of": metrics.dist_of(means),
@@ -108,6 +118,8 @@ def main(argv=None) -> int:
   parser.add_argument("--steps", type=int, default=20000, help="step budget per seed")
   parser.add_argument("--classes", type=int, default=10, help="K (default 10)")
   parser.add_argument("--dim", type=int, default=None, help="d (default K)")
+  parser.add_argument("--imbalance", choices=("step", "exp"), default="step",
+                      help="the imbalance recipe of every R > 1 (default step)")
   parser.add_argument("--baseline", default=None,
                       help="also time ufm/solver.py at this git revision, interleaved")
   parser.add_argument("--out", default=os.path.join("runs", "bench", "time_to_of.json"))
@@ -128,7 +140,7 @@ def main(argv=None) -> int:
     for seed in range(args.seeds):
       for solver in solvers:
         row = time_one(ratio, n_max, seed, args.dtype, args.steps, dim=dim,
-                       classes=args.classes, solver=solver)
+                       classes=args.classes, solver=solver, kind=args.imbalance)
         row["solver"] = "new" if solver is solver_lib else args.baseline
         rows.append(row)
         # Written after every seed: an interrupted benchmark keeps what it measured.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 import numpy as np
@@ -18,6 +17,7 @@ from geometry import runfiles
 from ufm import __version__
 from ufm import outdir
 from ufm import advise as advise_lib
+from ufm import options as options_lib
 from ufm import problem as problem_lib
 from ufm.problem import ProblemError
 
@@ -104,20 +104,7 @@ def _problem_from_args(args) -> problem_lib.Problem:
   elif not is_file:
     raise ProblemError("give the class sizes: --sizes 500,500,50,50 or --classes K "
                        "--imbalance step:R --n-max N (or --batching fixed:FILE)")
-  for name in ("steps", "seeds"):
-    if getattr(args, name) < 1:
-      raise ProblemError(f"--{name} must be >= 1, got {getattr(args, name)}")
-  last_seed = args.seed + args.seeds - 1
-  if 0 <= args.seed <= problem_lib.SEED_MAX < last_seed:   # a bad --seed alone: make_problem
-    raise ProblemError(f"--seed {args.seed} with --seeds {args.seeds}: the seeds "
-                       f"{args.seed}..{last_seed} must lie in "
-                       f"[0, {problem_lib.SEED_MAX}]")
-  if args.block_size is not None and args.block_size < 1:
-    raise ProblemError(f"--block-size must be >= 1, got {args.block_size}")
-  if args.tol is not None and not (math.isfinite(args.tol) and args.tol > 0):
-    raise ProblemError(f"--tol must be a finite number > 0, got {args.tol}")
-  if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-    raise ProblemError(f"--lr must be a finite number > 0, got {args.lr}")
+  _options_from_args(args).check_seeds(args.seed)   # the options validate themselves
   if sizes is not None and args.dim >= 1:
     # Before the labels exist: 10^9 rows would take seconds and gigabytes to build.
     _check_memory(args, sum(sizes), len(sizes))
@@ -129,6 +116,12 @@ def _problem_from_args(args) -> problem_lib.Problem:
     _check_memory(args, problem.num_examples, problem.num_classes,
                   max(len(b) for b in problem.epoch_batches(0)))
   return problem
+
+
+def _options_from_args(args) -> options_lib.SolverOptions:
+  return options_lib.SolverOptions(
+      steps=args.steps, tol=args.tol, learning_rate=args.lr, block_size=args.block_size,
+      continuation=args.continuation, seeds=args.seeds)
 
 
 def _check_memory(args, rows: int, classes: int, batch_rows: int | None = None) -> None:
@@ -171,13 +164,13 @@ class _Progress:
 
 
 def _setup_name(problem) -> str:
-  kind = "CE" if problem.loss == "ce" else "SCL"
-  model = "UFM+" if problem.relu else "UFM"
+  kind = "CE" if problem.loss_kind == "ce" else "SCL"
+  model = "UFM+" if problem.final_relu else "UFM"
   sizes = problem.sizes
   shown = ",".join(map(str, sizes)) if len(sizes) <= 6 else \
       f"{sizes[0]},...,{sizes[-1]} (K={len(sizes)})"
   bind = f", binding {problem.binding}" if problem.binding else ""
-  return (f"{model} {kind}, sizes {shown}, d={problem.dim}, tau={problem.tau:g}, "
+  return (f"{model} {kind}, sizes {shown}, d={problem.dim}, tau={problem.temperature:g}, "
           f"{problem.batching}{bind}")
 
 
@@ -226,9 +219,9 @@ def _offdiag(a):
 def build_result(problem, options, solution) -> dict:
   """The result.json dictionary (docs/contracts.md): best seed at the top level, every seed listed."""
   from geometry import frames
-  is_scl = problem.loss == "scl"
+  is_scl = problem.loss_kind == "scl"
   of_loss = problem.of_loss(solution.final_epoch) if is_scl else None
-  optimal_loss = of_loss if (is_scl and problem.relu) else None
+  optimal_loss = of_loss if (is_scl and problem.final_relu) else None
   per_seed = [_seed_fields(problem, solution, s, of_loss, optimal_loss)
               for s in range(len(solution.seeds))]
   best = int(np.nanargmin(solution.loss))
@@ -249,7 +242,7 @@ def build_result(problem, options, solution) -> dict:
       ", plus lambda_h/2 ||H||^2 + lambda_w/2 ||W||^2"))
   if is_scl and problem.full_batch:
     result["etf_loss"] = frames.collapsed_scl_loss(problem.sizes, frames.etf_gram(
-        problem.num_classes), problem.tau)
+        problem.num_classes), problem.temperature)
   if not problem.full_batch:
     from geometry import batching as batching_lib
     cert = batching_lib.batch_certificate(problem.labels,
@@ -274,8 +267,9 @@ def build_result(problem, options, solution) -> dict:
                       "dist_of_min": float(dist.min()), "dist_of_max": float(dist.max()),
                       "dist_of_median": float(np.median(dist))}
   result["solver"] = {"steps_budget": options.steps, "tol": options.resolved_tol(problem.dtype),
-                      "learning_rate": options.resolved_lr(problem.loss),
-                      "continuation": [dict(tau=p.tau, mix=p.mix, steps=p.steps, final=p.final)
+                      "learning_rate": options.resolved_lr(problem.loss_kind),
+                      "continuation": [dict(tau=p.temperature, mix=p.mix, steps=p.steps,
+                                            final=p.final, rows=p.rows or None)
                                        for p in solution.phases],
                       "block_size": solution.block_size, "seconds_total": solution.seconds}
   result["provenance"] = runfiles.provenance()   # versions, device, git commit (as run.json)
@@ -283,10 +277,13 @@ def build_result(problem, options, solution) -> dict:
 
 
 def write_outputs(out_dir, problem, solution, result) -> None:
-  """embeddings.npy (best seed), labels.npy, classifier.npy (CE), gram.png, then result.json,
-  the completion marker, last (`ufm.outdir.commit_outputs`)."""
+  """run.json (the run descriptor of every run folder), embeddings.npy (best seed),
+  labels.npy, classifier.npy (CE), gram.png, then result.json, the completion marker, last
+  (`ufm.outdir.commit_outputs`)."""
   best = int(np.nanargmin(solution.loss))
-  files = {"embeddings.npy": lambda f: np.save(f, solution.embeddings[best]),
+  descriptor = runfiles.run_descriptor("ufm", result["setup"], problem=result["problem"])
+  files = {"run.json": lambda f: f.write((runfiles.dumps(descriptor) + "\n").encode()),
+           "embeddings.npy": lambda f: np.save(f, solution.embeddings[best]),
            "labels.npy": lambda f: np.save(f, problem.labels)}
   if solution.classifier is not None:
     files["classifier.npy"] = lambda f: np.save(f, solution.classifier[best])
@@ -360,11 +357,9 @@ def _cmd_solve(args) -> int:
   lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
   # Imported here so that bad input is rejected before JAX starts.
   from ufm import solver as solver_lib
-  options = solver_lib.SolverOptions(
-      steps=args.steps, tol=args.tol, learning_rate=args.lr, block_size=args.block_size,
-      continuation=args.continuation, seeds=args.seeds)
-  of_loss = problem.of_loss() if problem.loss == "scl" else None
-  progress = _Progress(problem, of_loss if problem.relu else None)
+  options = _options_from_args(args)
+  of_loss = problem.of_loss() if problem.loss_kind == "scl" else None
+  progress = _Progress(problem, of_loss if problem.final_relu else None)
   try:
     solution = solver_lib.solve(problem, options, progress=progress)
   finally:

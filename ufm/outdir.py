@@ -1,6 +1,7 @@
 """The output folder of `ufm solve`: checked before the work, written as one transaction.
 
-A solve's folder holds `result.json`, `embeddings.npy`, `labels.npy`, `gram.png` and, for the
+A solve's folder holds `result.json`, `run.json` (the run descriptor of
+`geometry.runfiles.run_descriptor`), `embeddings.npy`, `labels.npy`, `gram.png` and, for the
 CE-UFM, `classifier.npy`. `result.json` is the completion marker (the sweep runner skips a run
 whose marker exists), so the folder follows two rules:
 
@@ -36,7 +37,8 @@ from ufm.problem import ProblemError
 
 MARKER = "result.json"
 # Every file a solve may write; a new solve removes the ones it does not write itself.
-OUTPUT_FILES = (MARKER, "embeddings.npy", "labels.npy", "classifier.npy", "gram.png")
+OUTPUT_FILES = (MARKER, "run.json", "embeddings.npy", "labels.npy", "classifier.npy",
+                "gram.png")
 _STAGING = ".staging-"
 # The problem fields a refusal names when they differ (the rest are summarised).
 _SHOWN = ("loss", "sizes", "dim", "tau", "relu", "batching", "binding", "seed", "dtype")

@@ -38,9 +38,9 @@ def certified(loss, bound, tolerance: float):
   return np.isfinite(loss) & (loss - bound <= tolerance)
 
 
-def certificate_tolerance(bound: float, anchors: int, tau: float, rtol: float) -> float:
+def certificate_tolerance(bound: float, anchors: int, temperature: float, rtol: float) -> float:
   """The absolute tolerance `rtol * (|L*| + A / tau)` of the certificate (module doc)."""
-  return float(rtol * (abs(bound) + anchors / tau))
+  return float(rtol * (abs(bound) + anchors / temperature))
 
 
 @dataclasses.dataclass
@@ -67,15 +67,17 @@ class StallPolicy:
     kick_chunks: chunks a kick lasts.
     global_every: with a certificate, every `global_every`-th kick of a seed perturbs all
       classes instead of the worst ones.
+    closing: with a certificate, a chunk that lowers L by more than this fraction of the gap
+      L - L* is progress, not a stall.
   """
 
   def __init__(self, num_seeds: int, *, tol: float, base_lr: float, kicks: bool,
                certifiable: bool, max_checks: int = 8, max_failures: int = 3,
-               kick_chunks: int = 3, global_every: int = 3):
+               kick_chunks: int = 3, global_every: int = 3, closing: float = 0.05):
     s = num_seeds
     self.tol, self.base_lr, self.kicks, self.certifiable = tol, base_lr, kicks, certifiable
     self.max_checks, self.max_failures, self.kick_chunks = max_checks, max_failures, kick_chunks
-    self.global_every = global_every
+    self.global_every, self.closing = global_every, closing
     self.active = np.ones(s, bool)
     self.converged = np.zeros(s, bool)
     self.prev = np.full(s, np.inf)
@@ -120,6 +122,7 @@ class StallPolicy:
     loss, pg = np.asarray(loss, np.float64), np.asarray(pg, np.float64)
     was_active = self.active.copy()
     noisy, _, _ = self.noise_plan()
+    drop = self.prev - loss
     rel = np.abs(loss - self.prev) / np.maximum(np.abs(loss), 1e-30)
     self.rel = np.where(was_active, rel, self.rel)
     # A whole chunk that increases the objective means Adam overshoots: halve its step size
@@ -132,7 +135,14 @@ class StallPolicy:
 
     cert = (certified(loss, bound, tolerance) if self.certifiable
             else np.zeros_like(was_active))
-    stalled = was_active & (self.rel <= self.tol) & (self.kick_left == 0) & ~noisy
+    # With a bound, a seed whose chunk closed more than `closing` of its gap is still
+    # descending, however small the relative change of a large L: no stall, no kick.
+    closing = np.zeros_like(was_active)
+    if self.certifiable and bound is not None:
+      with np.errstate(invalid="ignore"):
+        closing = ~cert & (drop > self.closing * (loss - bound))
+    stalled = (was_active & (self.rel <= self.tol) & (self.kick_left == 0) & ~noisy
+               & ~closing)
     improved = loss < self.stall_loss - 1e-7 * np.abs(loss)
     worse = stalled & ~improved
     self.failures = self.failures + worse

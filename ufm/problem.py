@@ -146,9 +146,11 @@ class Problem:
   Attributes:
     labels: `[n]` labels; `sizes[c]` = number of rows with label c.
     dim: d, the embedding dimension.
-    tau: the temperature.
-    relu: True for UFM+ (H >= 0 and unit rows), False for UFM (unit rows).
-    loss: "scl" or "ce" (ridge-regularised CE-UFM with free classifier W, docs/theory.md#ce-ufm).
+    temperature: tau (the `--tau` flag, the `tau` key of result.json).
+    final_relu: True for UFM+ (H >= 0 and unit rows), False for UFM (unit rows) (the
+      `--relu/--no-relu` flags, the `relu` key).
+    loss_kind: "scl" or "ce" (ridge-regularised CE-UFM with free classifier W,
+      docs/theory.md#ce-ufm) (the `--loss` flag, the `loss` key of the problem definition).
     lambda_h, lambda_w: CE ridge weights.
     batching: the batching spec as given ("full", "shuffle:B", "fixed:B", "fixed:FILE").
     kind: "full", "shuffle", "fixed" or "file".
@@ -160,9 +162,9 @@ class Problem:
   """
   labels: np.ndarray
   dim: int
-  tau: float = 0.1
-  relu: bool = True
-  loss: str = "scl"
+  temperature: float = 0.1
+  final_relu: bool = True
+  loss_kind: str = "scl"
   lambda_h: float = 5e-4
   lambda_w: float = 5e-4
   batching: str = "full"
@@ -210,17 +212,17 @@ class Problem:
   def of_loss(self, epoch: int = 0) -> float:
     """The SCL objective (sum form, one epoch) of an exact OF: Thm 1 or the Thm 2 bound."""
     if self.full_batch:
-      return frames.scl_optimal_loss(self.sizes, self.tau)
-    return frames.scl_batch_bound(self.labels, self.epoch_batches(epoch), self.tau,
+      return frames.scl_optimal_loss(self.sizes, self.temperature)
+    return frames.scl_batch_bound(self.labels, self.epoch_batches(epoch), self.temperature,
                                   num_classes=self.num_classes)
 
   def describe(self) -> dict:
     """The problem definition as JSON-ready fields (written into result.json)."""
     return {"sizes": self.sizes, "num_classes": self.num_classes,
-            "num_examples": self.num_examples, "dim": self.dim, "tau": self.tau,
-            "relu": self.relu, "loss": self.loss,
-            "lambda_h": self.lambda_h if self.loss == "ce" else None,
-            "lambda_w": self.lambda_w if self.loss == "ce" else None,
+            "num_examples": self.num_examples, "dim": self.dim, "tau": self.temperature,
+            "relu": self.final_relu, "loss": self.loss_kind,
+            "lambda_h": self.lambda_h if self.loss_kind == "ce" else None,
+            "lambda_w": self.lambda_w if self.loss_kind == "ce" else None,
             "batching": self.batching, "batch_size": self.batch_size, "binding": self.binding,
             "seed": self.seed, "dtype": self.dtype}
 
@@ -289,7 +291,8 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, t
   if binding and counts.min() < binding:
     _error(f"--binding {binding}: class {int(counts.argmin())} has only {int(counts.min())} "
            "example(s)")
-  return Problem(labels=labels, dim=int(dim), tau=tau, relu=bool(relu), loss=loss,
+  return Problem(labels=labels, dim=int(dim), temperature=tau, final_relu=bool(relu),
+                 loss_kind=loss,
                  lambda_h=lambda_h, lambda_w=lambda_w, batching=batching, kind=kind,
                  batch_size=batch_size,
                  file_batches=None if file_batches is None else tuple(file_batches),

@@ -86,9 +86,30 @@ def test_another_problem_is_refused_and_overwrite_clears_its_files(tmp_path, cap
   code, _, err = _run(SMALL + ["--out", out, "--overwrite"], capsys)
   assert code == 0, err
   assert sorted(f for f in os.listdir(out)) == ["embeddings.npy", "gram.png", "labels.npy",
-                                               "result.json"]
+                                               "result.json", "run.json"]
   result = json.load(open(os.path.join(out, "result.json")))
   assert result["problem"]["loss"] == "scl" and result["sizes"] == [3, 3]
+
+
+def test_run_json_describes_the_run_and_a_refused_out_gets_none(tmp_path, capsys):
+  out = tmp_path / "run"
+  assert _run(SMALL + ["--out", str(out)], capsys)[0] == 0
+  result = json.loads((out / "result.json").read_text())
+  run = json.loads((out / "run.json").read_text())
+  assert run["kind"] == "ufm"
+  assert run["setup"] == result["setup"] and run["problem"] == result["problem"]
+  assert set(run["provenance"]) == set(result["provenance"])
+  # A folder holding a file (an unusable --out) is refused before the solve: no run.json.
+  blocked = tmp_path / "blocked"
+  blocked.write_text("not a folder")
+  code, _, err = _run(SMALL + ["--out", str(blocked / "sub")], capsys)
+  assert code == 2 and _one_line(err)
+  assert not (blocked / "sub").exists() and blocked.read_text() == "not a folder"
+  # Another problem without --overwrite is refused: the earlier run.json stays as it was.
+  before = (out / "run.json").read_bytes()
+  other = ["solve", "--sizes", "4,4", "--dim", "2", "--steps", "40", "--quiet"]
+  assert _run(other + ["--out", str(out)], capsys)[0] == 2
+  assert (out / "run.json").read_bytes() == before
 
 
 def test_the_same_problem_again_replaces_its_result(tmp_path, capsys):

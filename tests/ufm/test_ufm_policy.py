@@ -95,3 +95,16 @@ def test_ce_stops_on_settled_geometry_although_g_stays_above_tol():
   p.update(loss, pg, settled=np.array([True, False]))
   np.testing.assert_array_equal(p.converged, [True, False])
   np.testing.assert_array_equal(p.active, [False, True])
+
+
+def test_a_chunk_that_closes_much_of_the_gap_is_progress_not_a_stall():
+  # L = 1e5 + gap: a relative change of 1e-6 (tol) is 0.1, which is 50% of a gap of 0.2 but
+  # 1% of a gap of 10. The first seed is still descending towards the bound; the second sits
+  # at a spurious point whose chunk barely moved it.
+  p = _policy(tol=1e-6)
+  bound = 1e5
+  p.update(np.array([bound + 0.2, bound + 10.0]), np.array([1e-3, 1e-3]), bound, 1e-6)
+  d = p.update(np.array([bound + 0.1, bound + 9.9]), np.array([1e-3, 1e-3]), bound, 1e-6)
+  np.testing.assert_array_equal(d.kick, [False, True])
+  np.testing.assert_array_equal(p.active, [True, True])
+  assert p.lr[0] == pytest.approx(1e-2)     # no step-size halving for a descending seed
