@@ -12,7 +12,7 @@ digits recipe: lr 0.05 held constant until a single x0.1 step after epoch 450, a
 gradient clipped to global norm 2 (about half its norm at initialisation).
 
 WHY this schedule: on Fashion-MNIST the network fits the training views (loss within 0.002
-of the OF floor) only after 110-280 epochs, and dist_of falls after that at a rate that
+of the OF floor) only after 100-300 epochs, and dist_of falls after that at a rate that
 grows with lr (about x0.88 per 12 epochs at lr 0.05). A schedule that decays before or
 while the views are fitted leaves too little lr for that approach: the x0.1 steps stall at
 0.27, a cosine from lr 0.1 ends at 0.058-0.099 on seeds 0-2 (the training loss jumps at lr
