@@ -15,7 +15,7 @@ WHY this schedule: on Fashion-MNIST the network fits the training views (loss wi
 of the OF floor) only after 100-300 epochs, and dist_of falls after that at a rate that
 grows with lr (about x0.88 per 12 epochs at lr 0.05). A schedule that decays before or
 while the views are fitted leaves too little lr for that approach: the x0.1 steps stall at
-0.27, a cosine from lr 0.1 ends at 0.058-0.099 on seeds 0-2 (the training loss jumps at lr
+0.27, a cosine from lr 0.1 ends at 0.058-0.099 (seeds 0-2, R = 1 and 10; the loss jumps at lr
 near 0.1 and delays the fit), a cosine from lr 0.05 fits earlier but ends at 0.087 (seed 0,
 R = 10). The constant lr 0.05 keeps the approach going until the step after epoch 450.
 On seeds 0, 1, 2 (docs/results.md, 2026-12-01, 2-core CPU under load, 87-196 s per run):
