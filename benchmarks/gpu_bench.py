@@ -62,10 +62,12 @@ IMAGE_SHAPE = (32, 32, 3)
 # ResNet-18 SCL training step
 
 
-def model_config(width: float, dtype: str):
-  """The `model` fields create_model reads, as a plain namespace (no ml_collections)."""
-  return types.SimpleNamespace(name="resnet18", width=width, final_relu=True,
-                               extra_linear=False, head_dim=0, dtype=dtype)
+def model_config(width: float, dtype: str) -> dict:
+  """Every `model` field create_model reads, as a plain dict (no ml_collections here): the
+  recipe's ResNet-18 (experiments/configs/cifar10_resnet18.py) at ``width`` and ``dtype``."""
+  return dict(name="resnet18", width=width, final_relu=True, extra_linear=False, head_dim=0,
+              mlp_widths=(256, 256), mlp_norm="all", projection_dim=0, projection_relu=True,
+              dtype=dtype)
 
 
 def train_setup(model, tx, batch_size: int, train_x: np.ndarray, train_y: np.ndarray,
@@ -94,8 +96,8 @@ def train_setup(model, tx, batch_size: int, train_x: np.ndarray, train_y: np.nda
 
 
 def model_embedding_dim(model) -> int:
-  return models.backbone_dim(types.SimpleNamespace(name=model.arch, width=model.width,
-                                                   mlp_widths=model.mlp_widths))
+  return models.backbone_dim(dict(model_config(model.width, "float32"), name=model.arch,
+                                  mlp_widths=model.mlp_widths))
 
 
 def trainer_step(setup, seed: int = 1):

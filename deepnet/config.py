@@ -55,14 +55,30 @@ def _has(config, dotted: str) -> bool:
   return True
 
 
+def _missing(field: str) -> ConfigError:
+  return ConfigError(
+      f"config field {field!r} is missing; the config must define every field that "
+      "experiments/configs/cifar10_resnet18.py defines (derive it from that file's "
+      "get_config())")
+
+
 def check_fields(config, fields: Sequence[str] = TRAINER_FIELDS) -> None:
   """Raises ConfigError naming the first of ``fields`` (dotted) that ``config`` lacks."""
   for field in fields:
     if not _has(config, field):
-      raise ConfigError(
-          f"config field {field!r} is missing; the config must define every field that "
-          "experiments/configs/cifar10_resnet18.py defines (derive it from that file's "
-          "get_config())")
+      raise _missing(field)
+
+
+def read_field(section, field: str):
+  """``section.NAME`` for the dotted ``field = "SECTION.NAME"``, e.g.
+  ``read_field(config.model, "model.width")``; ``section`` is a ConfigDict, a dict or any
+  object with attributes. There is no fallback value: a section that lacks NAME raises one
+  ConfigError naming ``field``."""
+  name = field.rsplit(".", 1)[-1]
+  try:
+    return section[name] if isinstance(section, dict) else getattr(section, name)
+  except (AttributeError, KeyError):
+    raise _missing(field) from None
 
 
 def _round_half_up(x: float) -> int:

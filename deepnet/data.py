@@ -84,10 +84,10 @@ whose row B + i comes from row i (the caller repeats the labels with concatenate
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 
+from deepnet import config as config_lib
 from deepnet import data_embedded
 from deepnet import data_tfds
 from deepnet import views as views_lib
@@ -141,18 +141,6 @@ class Dataset:
     return make_views(x, key, mode, self.kind, **self.view_options)
 
 
-def _get(config, name: str, default: Any = None) -> Any:
-  """Reads a field from a ConfigDict, a dict or any object with attributes."""
-  if isinstance(config, dict):
-    value = config.get(name, default)
-  else:
-    try:
-      value = getattr(config, name)
-    except (AttributeError, KeyError):
-      value = default
-  return default if value is None else value
-
-
 def _max_n_max(num_classes, imbalance, ratio, rho, available) -> int:
   """Largest n_max whose class_sizes fit in the available counts (0 if none)."""
   def fits(n):
@@ -199,34 +187,42 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
   """Loads ``data_config.name`` with the imbalance recipe applied to the train split.
 
   Args:
-    data_config: the ``data`` ConfigDict (name, data_dir, download, imbalance, ratio, rho,
-      n_max, subsample_seed; gaussian: num_classes, dim, n_test_per_class). A dict works too.
-    seed: the subsampling seed used when ``data_config`` has no ``subsample_seed``.
+    data_config: the ``data`` ConfigDict (name, data_dir, download, source, imbalance, ratio,
+      rho, n_max, subsample_seed; for gaussian also num_classes, dim, n_test_per_class). A
+      dict works too. Every field read is required (the defaults live in
+      experiments/configs/cifar10_resnet18.py); ``data_dir`` may be None ($TFDS_DATA_DIR,
+      then ~/tensorflow_datasets).
+    seed: the subsampling seed when ``data_config.subsample_seed`` is None.
 
   Returns:
     A Dataset whose train split is sorted by class (docs/theory.md#data-protocol).
 
   Raises:
+    ConfigError: a field of ``data`` is missing (it names the field).
     MissingDatasetError: a TFDS data set is not prepared and download is off.
     ValueError: unknown name, or a recipe that asks for more examples than a class has.
   """
-  name = str(_get(data_config, "name", "digits"))
+  def get(name):
+    return config_lib.read_field(data_config, f"data.{name}")
+
+  name = str(get("name"))
   if name not in DATASETS:
     raise ValueError(f"data.name must be one of {DATASETS}, got {name!r}")
-  imbalance = str(_get(data_config, "imbalance", "none"))
+  imbalance = str(get("imbalance"))
   if imbalance not in imbalance_lib.IMBALANCES:
     raise ValueError(f"data.imbalance must be one of {imbalance_lib.IMBALANCES}, got "
                      f"{imbalance!r}")
-  ratio = float(_get(data_config, "ratio", 10.0))
-  rho = float(_get(data_config, "rho", 0.5))
-  n_max = int(_get(data_config, "n_max", 5000))
-  subsample_seed = int(_get(data_config, "subsample_seed", seed))
+  ratio, rho, n_max = float(get("ratio")), float(get("rho")), int(get("n_max"))
+  subsample_seed = get("subsample_seed")
+  subsample_seed = int(seed if subsample_seed is None else subsample_seed)
+  # Every field is read whatever the data set, so that a config lacking one fails alike.
+  source, data_dir, download = get("source"), get("data_dir"), bool(get("download"))
+  gaussian = dict(num_classes=int(get("num_classes")), dim=int(get("dim")),
+                  n_test_per_class=int(get("n_test_per_class")))
 
   if name in data_tfds.TFDS_DATASETS:
     (train_x, train_y), (test_x, test_y) = data_tfds.load_raw_images(
-        name, source=_get(data_config, "source", "auto"),
-        data_dir=_get(data_config, "data_dir", None),
-        download=bool(_get(data_config, "download", False)))
+        name, source=source, data_dir=data_dir, download=download)
     train_x = data_tfds.normalise_images(name, train_x)
     test_x = data_tfds.normalise_images(name, test_x)
     num_classes, kind = _NUM_CLASSES[name], "image"
@@ -237,10 +233,9 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
     (train_x, train_y), (test_x, test_y) = data_embedded.load_mnist1d()
     num_classes, kind = 10, "vector"
   else:
-    num_classes = int(_get(data_config, "num_classes", 4))
+    num_classes = gaussian["num_classes"]
     (train_x, train_y), (test_x, test_y) = data_embedded.make_gaussian(
-        num_classes, int(_get(data_config, "dim", 16)), max(n_max, 1),
-        int(_get(data_config, "n_test_per_class", 50)))
+        num_classes, gaussian["dim"], max(n_max, 1), gaussian["n_test_per_class"])
     kind = "vector"
 
   train_y = np.asarray(train_y, np.int32)

@@ -67,7 +67,10 @@ to every BatchNorm, which then computes its batch statistics over the rows where
 so rows added to fill a batch change neither the outputs of the real rows nor the running
 statistics (``apply_model``).
 
-This module imports only jax, flax and numpy (the GPU benchmark relies on that).
+This module imports only jax, flax, numpy and ``deepnet.config`` (standard library only), which
+the GPU benchmark relies on. Every ``model`` field is required; their defaults live in the
+config files (``experiments/configs/cifar10_resnet18.py``), and a missing one raises one
+ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from deepnet import config as config_lib
 
 MODELS = ("resnet18", "densenet40", "mlp")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -91,17 +96,6 @@ _DENSENET_STEM = 64
 
 # torchvision initialises convolutions with Kaiming-normal (fan_out, ReLU gain).
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
-
-
-def _get(config, name: str, default: Any = None) -> Any:
-  """Reads a field from a ConfigDict, a dict or any object with attributes."""
-  if isinstance(config, dict):
-    return config.get(name, default)
-  try:
-    value = getattr(config, name)
-  except (AttributeError, KeyError):
-    return default
-  return default if value is None and default is not None else value
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -325,35 +319,40 @@ class EmbeddingModel(nn.Module):
 
 
 def _model_fields(model_config) -> dict:
-  name = str(_get(model_config, "name", "resnet18"))
+  """The EmbeddingModel fields of ``model_config``. Every field is read whatever the
+  architecture and none has a fallback (the defaults live in
+  experiments/configs/cifar10_resnet18.py)."""
+  def get(name):
+    return config_lib.read_field(model_config, f"model.{name}")
+
+  name = str(get("name"))
   if name not in MODELS:
     raise ValueError(f"model.name must be one of {MODELS}, got {name!r}")
-  width = float(_get(model_config, "width", 1.0))
+  width = float(get("width"))
   if not width > 0:
     raise ValueError(f"model.width must be > 0, got {width}")
-  dtype_name = str(_get(model_config, "dtype", "float32"))
+  dtype_name = str(get("dtype"))
   if dtype_name not in DTYPES:
     raise ValueError(f"model.dtype must be one of {tuple(DTYPES)}, got {dtype_name!r}")
-  mlp_widths = tuple(int(w) for w in _get(model_config, "mlp_widths", (256, 256)))
+  mlp_widths = tuple(int(w) for w in get("mlp_widths"))
   if name == "mlp" and (not mlp_widths or min(mlp_widths) < 1):
     raise ValueError(f"model.mlp_widths must be a non-empty list of positive ints, got "
                      f"{mlp_widths}")
-  head_dim = int(_get(model_config, "head_dim", 0) or 0)
+  head_dim = int(get("head_dim"))
   if head_dim < 0:
     raise ValueError(f"model.head_dim must be >= 0, got {head_dim}")
-  projection_dim = int(_get(model_config, "projection_dim", 0) or 0)
+  projection_dim = int(get("projection_dim"))
   if projection_dim < 0:
     raise ValueError(f"model.projection_dim must be >= 0, got {projection_dim}")
+  extra_linear, projection_relu = bool(get("extra_linear")), bool(get("projection_relu"))
+  final_relu, mlp_norm = bool(get("final_relu")), get("mlp_norm")
   linear_layers = []
-  if bool(_get(model_config, "extra_linear", False)):
+  if extra_linear:
     linear_layers.append(("extra_linear", _backbone_width(name, width, mlp_widths), False))
   if projection_dim > 0:
-    linear_layers.append(("projection", projection_dim,
-                          bool(_get(model_config, "projection_relu", True))))
-  return dict(arch=name, width=width, final_relu=bool(_get(model_config, "final_relu", True)),
-              head_dim=head_dim, mlp_widths=mlp_widths,
-              mlp_norm_layers=parse_mlp_norm(_get(model_config, "mlp_norm", "all"),
-                                             len(mlp_widths)),
+    linear_layers.append(("projection", projection_dim, projection_relu))
+  return dict(arch=name, width=width, final_relu=final_relu, head_dim=head_dim,
+              mlp_widths=mlp_widths, mlp_norm_layers=parse_mlp_norm(mlp_norm, len(mlp_widths)),
               linear_layers=tuple(linear_layers), dtype=DTYPES[dtype_name])
 
 
@@ -400,11 +399,12 @@ def embedding_dim(model_config, num_classes: int | None = None) -> int:
   ``num_classes`` is accepted for interface symmetry; d does not depend on it.
   """
   del num_classes
-  head_dim = int(_get(model_config, "head_dim", 0) or 0)
-  projection_dim = int(_get(model_config, "projection_dim", 0) or 0)
-  if head_dim > 0:
-    return head_dim
-  return projection_dim if projection_dim > 0 else backbone_dim(model_config)
+  fields = _model_fields(model_config)
+  if fields["head_dim"] > 0:
+    return fields["head_dim"]
+  if fields["linear_layers"]:       # the projection, else extra_linear (the backbone width)
+    return fields["linear_layers"][-1][1]
+  return _backbone_width(fields["arch"], fields["width"], fields["mlp_widths"])
 
 
 def create_model(model_config, num_classes: int, *, classifier: bool = False) -> nn.Module:
@@ -419,6 +419,7 @@ def create_model(model_config, num_classes: int, *, classifier: bool = False) ->
     h = out["embedding"]          # [B, d] float32, unit rows
 
   Raises:
+    ConfigError: a field of ``model`` is missing (it names the field).
     ValueError: unknown name or dtype, non-positive width, bad mlp_widths.
   """
   if int(num_classes) < 1:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from deepnet import config as config_lib
+
 VIEW_MODES = ("augment", "vflip", "noise", "single")
 # Config fields of ``data`` that set make_views options (None: the data set's default).
 VIEW_OPTION_FIELDS = ("crop_pad", "hflip", "max_shift", "noise_std")
@@ -70,12 +72,15 @@ def augment(x, key, kind: str, *, crop_pad: int | None = None, hflip: bool = Fal
 
 
 def view_options(data_config, dataset) -> dict:
-  """``make_views`` keyword options: the data set's defaults, then every field of
-  ``VIEW_OPTION_FIELDS`` that ``data_config`` sets (not None)."""
-  options = dict(getattr(dataset, "view_options", {}) or {})
+  """``make_views`` keyword options: the data set's defaults (``dataset.view_options``), then
+  every field of ``VIEW_OPTION_FIELDS`` that ``data_config`` sets to a value other than None.
+
+  The fields are required (the config files hold them as None placeholders); a missing one
+  raises one ConfigError naming it.
+  """
+  options = dict(dataset.view_options)
   for field in VIEW_OPTION_FIELDS:
-    value = (data_config.get(field) if isinstance(data_config, dict)
-             else getattr(data_config, field, None))
+    value = config_lib.read_field(data_config, f"data.{field}")
     if value is not None:
       options[field] = value
   if options.get("crop_pad") is not None and int(options["crop_pad"]) < 0:

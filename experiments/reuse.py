@@ -20,6 +20,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from deepnet import workdir as workdir_lib
 from geometry import runfiles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,11 +77,11 @@ def _ufm_mismatch(args, run_dir: Path) -> str | None:
 
 
 def _train_mismatch(run: dict, run_dir: Path, overrides: dict | None) -> str | None:
-  from deepnet.train import RESUME_IGNORED_KEYS  # pylint: disable=g-import-not-at-top
   held = runfiles.read_json(run_dir / "config.json")
   wanted = _expected_config(run["config"], {**run.get("overrides", {}), **(overrides or {})})
-  differ = [k for k in _diff_keys(held, wanted)
-            if not any(k == i or k.startswith(i + ".") for i in RESUME_IGNORED_KEYS)]
+  # The trainer's own test of "the same run" (deepnet.workdir.resume_diff), so that a run the
+  # sweep reuses is one the trainer would resume.
+  differ = workdir_lib.resume_diff(held, wanted)
   if differ:
     return ("its config.json is another run (differs in: " + ", ".join(differ[:6])
             + (", ..." if len(differ) > 6 else "") + ")")
@@ -118,10 +119,3 @@ def _parse(value):
     return ast.literal_eval(value)
   except (ValueError, SyntaxError):
     return value
-
-
-def _diff_keys(a, b, prefix: str = "") -> list[str]:
-  if isinstance(a, dict) and isinstance(b, dict):
-    return [k for key in sorted(set(a) | set(b))
-            for k in _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
-  return [] if a == b else [prefix[:-1]]

@@ -94,6 +94,16 @@ def test_gpu_bench_imports_nothing_beyond_jax_flax_optax_numpy():
     assert forbidden not in loaded, forbidden
 
 
+def test_gpu_bench_model_is_the_recipe_resnet18():
+  # gpu_bench writes its model fields out (it cannot import ml_collections); they must be the
+  # recipe's, every field create_model reads included.
+  from benchmarks import gpu_bench  # pylint: disable=g-import-not-at-top
+  from experiments.configs import cifar10_resnet18  # pylint: disable=g-import-not-at-top
+  recipe = cifar10_resnet18.get_config().model.to_dict()
+  assert gpu_bench.model_config(1.0, "float32") == recipe
+  assert gpu_bench.model_config(0.5, "bfloat16") == dict(recipe, width=0.5, dtype="bfloat16")
+
+
 def test_gpu_bench_out_defaults_to_out_env(monkeypatch):
   from benchmarks import gpu_bench
   monkeypatch.setenv("OUT", "/some/dir")

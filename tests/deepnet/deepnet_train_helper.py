@@ -60,6 +60,30 @@ def tiny_config(overrides=None):
   return config
 
 
+def _base_section(section, overrides):
+  if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+  from experiments.configs import cifar10_resnet18  # pylint: disable=g-import-not-at-top
+  fields = cifar10_resnet18.get_config()[section].to_dict()
+  unknown = sorted(set(overrides) - set(fields))
+  if unknown:
+    raise KeyError(f"the base recipe's {section} section has no field {unknown}")
+  fields.update(overrides)
+  return fields
+
+
+def model_config(**overrides):
+  """The base recipe's ``model`` section (experiments/configs/cifar10_resnet18.py) as a dict,
+  with ``overrides`` (fields of that section only)."""
+  return _base_section("model", overrides)
+
+
+def data_config(**overrides):
+  """The base recipe's ``data`` section as a dict, with ``overrides`` (fields of that section
+  only). Its imbalance is the recipe's "step"; pass imbalance="none" for balanced classes."""
+  return _base_section("data", overrides)
+
+
 def main(argv):
   jax.config.update("jax_disable_most_optimizations", True)
   if REPO not in sys.path:

@@ -7,7 +7,9 @@ import jax
 import numpy as np
 import pytest
 
+from deepnet import config as config_lib
 from deepnet import data
+from deepnet_train_helper import data_config
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -24,8 +26,8 @@ DIGITS_COUNTS = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
     ("exp", 10, EXP_R10), ("exp", 100, EXP_R100), ("step", 10, STEP_R10),
     ("step", 100, STEP_R100), ("none", 10, [5000] * 10)])
 def test_gaussian_imbalance_counts_match_paper(imbalance, ratio, expected):
-  ds = data.load_dataset(dict(name="gaussian", num_classes=10, dim=3, n_max=5000,
-                              imbalance=imbalance, ratio=ratio, n_test_per_class=7))
+  ds = data.load_dataset(data_config(name="gaussian", num_classes=10, dim=3, n_max=5000,
+                                     imbalance=imbalance, ratio=ratio, n_test_per_class=7))
   assert ds.class_sizes == expected
   assert np.bincount(ds.train_y, minlength=10).tolist() == expected
   assert (np.diff(ds.train_y) >= 0).all()                     # sorted by class
@@ -37,7 +39,8 @@ def test_gaussian_imbalance_counts_match_paper(imbalance, ratio, expected):
 
 
 def test_gaussian_is_seeded_and_subsampling_follows_subsample_seed():
-  config = dict(name="gaussian", num_classes=3, dim=4, n_max=40, imbalance="step", ratio=4)
+  config = data_config(name="gaussian", num_classes=3, dim=4, n_max=40, imbalance="step",
+                       ratio=4)
   a = data.load_dataset(config)
   b = data.load_dataset(config)
   c = data.load_dataset(dict(config, subsample_seed=2))
@@ -50,7 +53,7 @@ def test_gaussian_is_seeded_and_subsampling_follows_subsample_seed():
 
 
 def test_digits_split_normalisation_and_limits():
-  ds = data.load_dataset(dict(name="digits", n_max=5000))
+  ds = data.load_dataset(data_config(name="digits", imbalance="none", n_max=5000))
   test_per_class = 54
   expected_train = [n - test_per_class for n in DIGITS_COUNTS]
   assert ds.kind == "image" and ds.num_classes == 10
@@ -66,16 +69,17 @@ def test_digits_split_normalisation_and_limits():
   assert len(levels) == 17
   np.testing.assert_allclose(np.diff(levels), np.diff(levels)[0], rtol=1e-3)
   # The split does not depend on the run: a second load gives the same test set.
-  np.testing.assert_array_equal(data.load_dataset(dict(name="digits")).test_x, ds.test_x)
+  np.testing.assert_array_equal(
+      data.load_dataset(data_config(name="digits", imbalance="none")).test_x, ds.test_x)
   # Balanced subsample: n_max 100 per class.
-  small = data.load_dataset(dict(name="digits", n_max=100))
+  small = data.load_dataset(data_config(name="digits", imbalance="none", n_max=100))
   assert np.bincount(small.train_y).tolist() == [100] * 10
   # Step R = 10 needs n_max <= the smallest majority-class count, 177 - 54 = 123.
   limit = min(expected_train[:5])
-  ok = data.load_dataset(dict(name="digits", imbalance="step", ratio=10, n_max=limit))
+  ok = data.load_dataset(data_config(name="digits", imbalance="step", ratio=10, n_max=limit))
   assert ok.class_sizes == [limit] * 5 + [limit // 10] * 5
   with pytest.raises(ValueError, match=f"n_max <= {limit}"):
-    data.load_dataset(dict(name="digits", imbalance="step", ratio=10, n_max=limit + 1))
+    data.load_dataset(data_config(name="digits", imbalance="step", ratio=10, n_max=limit + 1))
 
 
 def test_mnist1d_is_generated_locally_balanced_and_leaves_global_rng_alone(monkeypatch):
@@ -87,7 +91,7 @@ def test_mnist1d_is_generated_locally_balanced_and_leaves_global_rng_alone(monke
   monkeypatch.setattr(requests, "get", no_network)
   np.random.seed(123)
   before = np.random.get_state()[1].copy()
-  ds = data.load_dataset(dict(name="mnist1d", n_max=5000))
+  ds = data.load_dataset(data_config(name="mnist1d", imbalance="none", n_max=5000))
   np.testing.assert_array_equal(np.random.get_state()[1], before)
   assert ds.kind == "vector"
   assert ds.train_x.shape == (4000, 40) and ds.test_x.shape == (1000, 40)
@@ -98,9 +102,26 @@ def test_mnist1d_is_generated_locally_balanced_and_leaves_global_rng_alone(monke
 
 def test_bad_names_are_rejected():
   with pytest.raises(ValueError, match="data.name"):
-    data.load_dataset(dict(name="imagenet"))
+    data.load_dataset(data_config(name="imagenet"))
   with pytest.raises(ValueError, match="data.imbalance"):
-    data.load_dataset(dict(name="gaussian", imbalance="linear"))
+    data.load_dataset(data_config(name="gaussian", imbalance="linear"))
+
+
+# The fields load_dataset reads (docs/contracts.md's data table), each required for every
+# data set: the embedded digits read no TFDS or gaussian field, yet a config without one of
+# them is refused by name.
+LOAD_FIELDS = ("name", "data_dir", "download", "source", "imbalance", "ratio", "rho", "n_max",
+               "subsample_seed", "num_classes", "dim", "n_test_per_class")
+
+
+@pytest.mark.parametrize("field", LOAD_FIELDS)
+def test_a_missing_data_field_is_one_config_error_naming_it(field):
+  config = data_config(name="digits", imbalance="none", n_max=5)
+  del config[field]
+  with pytest.raises(config_lib.ConfigError) as info:
+    data.load_dataset(config)
+  message = str(info.value)
+  assert f"'data.{field}' is missing" in message and "\n" not in message
 
 
 # --- views ----------------------------------------------------------------------------------
@@ -194,7 +215,7 @@ def test_make_views_under_jit_matches_eager_and_dataset_options():
   np.testing.assert_array_equal(np.asarray(jitted(x, key)),
                                 np.asarray(data.make_views(x, key, "augment", "image",
                                                            hflip=True)))
-  digits = data.load_dataset(dict(name="digits", n_max=10))
+  digits = data.load_dataset(data_config(name="digits", imbalance="none", n_max=10))
   assert digits.view_options == {"hflip": False}
   out = digits.make_views(digits.train_x[:4], key, "augment")
   assert out.shape == (8, 8, 8, 1)
@@ -208,12 +229,12 @@ def test_make_views_under_jit_matches_eager_and_dataset_options():
 def test_missing_tfds_dataset_fails_fast_with_build_hint(tmp_path, monkeypatch):
   start = time.perf_counter()
   with pytest.raises(data.MissingDatasetError) as error:
-    data.load_dataset(dict(name="cifar10", data_dir=str(tmp_path)))
+    data.load_dataset(data_config(name="cifar10", imbalance="none", data_dir=str(tmp_path)))
   assert time.perf_counter() - start < 5
   assert f"tfds build cifar10 --data_dir {tmp_path}" in str(error.value)
   monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "env"))
   with pytest.raises(data.MissingDatasetError, match="tfds build mnist --data_dir .*env"):
-    data.load_dataset(dict(name="mnist", data_dir=None))
+    data.load_dataset(data_config(name="mnist", imbalance="none", data_dir=None))
 
 
 def _raw_mock_split(tfds, name, split, data_dir):
@@ -227,7 +248,8 @@ def test_tfds_cifar10_through_mock_data(tmp_path):
   from geometry import imbalance  # pylint: disable=g-import-not-at-top
   with tfds.testing.mock_data(num_examples=30):
     # download=True is a no-op under mock_data: it exercises the builder path.
-    ds = data.load_dataset(dict(name="cifar10", data_dir=str(tmp_path), download=True))
+    ds = data.load_dataset(data_config(name="cifar10", imbalance="none", data_dir=str(tmp_path),
+                                       download=True))
     raw_x, raw_y = _raw_mock_split(tfds, "cifar10", "train", str(tmp_path))
   assert ds.kind == "image" and ds.num_classes == 10
   assert ds.train_x.shape == (30, 32, 32, 3) and ds.train_x.dtype == np.float32
@@ -250,9 +272,11 @@ def test_tfds_prepared_path_without_download_mnist_and_fashion(tmp_path, monkeyp
     (tmp_path / name / "3.0.1" / "dataset_info.json").write_text("{}")
   monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
   with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-    mnist = data.load_dataset(dict(name="mnist", data_dir=str(tmp_path)))
+    mnist = data.load_dataset(data_config(name="mnist", imbalance="none",
+                                          data_dir=str(tmp_path)))
     raw_x, _ = _raw_mock_split(tfds, "mnist", "test", str(tmp_path))
-    fashion = data.load_dataset(dict(name="fashion_mnist", data_dir=str(tmp_path)))
+    fashion = data.load_dataset(data_config(name="fashion_mnist", imbalance="none",
+                                            data_dir=str(tmp_path)))
   assert mnist.train_x.shape == (12, 28, 28, 1)
   np.testing.assert_allclose(mnist.test_x, (raw_x / 255.0 - 0.1307) / 0.3081, rtol=1e-5,
                              atol=1e-5)

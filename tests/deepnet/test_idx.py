@@ -10,6 +10,7 @@ import pytest
 
 from deepnet import data
 from deepnet import idx
+from deepnet_train_helper import data_config
 
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -84,7 +85,7 @@ def test_idx_source_arrays_normalisation_and_padding(tmp_path, compress):
   test_y = np.arange(10, dtype=np.uint8)
   _write_split_files(tmp_path / "fashion_mnist", train, train_y, test, test_y, compress)
   _write_split_files(tmp_path, train, train_y, test, test_y, compress)   # mnist: in data_dir
-  common = dict(data_dir=str(tmp_path), source="idx", imbalance="none", n_max=1)
+  common = data_config(data_dir=str(tmp_path), source="idx", imbalance="none", n_max=1)
   fashion = data.load_dataset(dict(common, name="fashion_mnist"))
   mnist = data.load_dataset(dict(common, name="mnist"))
   # The train split comes sorted by class. Fashion-MNIST: a 2-pixel black border to 32x32,
@@ -116,8 +117,8 @@ def test_idx_source_equals_tfds_source_on_mock_data(tmp_path, monkeypatch):
                                           data_dir=str(tfds_dir)).batch(100)))
       raw[split] = (np.concatenate([r["image"] for r in rows])[..., 0],
                     np.concatenate([r["label"] for r in rows]))
-    config = dict(name="fashion_mnist", imbalance="none", n_max=1000, source="tfds",
-                  data_dir=str(tfds_dir))
+    config = data_config(name="fashion_mnist", imbalance="none", n_max=1000, source="tfds",
+                         data_dir=str(tfds_dir))
     from_tfds = data.load_dataset(config)
     # "auto" takes TFDS when it is prepared.
     from_auto = data.load_dataset(dict(config, source="auto"))
@@ -135,7 +136,8 @@ def test_missing_idx_data_fails_fast_with_both_ways(tmp_path):
   start = time.perf_counter()
   for source in ("auto", "idx"):
     with pytest.raises(data.MissingDatasetError) as error:
-      data.load_dataset(dict(name="mnist", data_dir=str(tmp_path), source=source))
+      data.load_dataset(data_config(name="mnist", imbalance="none", data_dir=str(tmp_path),
+                                    source=source))
     message = str(error.value)
     assert "\n" not in message
     assert "train-images-idx3-ubyte.gz" in message and str(tmp_path) in message
@@ -143,9 +145,9 @@ def test_missing_idx_data_fails_fast_with_both_ways(tmp_path):
       assert f"tfds build mnist --data_dir {tmp_path}" in message
   assert time.perf_counter() - start < 5
   with pytest.raises(ValueError, match="data.source"):
-    data.load_dataset(dict(name="mnist", source="csv"))
+    data.load_dataset(data_config(name="mnist", imbalance="none", source="csv"))
   with pytest.raises(ValueError, match="tfds"):
-    data.load_dataset(dict(name="cifar10", source="idx"))
+    data.load_dataset(data_config(name="cifar10", imbalance="none", source="idx"))
 
 
 @pytest.mark.skipif(not os.path.isdir(DEBIAN_FASHION),
@@ -154,8 +156,8 @@ def test_missing_idx_data_fails_fast_with_both_ways(tmp_path):
 def test_real_fashion_mnist_files(tmp_path):
   assert idx.find_idx_files("fashion_mnist", None) is not None
   # "auto" with no TFDS copy falls back to the Debian files: the whole balanced train split.
-  ds = data.load_dataset(dict(name="fashion_mnist", data_dir=str(tmp_path), source="auto",
-                              imbalance="none", n_max=6000))
+  ds = data.load_dataset(data_config(name="fashion_mnist", data_dir=str(tmp_path),
+                                     source="auto", imbalance="none", n_max=6000))
   assert ds.train_x.shape == (60_000, 32, 32, 1) and ds.test_x.shape == (10_000, 32, 32, 1)
   assert np.bincount(ds.train_y).tolist() == [6000] * 10 and ds.class_sizes == [6000] * 10
   assert np.bincount(ds.test_y).tolist() == [1000] * 10

@@ -7,16 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from deepnet import config as config_lib
 from deepnet import models
+from deepnet_train_helper import model_config
 
 jax.config.update("jax_disable_most_optimizations", True)
 
 # Tiny members of each family, with an input size whose last feature map is 1x1 (so pooling
 # is the identity and the final-ReLU relation below holds exactly).
 TINY = {
-    "resnet18": (dict(name="resnet18", width=1 / 16), (8, 8, 1)),
-    "densenet40": (dict(name="densenet40", width=1 / 6), (16, 16, 3)),
-    "mlp": (dict(name="mlp", mlp_widths=(24, 12)), (8, 8, 1)),
+    "resnet18": (model_config(name="resnet18", width=1 / 16), (8, 8, 1)),
+    "densenet40": (model_config(name="densenet40", width=1 / 6), (16, 16, 3)),
+    "mlp": (model_config(name="mlp", mlp_widths=(24, 12)), (8, 8, 1)),
 }
 
 
@@ -134,7 +136,7 @@ def _num_params(tree):
 
 
 def test_resnet18_full_width_dimension_and_parameter_count():
-  config = dict(name="resnet18")
+  config = model_config(name="resnet18")
   assert models.embedding_dim(config, 10) == 512
   variables, out = _shapes(config, (32, 32, 3), classifier=True)
   assert out["embedding"].shape == (2, 512) and out["logits"].shape == (2, 10)
@@ -162,7 +164,7 @@ def _densenet_params_by_hand(num_classes):
 
 
 def test_densenet40_full_width_dimension_and_parameter_count():
-  config = dict(name="densenet40")
+  config = model_config(name="densenet40")
   d, params = _densenet_params_by_hand(10)
   assert d == 142 and models.embedding_dim(config, 10) == 142
   variables, out = _shapes(config, (32, 32, 3), classifier=True)
@@ -174,18 +176,18 @@ def test_densenet40_full_width_dimension_and_parameter_count():
 
 def test_densenet_rejects_tiny_images_and_bad_configs():
   with pytest.raises(ValueError, match="at least 13x13"):
-    _shapes(dict(name="densenet40"), (8, 8, 1))
+    _shapes(model_config(name="densenet40"), (8, 8, 1))
   with pytest.raises(ValueError, match="model.name"):
-    models.create_model(dict(name="vgg"), 10)
+    models.create_model(model_config(name="vgg"), 10)
   with pytest.raises(ValueError, match="model.dtype"):
-    models.create_model(dict(name="mlp", dtype="float8"), 10)
+    models.create_model(model_config(name="mlp", dtype="float8"), 10)
   with pytest.raises(ValueError, match="model.width"):
-    models.create_model(dict(name="resnet18", width=0.0), 10)
+    models.create_model(model_config(name="resnet18", width=0.0), 10)
 
 
 def test_config_dict_is_accepted():
   ml_collections = pytest.importorskip("ml_collections")
-  config = ml_collections.ConfigDict(dict(
+  config = ml_collections.ConfigDict(model_config(
       name="mlp", width=1.0, final_relu=False, extra_linear=False, head_dim=0,
       mlp_widths=(16, 6), dtype="float32"))
   assert models.embedding_dim(config, 3) == 6
@@ -233,3 +235,16 @@ def test_extra_linear_is_the_linear_projection_without_relu_at_the_backbone_widt
   np.testing.assert_array_equal(np.asarray(a["features"]), np.asarray(b["features"]))
   assert (np.asarray(a["features"]) < 0).any() and (np.asarray(a["features"]) > 0).any()
   assert models.embedding_dim(dict(config, extra_linear=True)) == _tiny_dim("mlp")
+
+
+@pytest.mark.parametrize("field", sorted(model_config()))
+def test_a_missing_model_field_is_one_config_error_naming_it(field):
+  # No field has a fallback in code, whatever the architecture reads: the base recipe's model
+  # section without any one of its fields is refused, by name, for an MLP too.
+  config = model_config(name="mlp", mlp_widths=(4,))
+  del config[field]
+  for build in (lambda: models.create_model(config, 3), lambda: models.embedding_dim(config)):
+    with pytest.raises(config_lib.ConfigError) as info:
+      build()
+    message = str(info.value)
+    assert f"'model.{field}' is missing" in message and "\n" not in message

@@ -14,6 +14,8 @@ from deepnet import config as config_lib
 from deepnet import optim
 from deepnet import train
 from experiments.configs import digits_mlp
+from deepnet_train_helper import data_config
+from deepnet_train_helper import model_config
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -29,7 +31,7 @@ def _init_apply(config, shape, batch=6, seed=0):
 @pytest.mark.parametrize("spec, bn_layers", [("all", {1, 2, 3}), ("none", set()),
                                              ("1", {1}), ("1,3", {1, 3})])
 def test_mlp_batch_norm_on_chosen_layers(spec, bn_layers):
-  config = dict(name="mlp", mlp_widths=(7, 6, 4), mlp_norm=spec)
+  config = model_config(name="mlp", mlp_widths=(7, 6, 4), mlp_norm=spec)
   _, variables, _ = _init_apply(config, (3, 2))
   stats = variables.get("batch_stats", {}).get("backbone", {})
   assert {int(k[2:]) for k in stats} == bn_layers
@@ -37,7 +39,7 @@ def test_mlp_batch_norm_on_chosen_layers(spec, bn_layers):
 
 
 def test_mlp_without_batch_norm_is_the_plain_formula():
-  config = dict(name="mlp", mlp_widths=(7, 4), mlp_norm="none", final_relu=True)
+  config = model_config(name="mlp", mlp_widths=(7, 4), mlp_norm="none", final_relu=True)
   x, variables, out = _init_apply(config, (3, 2))
   p = jax.tree.map(np.asarray, variables["params"]["backbone"])
   h = np.asarray(x).reshape(len(x), -1).astype(np.float64)
@@ -49,14 +51,14 @@ def test_mlp_without_batch_norm_is_the_plain_formula():
 @pytest.mark.parametrize("spec", ["0", "4", "first", "1,x"])
 def test_bad_mlp_norm_is_rejected(spec):
   with pytest.raises(ValueError, match="mlp_norm"):
-    models.create_model(dict(name="mlp", mlp_widths=(8, 8, 8), mlp_norm=spec), 3)
+    models.create_model(model_config(name="mlp", mlp_widths=(8, 8, 8), mlp_norm=spec), 3)
 
 
 # The three families, tiny; the projection acts on the pooled backbone output.
 FAMILIES = {
-    "mlp": (dict(name="mlp", mlp_widths=(8, 6), mlp_norm="none"), (4, 4, 1)),
-    "resnet18": (dict(name="resnet18", width=1 / 16), (8, 8, 1)),
-    "densenet40": (dict(name="densenet40", width=1 / 6), (16, 16, 1)),
+    "mlp": (model_config(name="mlp", mlp_widths=(8, 6), mlp_norm="none"), (4, 4, 1)),
+    "resnet18": (model_config(name="resnet18", width=1 / 16), (8, 8, 1)),
+    "densenet40": (model_config(name="densenet40", width=1 / 6), (16, 16, 1)),
 }
 
 
@@ -105,12 +107,17 @@ def test_noise_view_and_view_options_from_the_config():
   np.testing.assert_array_equal(data.make_views(x, key, "noise", "image", noise_std=0.0), 
                                 np.concatenate([x, x]))
 
-  ds = data.load_dataset(dict(name="digits", n_max=5))
-  assert data.view_options(dict(), ds) == {"hflip": False}
-  assert data.view_options(dict(noise_std=0.2, crop_pad=2, hflip=None), ds) == {
+  ds = data.load_dataset(data_config(name="digits", imbalance="none", n_max=5))
+  assert data.view_options(data_config(), ds) == {"hflip": False}
+  assert data.view_options(data_config(noise_std=0.2, crop_pad=2, hflip=None), ds) == {
       "hflip": False, "noise_std": 0.2, "crop_pad": 2}
   with pytest.raises(ValueError, match="noise_std"):
-    data.view_options(dict(noise_std=-1.0), ds)
+    data.view_options(data_config(noise_std=-1.0), ds)
+  for field in ("crop_pad", "hflip", "max_shift", "noise_std"):
+    config = data_config()
+    del config[field]
+    with pytest.raises(config_lib.ConfigError, match=f"'data.{field}' is missing"):
+      data.view_options(config, ds)
 
 
 def _config(**changes):

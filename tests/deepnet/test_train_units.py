@@ -16,6 +16,7 @@ from deepnet import run_setup
 from deepnet import train
 from experiments.configs import cifar10_resnet18
 from experiments.configs import digits_mlp
+from deepnet_train_helper import model_config
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -149,9 +150,9 @@ def test_binding_examples_are_in_every_batch(batching):
 
 
 def test_batchnorm_mask_makes_padding_invisible():
-  cfg = ml_collections.ConfigDict(dict(name="mlp", width=1.0, final_relu=True,
-                                       extra_linear=False, head_dim=0, mlp_widths=(16, 8),
-                                       dtype="float32"))
+  cfg = ml_collections.ConfigDict(model_config(name="mlp", width=1.0, final_relu=True,
+                                               extra_linear=False, head_dim=0,
+                                               mlp_widths=(16, 8), dtype="float32"))
   model = models.create_model(cfg, 3, classifier=False)
   x = jax.random.normal(jax.random.key(0), (5, 6))
   padded = jnp.concatenate([x, 50.0 + jnp.zeros((3, 6))])
