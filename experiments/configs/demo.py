@@ -5,7 +5,7 @@ Embedded data only, offline: 2 UFM solves and 9 training runs (3 settings x 3 se
 7 minutes on 2 CPU cores under load (`make demo`, 2026-12-01). The UFM problem has the trained
 network's K = 10 classes and step imbalance R = 10 (20 / 2 examples per class, d = 16) and
 its tau = 0.1; the network is experiments/configs/digits_mlp.py (MLP, 5 x 100 + 5 x 10
-training digits, batch 50, that config's number of epochs). Each training run is run for
+training digits, batch 64, that config's number of epochs). Each training run is run for
 seeds 0, 1 and 2 (folders digits_relu_seed0, ...); a verdict on the networks holds only if it
 holds on every seed. The preset is ignored (the demo is CPU-sized).
 
