@@ -152,14 +152,20 @@ def test_ufm_verdicts_are_decided_once(built):
   assert len(of) == 1 and of[0]["verdict"] == "holds" and "seeds_total" not in of[0]
 
 
+def _by_x(sources) -> dict:
+  """{x: [the value of each source curve at x]} over the union of their x."""
+  by_x = {}
+  for s in sources:
+    for x, y in zip(s["x"], s["values"]):
+      by_x.setdefault(x, []).append(y)
+  return by_x
+
+
 def _recompute(rec, out):
   """Seed aggregates recomputed with plain Python; other derivations as the report test does."""
   op, src = rec["derived"], rec.get("from", [])
   if op == "mean" and "values" in rec:                  # a mean curve
-    by_x = {}
-    for s in src:
-      for x, y in zip(s["x"], s["values"]):
-        by_x.setdefault(x, []).append(y)
+    by_x = _by_x(src)
     assert rec["x"] == sorted(by_x)
     assert rec["min"] == [min(by_x[x]) for x in rec["x"]]
     assert rec["max"] == [max(by_x[x]) for x in rec["x"]]
@@ -173,10 +179,7 @@ def _recompute(rec, out):
     assert (rec.get("min"), rec.get("max")) == (min(vals), max(vals))
     return sum(vals) / len(vals)
   if op == "all" and "values" in rec:                   # a boolean curve
-    by_x = {}
-    for s in src:
-      for x, y in zip(s["x"], s["values"]):
-        by_x.setdefault(x, []).append(y)
+    by_x = _by_x(src)
     assert rec["x"] == sorted(by_x)
     return [all(by_x[x]) for x in rec["x"]]
   if op == "all":
