@@ -47,9 +47,9 @@ def parse_runs(text: str) -> list[tuple[int, int]]:
 
 
 def load_baseline(revision: str):
-  """The solver of a git revision, as a module with its own `problem` module: `ufm/solver.py`,
-  `ufm/problem.py` and `ufm/policy.py` as they were at REV (loaded from `git show` into a
-  package of their own; `geometry` resolves in this tree)."""
+  """The solver of a git revision, as a module with its own `problem` module: every module of
+  `ufm/` as it was at REV (loaded from `git show` into a package of their own; `geometry`
+  resolves in this tree)."""
   import importlib
   import subprocess
   import tempfile
@@ -58,7 +58,14 @@ def load_baseline(revision: str):
   package = os.path.join(folder, "ufm_baseline")
   os.makedirs(package)
   open(os.path.join(package, "__init__.py"), "w").close()
-  for name in ("solver", "problem", "policy"):
+  try:
+    listing = subprocess.run(["git", "ls-tree", "--name-only", f"{revision}:ufm"], cwd=root,
+                             check=True, capture_output=True, text=True).stdout.split()
+  except (OSError, subprocess.CalledProcessError) as e:
+    raise SystemExit(f"error: cannot list ufm/ at {revision!r}: "
+                     f"{getattr(e, 'stderr', '') or e}".strip()) from None
+  names = [f[:-3] for f in listing if f.endswith(".py") and f != "__init__.py"]
+  for name in names:
     try:
       source = subprocess.run(["git", "show", f"{revision}:ufm/{name}.py"], cwd=root,
                               check=True, capture_output=True, text=True).stdout

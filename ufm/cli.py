@@ -361,7 +361,8 @@ def _cmd_solve(args) -> int:
   of_loss = problem.of_loss() if problem.loss_kind == "scl" else None
   progress = _Progress(problem, of_loss if problem.final_relu else None)
   try:
-    solution = solver_lib.solve(problem, options, progress=progress)
+    # Without a terminal nothing is shown, so the solver is spared the progress measurements.
+    solution = solver_lib.solve(problem, options, progress=progress if progress.enabled else None)
   finally:
     progress.close()
   result = build_result(problem, options, solution)

@@ -186,7 +186,7 @@ class _FinalPhase:
     self.targetable = self.certifiable and schedule.full
     self.rtol = options.resolved_rtol(problem.dtype)
     self.geometry_tol = options.resolved_geometry_tol(problem.dtype)
-    self.best_point = self.best_stall = state
+    self.best_point, self.best_stall = state[0], state   # kicks restore a stall's Adam state
     self.all_classes = np.ones((num_seeds, k), bool)
     self.kick_classes = self.all_classes.copy()
     self.bounds, self.previous_shapes = {}, None
@@ -199,6 +199,11 @@ class _FinalPhase:
         -1.0 / problem.temperature))[problem.labels] * (sizes[problem.labels] >= 2),
         kernels.dtype)
 
+  def certificate_tol(self, epoch: int):
+    """The certificate tolerance of an epoch's bound, None where none was measured."""
+    entry = self.bounds.get(epoch if self.problem.reshuffled else 0)
+    return None if entry is None else entry[1]
+
   def step(self, state, measured, value, grad_rms, epoch, labels, rng):
     """Noise of a running kick, the policy's decision, and a new kick; returns the state."""
     policy, kernels, options = self.policy, self.kernels, self.options
@@ -207,6 +212,8 @@ class _FinalPhase:
       rng, sub = jax.random.split(rng)
       state = kernels.perturb(state, noisy, sub, options.perturbation * level, ending,
                               self.kick_classes, labels)
+    # The bound changes with the epoch only when the batches are reshuffled.
+    epoch = epoch if self.problem.reshuffled else 0
     if self.certifiable and epoch not in self.bounds:
       bound = self.problem.of_loss(epoch)
       self.bounds[epoch] = (bound, policy_lib.certificate_tolerance(
@@ -221,7 +228,7 @@ class _FinalPhase:
     bound, cert_tol = self.bounds.get(epoch, (None, 0.0))
     decision = policy.update(value, grad_rms, bound, cert_tol, settled)
     if decision.take.any():
-      self.best_point = kernels_lib.select(decision.take, measured, self.best_point)
+      self.best_point = kernels_lib.select(decision.take, measured[0], self.best_point)
     if decision.restore.any():
       state = kernels_lib.select(decision.restore, self.best_stall, state)
     if decision.save_stall.any():
@@ -348,7 +355,7 @@ def _solve(problem, options, progress):
                   "pg": float(grad_rms[best])})
   jax.block_until_ready(final.best_point)
   seconds = time.perf_counter() - start
-  params = jax.device_get(final.best_point[0])
+  params = jax.device_get(final.best_point)
   h = np.asarray(params["H"], np.float64)
   if is_scl:
     # Unit rows in float64: the rows the float64 objective above was measured at.
@@ -360,7 +367,7 @@ def _solve(problem, options, progress):
       loss=policy.best["loss"], pg_norm=policy.best["pg"], rel_change=policy.best["rel"],
       converged=policy.converged, certified=policy.best["certified"] if certifiable else None,
       certificate_rtol=final.rtol if certifiable else None,
-      certificate_tol=final.bounds[final_epoch][1] if final_epoch in final.bounds else None,
+      certificate_tol=final.certificate_tol(final_epoch),
       steps=steps_done, seconds=seconds, seeds=seeds, block_size=block_size, phases=phases,
       final_epoch=final_epoch)
 

@@ -73,8 +73,8 @@ def test_no_certificate_without_a_bound(tmp_path):
 
 @pytest.mark.parametrize("classes, ratio, n_max, seeds", [
     (20, 5, 10, 3),
-    # The stuck configuration: seed 0 used to stop with one minority class spread over 16
-    # coordinates that other classes held while one coordinate stayed free (dist_of 0.197).
+    # The configuration with a spurious stationary point (docs/solver.md#why-k--50-stalled):
+    # a minority class spread over coordinates other classes hold while one stays free.
     pytest.param(50, 10, 20, 2, marks=pytest.mark.slow),
 ])
 def test_every_seed_is_certified_at_the_of_for_larger_k(classes, ratio, n_max, seeds):
