@@ -74,15 +74,14 @@ class Builder:
 
   def __init__(self, runs: list[Run], out_dir: Path, thresholds: dict | None = None,
                hints: dict | None = None, *, checks=None, numbers: Numbers | None = None,
-               draw: bool = True, keep=None):
+               keep=None):
     """`checks`: the `experiments.spec.Check` list (None: the defaults of the run kinds);
-    `numbers` reads the runs (`seeds.build` passes one that reads seed groups); `draw=False`
-    builds the figures' data without writing them; `keep(verdict, on_means)` selects the
+    `numbers` reads the runs (`seeds.build` passes one that reads seed groups);
+    `keep(verdict, on_means)` selects the
     verdicts kept (all when None; the others stay in `all_verdicts`)."""
     self.runs = runs
     self.out_dir = out_dir
     self.num = numbers or Numbers(out_dir)
-    self.draw = draw
     self.keep = keep
     self.all_verdicts: list[dict] = []
     self.t = {**THRESHOLDS, **(thresholds or {})}
@@ -110,11 +109,8 @@ class Builder:
       self.verdicts.append({**entry, "_on_means": on_means})
 
   def save(self, fig, stem: str) -> str:
-    """Writes the figure's PNG (unless `draw` is off); returns its file name."""
-    if self.draw:
-      return figures.save(fig, self.out_dir, stem)
-    figures.plt_().close(fig)
-    return f"{stem}.png"
+    """Writes the figure's PNG; returns its file name."""
+    return figures.save(fig, self.out_dir, stem)
 
   def run_checks(self):
     base = self.t
@@ -123,12 +119,12 @@ class Builder:
       self.t = {**base, **(options.pop("thresholds", None) or {})}
       REGISTRY[item.name](self, [r for r in self.runs if item.selects(r.name)], **options)
     self.t = base
+    return self
 
   def build(self):
     for section in SECTIONS:
       section(self)
-    self.run_checks()
-    return self
+    return self.run_checks()
 
 
 def _run_entry(run: Run, num: Numbers) -> dict:

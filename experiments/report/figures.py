@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments import spec
 from experiments.report.labels import fmt, line_label, run_label, setup_text
 from experiments.report.numbers import Numbers, cosines_from_gram, value_of
 from experiments.report.runs import Run, embedding_relu, finite, group_runs, ratio_sorted
@@ -67,8 +68,11 @@ def band(ax, series: dict, color, floor: float | None = None):
 def heatmap_runs(b) -> list[Run]:
   names = b.hints.get("heatmaps")
   if names:
-    chosen = [r for r in b.runs if r.name in names]
-    return sorted(chosen, key=lambda r: names.index(r.name))
+    # A hint names a setting; its runs are NAME_seedS (one seed: not grouped, still so named).
+    def hinted(run):
+      return run.name if run.name in names else spec.setting_name(run.name)
+    chosen = [r for r in b.runs if hinted(r) in names]
+    return sorted(chosen, key=lambda r: names.index(hinted(r)))
   order = {"UFM+": 0, "UFM": 1, "CE-UFM+": 2, "CE-UFM": 2}
   ufm = sorted(b.ufm, key=lambda r: order.get(run_label(r), 3))
   train = b.train

@@ -410,11 +410,10 @@ def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hint
   per_seed, names = [], {}
   for seed, runs in seed_slices(settings):
     names.update({r.name: setting_name(r.name) for r in runs if r.kind == "train"})
-    sub = builder_cls(runs, out_dir, thresholds, hints, checks=checks, draw=False,
-                      keep=lambda v, on_means: not on_means and reads_training(v)).build()
+    # Only the verdicts of a seed's slice are used: its checks, without figures or tables.
+    sub = builder_cls(runs, out_dir, thresholds, hints, checks=checks,
+                      keep=lambda v, on_means: not on_means and reads_training(v)).run_checks()
     per_seed.append((seed, sub.verdicts))
-  # The main builder goes last, so its figures are the ones on disk even where a section
-  # writes its figure itself.
   main = builder_cls(settings, out_dir, thresholds, hints, checks=checks,
                      numbers=SeedNumbers(out_dir),
                      keep=lambda v, on_means: on_means or not reads_training(v)).build()

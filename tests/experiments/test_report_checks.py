@@ -359,3 +359,11 @@ def test_the_report_makes_the_experiments_checks_and_else_the_defaults(tmp_path)
   defaults = claims()
   assert {"the UFM+ minimizer is an orthogonal frame", "UFM+ attains the Theorem 1/2 minimum",
           "balanced UFM (no ReLU) gives a simplex ETF"} <= defaults
+
+
+def test_a_heatmap_hint_names_a_setting_whatever_its_seed_folders():
+  from experiments.report import figures
+  runs = [train("b_seed0", dist_of=[0.5]), train("a_seed0", dist_of=[0.5]),
+          train("c", dist_of=[0.5])]
+  b = report.Builder(runs, Path("/tmp"), hints={"heatmaps": ["a", "b", "c"]}, checks=[])
+  assert [r.name for r in figures.heatmap_runs(b)] == ["a_seed0", "b_seed0", "c"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import value_of
-from experiments.report.runs import study_groups
+from experiments.report.runs import embedding_relu, study_groups
 
 FIELDS = ("binding", "batching")
 
@@ -27,7 +27,7 @@ def pairs(runs):
         continue
       partner = next((r for r in group if not r.flat.get("binding", 0)
                       and r.flat.get("batching") == run.flat.get("batching")), None)
-      if partner is not None and run.flat.get("model.final_relu", True):
+      if partner is not None and embedding_relu(run.flat):
         out.append((run, partner))
   return out
 

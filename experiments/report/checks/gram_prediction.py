@@ -12,6 +12,7 @@ from __future__ import annotations
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import Numbers, gram_distance
+from experiments.report.runs import embedding_relu
 
 
 def check(b, runs):
@@ -20,7 +21,7 @@ def check(b, runs):
   if not plus or not minus:
     return
   for run in base.train_runs(runs):
-    if run.flat.get("loss", "scl") != "scl" or not run.flat.get("model.final_relu", True):
+    if run.flat.get("loss", "scl") != "scl" or not embedding_relu(run.flat):
       continue
     g_run = b.num.gram_record(run)
     if g_run is None:
