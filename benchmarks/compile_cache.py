@@ -10,8 +10,8 @@ the ratios share the machine's load:
   started again (it resumes from epoch 1 and trains the rest);
 * ``same_program``: a second run whose program equals the first's (another subsample of the
   training set: other data, same shapes), as in a sweep over data draws;
-* ``other_seed``: a second run with another ``seed``, which the step closes over (its own
-  train step; the embedding pass is shared).
+* ``other_seed``: a second run with another ``seed``, an argument of the step (so every
+  program is shared).
 
 Each process reports its wall-clock seconds, its CPU seconds (user + system), which the other
 jobs of a loaded machine disturb less, and, from ``jax.monitoring``, the seconds XLA spent

@@ -8,9 +8,10 @@ it instead of compiling it. A resumed run is the same program as the run it resu
 of a sweep that differ only in what the program does not depend on (data values, the workdir)
 share it too.
 
-Values that the step closes over are part of the program (the seed, the learning rate, the
-temperature), so runs that differ in those compile their own step; the embedding pass, which
-depends on the shapes and the model only, is shared. ``docs/performance.md`` has the measured
+Values that the step closes over are part of the program (the learning rate, the
+temperature), so runs that differ in those compile their own step; the seed is an argument of
+the step, so runs that differ only in the seed share every program, as does the embedding
+pass, which depends on the shapes and the model only. ``docs/performance.md`` has the measured
 saving.
 """
 

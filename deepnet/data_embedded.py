@@ -73,6 +73,3 @@ def make_gaussian(num_classes: int, dim: int, n_train_per_class: int, n_test_per
 
   return sample(n_train_per_class), sample(n_test_per_class)
 
-
-# ----------------------------------------------------------------------------------------------
-# Loading with imbalance

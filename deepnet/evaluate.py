@@ -44,13 +44,12 @@ def embeddings(setup: run_setup_lib.RunSetup, p_embed, state, x_all: jax.Array,
   chunks = []
   chunk = setup.eval_chunk
   for start in range(0, num, chunk):
-    stop = min(start + chunk, num)
     idx = np.zeros((chunk,), np.int32)
-    idx[:stop - start] = np.arange(start, stop)
-    out = p_embed(state.params, state.batch_stats, x_all,
-                  run_setup_lib.global_array(idx, setup.shardings.rows))
-    chunks.append(np.asarray(out)[:stop - start])
-  return np.concatenate(chunks, 0)
+    idx[:min(chunk, num - start)] = np.arange(start, min(start + chunk, num))
+    chunks.append(p_embed(state.params, state.batch_stats, x_all,
+                          run_setup_lib.global_array(idx, setup.shardings.rows)))
+  # One transfer after every chunk is queued, so the device never waits on the host.
+  return np.concatenate([np.asarray(c) for c in jax.device_get(chunks)], 0)[:num]
 
 
 def geometry(setup: run_setup_lib.RunSetup, train_emb: np.ndarray,

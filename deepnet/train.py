@@ -65,8 +65,6 @@ from geometry import runfiles
 
 ConfigError = config_lib.ConfigError
 PREEMPTED_DIR = checkpoints_lib.PREEMPTED_DIR
-# The fields a resumed run may change (experiments/reuse.py reads them here).
-RESUME_IGNORED_KEYS = workdir_lib.RESUME_IGNORED_KEYS
 RunSetup = run_setup_lib.RunSetup
 setup_run = run_setup_lib.setup_run
 

@@ -302,9 +302,7 @@ def _last_line(path: Path) -> str:
 def build_report(exp: dict, out_dir: Path, log: Callable[[str], None] = print) -> Path | None:
   """The report of every run of `exp` that has output in `out_dir` (into out_dir/report)."""
   dirs = [out_dir / r["name"] for r in expand_seeds(exp)
-          if (out_dir / r["name"] / "result.json").exists()
-          or ((out_dir / r["name"] / "metrics.jsonl").exists()
-              and (out_dir / r["name"] / "config.json").exists())]
+          if report_lib.runs.is_run_folder(out_dir / r["name"])]
   if not dirs:
     log("no run has output yet; no report")
     return None
