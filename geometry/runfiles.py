@@ -81,6 +81,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
 
 
 def _umask() -> int:
+  """The process umask, read without changing it where Linux tells it (os.umask can only
+  read it by setting it, for a moment, for every thread of the process)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
   mask = os.umask(0)
   os.umask(mask)
   return mask
