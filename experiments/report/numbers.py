@@ -187,12 +187,15 @@ def compare(lhs, op: str, rhs, missing: str | None = None) -> bool | None:
 
 
 def outcome(conditions: list[dict]) -> str:
-  """"holds" when every condition ``{"lhs", "op", "rhs"[, "missing"]}`` holds, "does not
-  hold" when one fails, "inconclusive" when a number is missing (None / NaN)."""
+  """"holds" when every condition ``{"lhs", "op", "rhs"[, "missing", "factor"]}`` holds
+  (``lhs op factor * rhs``), "does not hold" when one fails, "inconclusive" when a number is
+  missing (None / NaN)."""
   result_text = "holds"
   for cond in conditions:
     lhs = value_of(cond["lhs"]) if isinstance(cond["lhs"], dict) else cond["lhs"]
     rhs = value_of(cond["rhs"]) if isinstance(cond["rhs"], dict) else cond["rhs"]
+    if rhs is not None and "factor" in cond:
+      rhs = rhs * cond["factor"]
     result = compare(lhs, cond["op"], rhs, cond.get("missing"))
     if result is None:
       return "inconclusive"

@@ -211,6 +211,26 @@ def test_binding_speed_neither_reaches():
   assert outcomes("binding_speed", runs, never) == [UNSURE]
 
 
+@pytest.mark.parametrize("partner, expected", [
+    ([0.5, 0.3, 0.3, 0.1999], HOLDS),          # binding at epoch 2, partner at 4: 2 <= 0.5 x 4
+    ([0.5, 0.3, 0.1999, 0.1], FAILS),          # partner at 3: 2 > 1.5
+    ([0.5, 0.3, 0.3, 0.3], HOLDS)])            # partner never: binding got there
+def test_binding_speed_at_most(partner, expected):
+  runs = [train("b1", dist_of=[0.5, 0.1999, 0.1, 0.1], binding=1),
+          train("b0", dist_of=partner, binding=0)]
+  assert outcomes("binding_speed", runs, {"convergence_of": 0.2}, at_most=0.5) == [expected]
+
+
+def test_binding_speed_at_most_binding_never_gets_there():
+  # Neither run reaches 0.2: with at_most binding must get there, so it fails even though
+  # its final value is the lower one (the plain check's tie-break says holds).
+  runs = [train("b1", dist_of=[0.5, 0.25], binding=1), train("b0", dist_of=[0.5, 0.26])]
+  assert outcomes("binding_speed", runs, {"convergence_of": 0.2}, at_most=0.5) == [FAILS]
+  assert outcomes("binding_speed", runs, {"convergence_of": 0.2}) == [HOLDS]
+  runs = [train("b1", train_loss=[3.0, 2.9], binding=1), train("b0", dist_of=[0.5, 0.1])]
+  assert outcomes("binding_speed", runs, {"convergence_of": 0.2}, at_most=0.5) == [UNSURE]
+
+
 @pytest.mark.parametrize("flag, expected", [(True, HOLDS), (False, FAILS), (None, UNSURE)])
 def test_binding_certificate(flag, expected):
   runs = [train("b1", dist_of=[0.5, 0.1], of_unique_so_far=[False, flag], binding=1),
