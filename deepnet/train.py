@@ -315,7 +315,7 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
       train_loss = float(loss_sum) / steps  # syncs: the epoch is done
       epoch_seconds = time.time() - epoch_start
       geometry, train_emb, test_emb = evaluate(setup, p_embed, state, train_x, test_x)
-      record = _metrics_record(setup, epoch, state, train_loss, schedule, geometry,
+      record = metrics_record(setup, epoch, state, train_loss, schedule, geometry,
                                certificates(epoch, schedule))
       record["seconds"] = time.time() - run_start
       record["images_per_second"] = steps * rows_per_step / max(epoch_seconds, 1e-9)
@@ -384,11 +384,17 @@ def run_descriptor(setup: RunSetup) -> dict:
           num_epochs=setup.num_epochs))
 
 
-def _metrics_record(setup: RunSetup, epoch: int, state: TrainState, train_loss: float,
+def metrics_record(setup: RunSetup, epoch: int, state: TrainState, train_loss: float,
                     schedule: np.ndarray, geometry: dict, certificates: dict) -> dict:
   """The metrics.jsonl line of a logged epoch, timings aside."""
   config = setup.config
-  params_sq = float(sum(jnp.vdot(p, p) for p in jax.tree.leaves(state.params)))
+  # Per module: SCL of normalised embeddings does not change when the last layer's parameters
+  # are scaled, so their norm sets the effective step lr / ||w||^2 (docs/training.md#jumps).
+  squares = {}
+  for path, p in flax.traverse_util.flatten_dict(state.params).items():
+    key = "/".join(path[:-1])
+    squares[key] = squares.get(key, 0.0) + float(jnp.vdot(p, p))
+  params_sq = sum(squares.values())
   floor = (evaluate_lib.optimal_loss(setup.train_y, schedule,
                                      temperature=float(config.temperature),
                                      views=setup.num_views,
@@ -401,6 +407,7 @@ def _metrics_record(setup: RunSetup, epoch: int, state: TrainState, train_loss: 
       "train_loss": train_loss, "optimal_loss": floor,
       "loss_gap": None if floor is None else train_loss - floor,
       "reg_loss": train_loss + 0.5 * float(config.weight_decay) * params_sq,
+      "param_norms": {k: math.sqrt(v) for k, v in squares.items()},
       **geometry, **certificates,
   }
 
