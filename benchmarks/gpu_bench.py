@@ -101,9 +101,11 @@ def model_embedding_dim(model) -> int:
 
 
 def trainer_step(setup, seed: int = 1):
-  """(step closure, initial state) of ``deepnet.train.train_step`` for ``setup``: the step the
-  training runs use, jitted with its state donated (``deepnet.train.compile_train_step``), on
-  the one seeded drop-last partition of the training set that ``batching="fixed"`` gives."""
+  """(step closure, a copy of the initial state) of ``deepnet.train.train_step`` for ``setup``:
+  the step the training runs use, jitted with its state donated
+  (``deepnet.train.compile_train_step``), on the one seeded drop-last partition of the
+  training set that ``batching="fixed"`` gives. The copy stays valid after the first step
+  deletes the donated original (on devices that donate)."""
   from deepnet import run_setup  # pylint: disable=g-import-not-at-top
   from deepnet import train as train_lib  # pylint: disable=g-import-not-at-top
   from geometry import batching as batching_lib  # pylint: disable=g-import-not-at-top
@@ -128,7 +130,7 @@ def trainer_step(setup, seed: int = 1):
                                                 train_x, train_y, seed_array)
     return carry["state"], carry["loss_sum"]
 
-  return step, state
+  return step, jax.tree.map(jnp.copy, state)
 
 
 def make_fwd_bwd(model):

@@ -25,12 +25,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deepnet import workdir as workdir_lib
 from geometry import runfiles
 
-# Config fields that do not change what a run computes (or that identify it anyway); they are
-# ignored when runs are grouped.
-IGNORED_FIELDS = ("data.data_dir", "data.download", "checkpoint_every_epochs",
-                  "eval_batch_size", "distributed", "workdir", "log_epochs", "seed")
+# Config fields that do not change what a run computes (those a resume ignores) or that
+# identify it anyway; they are ignored when runs are grouped.
+IGNORED_FIELDS = workdir_lib.RESUME_IGNORED_KEYS + ("workdir", "log_epochs", "seed")
 
 
 class ReportError(Exception):

@@ -45,8 +45,10 @@ def test_bench_quick_prints_finite_positive_ratios(tmp_path):
       printed[match.group(1)] = float(match.group(2))
   # Every section the issue asks for produced its ratios.
   for prefix in ("scl.current.", "scl.bound.", "rss.current.", "plan.current.",
-                 "trainer.assembled_vs_fwd_bwd"):
+                 "trainer.assembled_vs_fwd_bwd", "trainer.trainer_vs_fwd_bwd"):
     assert any(k.startswith(prefix) for k in printed), (prefix, sorted(printed))
+  # The bench catches a failing trainer to report the other cases; here it must not fail.
+  assert "deepnet.train.train_step unavailable" not in stdout
   assert any(k.endswith(".stream_vs_dense_time") for k in printed)
   assert any(k.endswith(".dense_vs_bound") for k in printed)
   for key, value in printed.items():
