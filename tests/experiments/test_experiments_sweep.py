@@ -8,6 +8,7 @@ again must skip the three finished runs (their files untouched), resume the inte
 run from its checkpoint to the end and then run the other seed.
 """
 
+import ast
 import json
 import os
 import signal
@@ -148,7 +149,7 @@ def test_commands_and_loading(tmp_path):
   assert argv[3:] == ["--config=experiments/configs/digits_mlp.py", f"--workdir={tmp_path / 'w'}",
                       "--config.model.final_relu=False", "--config.model.mlp_widths=(8,4)",
                       "--config.lr=0.5", "--config.data.data_dir=/d"]
-  for name in ("e1", "e2", "e3", "e4", "e5", "e6", "e7", "angles", "demo"):
+  for name in ("e1", "e2", "e3", "e4", "e5", "e6", "e7", "angles", "demo", "recipe"):
     for preset in ("cpu", "paper"):
       exp = sweep.load_experiment(name, preset)
       assert exp["runs"] and exp["title"]
@@ -156,6 +157,25 @@ def test_commands_and_loading(tmp_path):
     sweep.load_experiment("nope")
   with pytest.raises(sweep.SweepError, match="ambiguous"):
     sweep.load_experiment("e")
+
+
+def test_recipe_targets_checks_read_its_runs():
+  exp = sweep.load_experiment("recipe_targets")
+  runs = {r["name"]: r for r in exp["runs"]}
+  assert len(runs) == 12 and all(r["config"] in (
+      "experiments/configs/fashion_mnist_cpu.py", "experiments/configs/digits_mlp.py")
+      for r in runs.values())
+  for item in exp["checks"]:
+    assert set(item.runs) <= set(runs), item
+  for data in ("fashion_mnist", "digits"):
+    bind = runs[f"{data}_relu_R100_bind1"]["overrides"]
+    shuffled = runs[f"{data}_relu_R100_bind0"]["overrides"]
+    # The binding pair differs in binding alone, so binding_speed pairs them.
+    assert {k for k in bind if bind[k] != shuffled.get(k)} == {"binding"}
+    logged = ast.literal_eval(bind["log_epochs"])
+    assert logged[0] == 1 and logged[-1] == bind["num_epochs"] == 500
+  speed = [c for c in exp["checks"] if c.name == "binding_speed"]
+  assert speed and all(c.options == {"at_most": 0.5} for c in speed)
 
 
 def test_bad_input_is_one_line():
