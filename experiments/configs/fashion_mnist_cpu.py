@@ -20,7 +20,7 @@ WHY this weight decay: the loss of normalised embeddings does not change when th
 layer's parameters are scaled, so decay only shrinks them and the step the loss sees,
 lr / ||w||^2, grows. At 5e-4 that growth keeps the training loss jumping up from near its OF
 floor and the fit comes as late as epoch 292 (seed 2, R = 1); at 1e-4 the norms stay put and
-every run measured fits by epoch 101-147. docs/training.md#jumps has the measurements and
+every run measured fits by epoch 90-150. docs/training.md#jumps has the measurements and
 docs/results.md the results on seeds 0, 1, 2.
 
   make data     # once: installs the IDX files where apt-get and root are available

@@ -14,8 +14,9 @@ batch-binding; without it at R = 10 and R = 100. The claims, each decided on eve
   means (``accuracy``).
 
 - cpu preset: both recipes, 500 epochs each, logged every 10 epochs: 12 settings x 3 seeds =
-  36 training runs (Fashion-MNIST about 2 minutes a run on 2 cores, digits about 1; needs the
-  IDX files, `make data`). ``--only`` takes one data set's runs (names below).
+  36 training runs (on 2 cores 40-140 s a Fashion-MNIST run, 20-40 s a digits run: about 30
+  minutes in all; needs the IDX files, `make data`). ``--only`` takes one data set's runs
+  (names below).
 - paper preset: the same six settings for ResNet-18 on Fashion-MNIST
   (experiments/configs/fashion_mnist_resnet18.py, TFDS data, GPU), one seed each.
 

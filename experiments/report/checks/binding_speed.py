@@ -12,7 +12,6 @@ there by the end), and binding must get there in any case.
 
 from __future__ import annotations
 
-
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import value_of
