@@ -181,7 +181,11 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
       summary["runs"][run["name"]] = entry
       continue
     old_sig = state["runs"].get(run["name"], {}).get("signature")
-    if before != "new" and old_sig is not None and old_sig != sig:
+    # A finished training folder is judged by its own config.json (reuse.mismatch, the
+    # trainer's resume test), which ignores fields such as data.data_dir; the command
+    # signature would count them.
+    judged_by_folder = before == "done" and run["kind"] == "train"
+    if before != "new" and old_sig is not None and old_sig != sig and not judged_by_folder:
       log(f"{prefix}: FAILED: {run_dir} was made by a different command; remove it (or use "
           "another output folder) to run this one")
       summary["failed"].append(run["name"])

@@ -114,6 +114,26 @@ def test_a_training_folder_of_the_same_config_is_reused(tmp_path, digits_config)
   assert summary["failed"] == []
 
 
+def test_a_harmless_set_does_not_make_a_finished_training_folder_a_conflict(tmp_path,
+                                                                           digits_config):
+  out = tmp_path / "sweep"
+  overrides = {"data.ratio": 10.0, "model.mlp_widths": (8, 4)}
+  _training_folder(out / "t", digits_config(**overrides))
+  run = spec.train_run("t", DIGITS, overrides)
+  exp = _experiment(run)
+  # As the sweep records a run it made: its command signature.
+  (out / "sweep.json").write_text(json.dumps({"experiment": "reuse", "runs": {
+      "t": {"kind": "train", "signature": sweep.signature(run), "status": "done"}}}))
+  # Another command signature, the same run: where the data lives is not what it computes.
+  summary = sweep.run_experiment(exp, out, report=False, log=lambda _: None,
+                                 overrides={"data.data_dir": "/elsewhere"})
+  assert summary["failed"] == []
+  lines = []
+  summary = sweep.run_experiment(exp, out, report=False, log=lines.append,
+                                 overrides={"lr": "0.5"})
+  assert summary["failed"] == ["t"] and "differs in: lr" in "\n".join(lines)
+
+
 def test_a_sweep_whose_only_run_is_broken_reports_that_in_one_line(tmp_path):
   out = tmp_path / "sweep"
   (out / "u").mkdir(parents=True)
