@@ -272,9 +272,11 @@ def advise(sizes: Sequence[int], batch_size: int, *, views: int = 2, binding: in
 
     converged = cdf[-1] >= 1 - 1e-12
     mean = 1.0 + float(np.sum(1.0 - cdf)) if converged else None
+    # No trials are simulated: what is left beyond max_epochs is a probability, not a count.
     until.update(mean=mean, p10=quantile(0.1), median=quantile(0.5), p90=quantile(0.9),
                  min=int(np.flatnonzero(cdf > 0)[0]) + 1 if cdf[-1] > 0 else None,
-                 max=len(cdf) if converged else None)
+                 max=len(cdf) if converged else None,
+                 p_not_by_max_epochs=0.0 if converged else float(1.0 - cdf[-1]))
     intervals["epochs_mean"] = None if mean is None else [mean, mean]
     intervals["epochs_p90"] = [until["p90"], until["p90"]]
     methods["epochs_until_of_unique"] = "exact"
@@ -311,6 +313,12 @@ def summary(advice: dict) -> str:
     return f"{advice[key]:.4g}" + ("" if lo == hi else f" [{lo:.3g}, {hi:.3g}]")
 
   mean = "n/a" if until["mean"] is None else f"{until['mean']:.3g}"
+  if "p_not_by_max_epochs" in until:   # the exact law
+    beyond = (f"exact; probability {until['p_not_by_max_epochs']:.3g} of not by epoch "
+              f"{until['max_epochs']}")
+  else:
+    beyond = (f"{until['censored']} of {advice['trials']} trials not by epoch "
+              f"{until['max_epochs']}")
   p90 = f">{until['max_epochs']}" if until["p90"] is None else str(until["p90"])
   needed = ("no binding suffices" if advice["binding_needed"] is None
             else f"binding {advice['binding_needed']} per class")
@@ -321,8 +329,7 @@ def summary(advice: dict) -> str:
       f"dropped per epoch), V={advice['views']}, binding {advice['binding']}",
       f"  one epoch ({pct}% intervals): p_c1 {prob('p_c1')}, p_c2 {prob('p_c2')}, "
       f"p_of_unique {prob('p_of_unique')}",
-      f"  epochs until the union satisfies C1/C2: mean {mean}, p90 {p90} "
-      f"({until['censored']} of {advice['trials']} trials not by epoch {until['max_epochs']})",
+      f"  epochs until the union satisfies C1/C2: mean {mean}, p90 {p90} ({beyond})",
       f"  every partition satisfies C1/C2 on its kept examples with {needed}"])
 
 

@@ -172,6 +172,20 @@ def test_exact_epochs_with_binding_agree_with_plain_simulation(sizes, batch_size
   assert abs(out["epochs_until_of_unique"]["mean"] - epochs.mean()) <= 3.29 * epochs.std() / 20
 
 
+def test_exact_law_cut_short_by_max_epochs_says_a_probability():
+  sizes, batch_size, views = [30, 30, 5, 5], 8, 2
+  cdf = advisor.exact_epochs_until_of_unique(sizes, batch_size, views, 1, 2)
+  assert cdf[-1] < 1   # two epochs do not surely keep every example once
+  out = advisor.advise(sizes, batch_size, views=views, binding=1, max_epochs=2)
+  until = out["epochs_until_of_unique"]
+  assert out["methods"]["epochs_until_of_unique"] == "exact" and until["mean"] is None
+  assert until["p_not_by_max_epochs"] == pytest.approx(1 - cdf[-1])
+  text = advisor.summary(out)
+  assert f"probability {1 - cdf[-1]:.3g} of not by epoch 2" in text and "trials" not in text
+  full = advisor.advise(sizes, batch_size, views=views, binding=1)
+  assert full["epochs_until_of_unique"]["p_not_by_max_epochs"] == 0.0
+
+
 @pytest.mark.parametrize("views,binding", [(1, 0), (2, 0), (1, 1), (2, 1), (1, 2)])
 def test_vectorised_union_equals_batch_certificate(views, binding):
   sizes, batch_size = [9, 7, 3, 2, 2], 4
