@@ -54,8 +54,10 @@ def decay_mask(params):
   return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
 
 
-def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD + momentum with coupled L2 decay added to the gradient before the momentum.
+def make_optimizer(config, steps_per_epoch: int,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+  """SGD + momentum with coupled L2 decay added to the gradient before the momentum, at the lr
+  ``schedule`` (default ``learning_rate_schedule(config, steps_per_epoch)``).
 
   ``grad_clip_norm > 0`` first rescales the loss gradient g to
   g * min(1, c / ||g||_2) (global norm over all parameters); ``decay_norm_and_bias=False``
@@ -66,5 +68,5 @@ def make_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation
   return optax.chain(
       optax.clip_by_global_norm(clip) if clip > 0 else optax.identity(),
       optax.add_decayed_weights(float(config.weight_decay), mask=mask),
-      optax.sgd(learning_rate_schedule(config, steps_per_epoch),
+      optax.sgd(schedule or learning_rate_schedule(config, steps_per_epoch),
                 momentum=float(config.momentum) or None))

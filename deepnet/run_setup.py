@@ -198,10 +198,12 @@ def setup_run(config, workdir: str, *, dataset: data_lib.Dataset | None = None) 
                              jnp.float32))
   except ValueError as e:
     raise ConfigError(f"data.views: {e}") from e
+  # One schedule object: the optimiser's and the one the metrics read the logged lr from.
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   setup = RunSetup(
       config=config, workdir=workdir, dataset=dataset, shardings=shardings, model=model,
-      tx=optim.make_optimizer(config, steps_per_epoch),
-      lr_schedule=optim.learning_rate_schedule(config, steps_per_epoch),
+      tx=optim.make_optimizer(config, steps_per_epoch, schedule),
+      lr_schedule=schedule,
       make_views=make_views, num_views=view_shape.shape[0] // padded_rows,
       steps_per_epoch=steps_per_epoch, rows_per_batch=rows_per_batch,
       padded_rows=padded_rows, eval_chunk=eval_chunk, num_epochs=num_epochs,
