@@ -17,19 +17,33 @@ import jax
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def assert_same_run(expected, got, expected_dir, got_dir):
-  """The metrics lines ``got`` equal ``expected`` (timings aside) and the final train
-  embeddings of ``got_dir`` those of ``expected_dir``, to 1e-6."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+def assert_same_records(expected, got, tol=1e-6, path=""):
+  """``got`` equals ``expected`` key by key (the same keys, None only where None; numbers to
+  ``tol`` relative and absolute; lists element-wise), timing keys aside."""
+  import math  # pylint: disable=g-import-not-at-top
   from deepnet import train  # pylint: disable=g-import-not-at-top
+  if isinstance(expected, dict):
+    assert isinstance(got, dict) and set(got) == set(expected), (path, set(got) ^ set(expected))
+    for key in expected:
+      if key not in train.TIMING_KEYS:
+        assert_same_records(expected[key], got[key], tol, f"{path}.{key}")
+  elif isinstance(expected, list):
+    assert isinstance(got, list) and len(got) == len(expected), path
+    for i, (want, have) in enumerate(zip(expected, got)):
+      assert_same_records(want, have, tol, f"{path}[{i}]")
+  elif isinstance(expected, float) and not isinstance(expected, bool):
+    assert isinstance(got, (int, float)) and math.isclose(
+        got, expected, rel_tol=tol, abs_tol=tol), (path, expected, got)
+  else:
+    assert got == expected, (path, expected, got)
+
+
+def assert_same_run(expected, got, expected_dir, got_dir):
+  """The metrics lines ``got`` equal ``expected`` (`assert_same_records`, to 1e-6) and the
+  final train embeddings of ``got_dir`` those of ``expected_dir``, to 1e-6."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   assert [r["epoch"] for r in got] == [r["epoch"] for r in expected]
-  for want, have in zip(expected, got):
-    for key, value in want.items():
-      if key in train.TIMING_KEYS:
-        continue
-      np.testing.assert_allclose(np.asarray(have[key], float) if value is not None else 0.0,
-                                 np.asarray(value, float) if value is not None else 0.0,
-                                 rtol=1e-6, atol=1e-6, err_msg=f"epoch {want['epoch']} {key}")
+  assert_same_records(expected, got)
   ref = np.load(os.path.join(expected_dir, "embeddings_final.npz"))
   out = np.load(os.path.join(got_dir, "embeddings_final.npz"))
   np.testing.assert_allclose(out["train_embeddings"], ref["train_embeddings"], atol=1e-6)

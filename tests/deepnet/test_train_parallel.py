@@ -3,7 +3,6 @@ jax.distributed gives the same losses and metrics: the global batch, not the dev
 defines the computation (padding rows included)."""
 
 import json
-import math
 import os
 import socket
 import subprocess
@@ -33,22 +32,6 @@ def _metrics(workdir):
     return [json.loads(line) for line in f]
 
 
-def _assert_same(a, b, path="", tol=TOL):
-  if isinstance(a, dict):
-    assert set(a) == set(b), path
-    for key in a:
-      if key not in train.TIMING_KEYS:
-        _assert_same(a[key], b[key], f"{path}.{key}", tol)
-  elif isinstance(a, list):
-    assert len(a) == len(b), path
-    for i, (x, y) in enumerate(zip(a, b)):
-      _assert_same(x, y, f"{path}[{i}]", tol)
-  elif isinstance(a, float) and isinstance(b, float) and not isinstance(a, bool):
-    assert math.isclose(a, b, rel_tol=tol, abs_tol=tol), (path, a, b)
-  else:
-    assert a == b, (path, a, b)
-
-
 @pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory):
   assert jax.device_count() == 1
@@ -69,7 +52,7 @@ def test_eight_devices_equal_one(one_device_run, tmp_path):
   assert info["padded_rows"] == 16
   runs = _metrics(workdir)
   assert [r["epoch"] for r in runs] == [1, 2] and len(one_device_run) == 2
-  _assert_same(one_device_run, runs)
+  helper.assert_same_records(one_device_run, runs, TOL)
 
 
 def _free_port():
@@ -98,4 +81,4 @@ def test_two_processes_equal_one(one_device_run, tmp_path):
   assert info["num_processes"] == 2 and info["num_devices"] == 4
   # Only process 0 reports; both processes trained (process 1 printed nothing).
   assert "done: epoch 2" in outputs[0][0] and "done:" not in outputs[1][0]
-  _assert_same(one_device_run, _metrics(workdir))
+  helper.assert_same_records(one_device_run, _metrics(workdir), TOL)
