@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import tempfile
+import types
 
 from absl import app
 from absl import flags
@@ -37,17 +38,6 @@ from ml_collections import config_flags
 FIT_GAP = 0.002
 JUMP_NEAR = 0.05
 JUMP_RISE = 0.05
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
-_OUT = flags.DEFINE_string("out", None, "metrics file (JSON lines) to write")
-_EPOCHS = flags.DEFINE_integer("epochs", None, "epochs to train (default: the config's)")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", 4, "epochs between dist_of measurements")
-_RESCALE = flags.DEFINE_string("rescale", None, "EPOCH:MODULE:C, e.g. 150:backbone/dense3:2")
-_SUMMARY = flags.DEFINE_bool("summary", False, "summarise the files given as arguments")
-_PLOT = flags.DEFINE_string("plot", None, "with --summary: a PNG of the gap and the norm of "
-                            "--plot_module against epoch, one line per file")
-_PLOT_MODULE = flags.DEFINE_string("plot_module", "backbone/dense3", "module whose norm --plot "
-                                   "draws")
 
 
 def jump_episodes(epochs, gaps, near: float = JUMP_NEAR, rise: float = JUMP_RISE) -> list[int]:
@@ -164,8 +154,25 @@ def measure(config, out_path: str, epochs: int, eval_every: int, rescale=None):
   return state
 
 
-def main(argv):
-  if _SUMMARY.value:
+def _define_flags():
+  """The command's flags, defined only when it runs as a command: importing this module (the
+  tests do, beside deepnet.main) must not define a second --config."""
+  return types.SimpleNamespace(
+      config=config_flags.DEFINE_config_file("config", None, "Training config file."),
+      out=flags.DEFINE_string("out", None, "metrics file (JSON lines) to write"),
+      epochs=flags.DEFINE_integer("epochs", None, "epochs to train (default: the config's)"),
+      eval_every=flags.DEFINE_integer("eval_every", 4, "epochs between dist_of measurements"),
+      rescale=flags.DEFINE_string("rescale", None,
+                                  "EPOCH:MODULE:C, e.g. 150:backbone/dense3:2"),
+      summary=flags.DEFINE_bool("summary", False, "summarise the files given as arguments"),
+      plot=flags.DEFINE_string("plot", None, "with --summary: a PNG of the gap and the norm of "
+                               "--plot_module against epoch, one line per file"),
+      plot_module=flags.DEFINE_string("plot_module", "backbone/dense3",
+                                      "module whose norm --plot draws"))
+
+
+def main(argv, opts):
+  if opts.summary.value:
     runs = {}
     for path in argv[1:]:
       try:
@@ -177,23 +184,24 @@ def main(argv):
         return 2
     for name, records in runs.items():
       print(name, json.dumps(summarize(records)))
-    if _PLOT.value:
-      plot(runs, _PLOT.value, _PLOT_MODULE.value)
+    if opts.plot.value:
+      plot(runs, opts.plot.value, opts.plot_module.value)
     return 0
-  if _CONFIG.value is None or not _OUT.value:
+  if opts.config.value is None or not opts.out.value:
     print("loss_jumps: give --config and --out (or --summary FILES)", file=sys.stderr)
     return 2
   try:
-    rescale = _parse_rescale(_RESCALE.value) if _RESCALE.value else None
+    rescale = _parse_rescale(opts.rescale.value) if opts.rescale.value else None
   except ValueError:
     print(f"loss_jumps: --rescale must be EPOCH:MODULE:C with EPOCH >= 1 and C > 0, got "
-          f"{_RESCALE.value!r}", file=sys.stderr)
+          f"{opts.rescale.value!r}", file=sys.stderr)
     return 2
-  config = _CONFIG.value
-  measure(config, _OUT.value, int(_EPOCHS.value or config.num_epochs), _EVAL_EVERY.value,
-          rescale)
+  config = opts.config.value
+  measure(config, opts.out.value, int(opts.epochs.value or config.num_epochs),
+          opts.eval_every.value, rescale)
   return 0
 
 
 if __name__ == "__main__":
-  app.run(lambda argv: sys.exit(main(argv)))
+  _FLAGS = _define_flags()
+  app.run(lambda argv: sys.exit(main(argv, _FLAGS)))
