@@ -390,10 +390,13 @@ def metrics_record(setup: RunSetup, epoch: int, state: TrainState, train_loss: f
   config = setup.config
   # Per module: SCL of normalised embeddings does not change when the last layer's parameters
   # are scaled, so their norm sets the effective step lr / ||w||^2 (docs/training.md#jumps).
+  flat = flax.traverse_util.flatten_dict(state.params)
+  # One host transfer for every leaf's sum of squares.
+  leaf_squares = jax.device_get({path: jnp.vdot(p, p) for path, p in flat.items()})
   squares = {}
-  for path, p in flax.traverse_util.flatten_dict(state.params).items():
+  for path, sq in leaf_squares.items():
     key = "/".join(path[:-1])
-    squares[key] = squares.get(key, 0.0) + float(jnp.vdot(p, p))
+    squares[key] = squares.get(key, 0.0) + float(sq)
   params_sq = sum(squares.values())
   floor = (evaluate_lib.optimal_loss(setup.train_y, schedule,
                                      temperature=float(config.temperature),
