@@ -90,16 +90,26 @@ class Builder:
     self.figures: list[figures.Figure] = []
     self.tables: list[dict] = []
     self.verdicts: list[dict] = []
+    self.check_name = ""   # the check being run (`run_checks`), part of each verdict's id
     self.ufm = [r for r in runs if r.kind == "ufm"]
     self.train = [r for r in runs if r.kind == "train"]
 
   def verdict(self, section: str, claim: str, setup: str, conditions: list[dict],
-              numbers: list[dict], rule: str, reference: str = "", on_means: bool = False):
+              numbers: list[dict], rule: str, reference: str = "", on_means: bool = False,
+              *, key: str = "", kind: str = "claim"):
     """Adds a verdict. `conditions` are {"lhs": record, "op": "<", "rhs": record or float}; the
     claim holds when all hold, does not hold when one fails, and is inconclusive when a
     number is missing (None / NaN). `on_means`: over seeds, the claim is decided on the seed
-    means rather than on every seed (`experiments.report.seeds`)."""
-    entry = {"section": section, "claim": claim, "setup": setup,
+    means rather than on every seed (`experiments.report.seeds`).
+
+    `key` tells apart the verdicts one check makes on one setting (e.g. "train", "ufm"); the
+    verdict's ``id`` is ``check/key/setup``, which pairs verdicts across seeds whatever the
+    claim's wording. `kind` is "claim" for a finding, "consistency" for a check that holds
+    by construction when the code is right (shown apart from the claims)."""
+    if kind not in ("claim", "consistency"):
+      raise ValueError(f"verdict kind {kind!r}: 'claim' or 'consistency'")
+    entry = {"id": "/".join([self.check_name, key or section, setup]), "check": self.check_name,
+             "kind": kind, "section": section, "claim": claim, "setup": setup,
              "verdict": outcome(conditions), "rule": rule, "reference": reference,
              "conditions": conditions, "numbers": numbers}
     self.all_verdicts.append(entry)
@@ -117,8 +127,10 @@ class Builder:
     for item in self.checks:
       options = dict(item.options)
       self.t = {**base, **(options.pop("thresholds", None) or {})}
+      self.check_name = item.name
       REGISTRY[item.name](self, [r for r in self.runs if item.selects(r.name)], **options)
     self.t = base
+    self.check_name = ""
     return self
 
   def build(self):
