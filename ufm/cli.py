@@ -271,6 +271,7 @@ def build_result(problem, options, solution) -> dict:
                       "continuation": [dict(tau=p.temperature, mix=p.mix, steps=p.steps,
                                             final=p.final, rows=p.rows or None)
                                        for p in solution.phases],
+                      "objective": options_lib.objective_statement(problem, options),
                       "block_size": solution.block_size, "seconds_total": solution.seconds}
   result["provenance"] = runfiles.provenance()   # versions, device, git commit (as run.json)
   return result

@@ -60,6 +60,8 @@ def test_a_solve_at_the_bound_is_certified(tmp_path, capsys):
   assert [s["certified"] for s in result["seeds"]] == [True, True]
   assert result["num_certified"] == 2 and result["converged"] is True
   assert "certified global minimizer" in out and "2 of 2 seeds" in out
+  # The default solve adds nothing to the objective, and says so.
+  assert result["solver"]["objective"]["added_terms"] == []
 
 
 def test_no_certificate_without_a_bound(tmp_path):

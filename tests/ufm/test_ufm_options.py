@@ -58,3 +58,31 @@ def test_the_cut_keeps_the_first_rows_of_each_class_and_the_lift_copies_them_in_
   # take positions 2, 3, 2, 3.
   np.testing.assert_array_equal(source, [2, 0, 1, 3, 0, 2, 3, 1, 0])
   np.testing.assert_array_equal(labels[kept][source], labels)
+
+
+def test_by_default_no_phase_adds_a_term_to_the_objective():
+  # docs/solver.md "What the solver optimises": the default warm-up and kicks add no reward.
+  options = options_lib.SolverOptions()
+  assert options.sparsity == 0.0 and options.kick_sparsity == 0.0
+  for sizes in ([100, 40, 1], [32, 3]):
+    problem = problem_lib.make_problem(sizes=sizes, dim=3)
+    assert [p.sparsity for p in options_lib.continuation_phases(problem, options)] == [0.0, 0.0]
+    statement = options_lib.objective_statement(problem, options)
+    assert statement["added_terms"] == []
+    assert statement["warmup_sparsity"] == 0.0 and statement["kick_sparsity"] == 0.0
+
+
+def test_a_reward_is_stated_when_it_is_on():
+  problem = problem_lib.make_problem(sizes=[32, 3], dim=2)
+  on = options_lib.SolverOptions(sparsity=0.3, kick_sparsity=0.2)
+  statement = options_lib.objective_statement(problem, on)
+  assert len(statement["added_terms"]) == 2
+  assert "0.3" in statement["added_terms"][0] and "0.2" in statement["added_terms"][1]
+  # Without continuation there is no warm-up, so only the kicks' reward remains.
+  off = options_lib.SolverOptions(sparsity=0.3, kick_sparsity=0.2, continuation=False)
+  statement = options_lib.objective_statement(problem, off)
+  assert statement["warmup_anchor_weights"] is None and statement["warmup_sparsity"] == 0.0
+  assert len(statement["added_terms"]) == 1
+  # The UFM without ReLU has neither.
+  plain = problem_lib.make_problem(sizes=[32, 3], dim=2, relu=False)
+  assert options_lib.objective_statement(plain, on)["added_terms"] == []
