@@ -74,8 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
   solve.add_argument("--block-size", type=int, default=None,
                      help="streaming SCL block size [default: automatic, dense when it fits]")
   solve.add_argument("--no-continuation", dest="continuation", action="store_false",
-                     help="UFM+ SCL: skip the warm-up phase (balanced anchor weights, peaky-rows "
-                          "reward, noise)")
+                     help="UFM+ SCL: skip the warm-up phase (balanced anchor weights and noise; "
+                          "no term is added to the objective)")
   solve.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
   solve.add_argument("--overwrite", action="store_true",
                      help="replace a result of another problem in --out (its files are removed); "

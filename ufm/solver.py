@@ -19,19 +19,23 @@ class's coordinate, while a coordinate is free: the projection keeps the free co
 exactly zero with exactly zero gradient, and the push towards it is second order
 (docs/solver.md). The solver therefore
 1. warms up on a problem with the same global minimizers (Theorems 1-2 do not depend on class
-   sizes): balanced anchor weights, a reward for peaky rows that the canonical OF maximizes,
-   and decaying class-coherent noise (`ufm.options.continuation_phases`). With many rows per
+   sizes): balanced anchor weights and decaying class-coherent noise
+   (`ufm.options.continuation_phases`); by default no term is added to the objective (an
+   optional peaky-rows reward, `SolverOptions.sparsity`, would pick the OF among several
+   minimizers, docs/solver.md "What the solver optimises"). With many rows per
    class the warm-up is a whole solve of the problem cut to a few rows per class, and every
    row of class c starts the final phase at one of class c's rows of that solve;
 2. then runs the true objective; a stall at a point that is not certified triggers a kick:
    class-coherent random noise with fresh Adam moments. Full batch, the kick moves only the
    classes whose anchors lie furthest above their per-anchor bounds (the bound holds anchor by
-   anchor), without the peaky-rows reward; every third kick moves all classes with the reward.
+   anchor); every third kick moves all classes (with the peaky-rows reward only when
+   `SolverOptions.kick_sparsity` > 0, 0 by default).
    A kick that ends in a higher stall is undone. Kicks go on until a certified point or the end
    of the budget.
 The final phase is always the true problem and is where convergence is checked. The point
 returned per seed is the lowest objective measured in it. Starts are random (non-negative for
-UFM+); nothing is initialised at, steered toward or snapped to a frame.
+UFM+); with the default options nothing is initialised at, steered toward or snapped to a
+frame, and every phase's objective has the true problem's minimizers.
 """
 
 from __future__ import annotations

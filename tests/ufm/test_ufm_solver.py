@@ -72,7 +72,9 @@ def test_ufm_balanced_gives_an_etf():
 
 def test_ufm_imbalanced_breaks_the_symmetry():
   # docs/theory.md#ref-ufm-imbalanced, tau = 1: loss 57.508222 below the OF's 61.824906, cos(maj, maj) = -0.772,
-  # cos(min, min) = +0.280, dist_of 0.598: neither an OF nor an ETF.
+  # cos(min, min) = +0.280, dist_of 0.598: neither an OF nor an ETF. These are the minima of the
+  # independent scipy L-BFGS solve (tests/ufm/scl_reference.py), which
+  # test_ufm_uniqueness_reference.py recomputes.
   problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, tau=1.0, relu=False)
   of_value = frames.scl_optimal_loss([10, 10, 2, 2], 1.0)
   for s in range(2):
