@@ -20,7 +20,7 @@ EXTRAS  := dev,tfds,torch$(if $(filter-out cpu,$(JAX)),$(comma)$(JAX))
 PIP_CONSTRAINTS := $(if $(PINNED),-c constraints.txt)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo train report sweep bench data
+.PHONY: help install test demo train report sweep bench data figures
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ report: $(STAMP)  ## build a report: make report RUNS="workdir1 ufm_out2 ..." [O
 
 sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes others): make sweep EXP=name [ARGS="--preset paper"]
 	$(BIN)/python -m experiments.sweep $(EXP) $(ARGS)
+
+figures: $(STAMP)  ## rebuild every figure under docs/ from its run folders: make figures [RUNS="dir1 dir2"]
+	$(BIN)/python -m experiments.figures $(RUNS)
 
 bench: $(STAMP)  ## benchmarks; prints ratios measured in one run
 	$(BIN)/python -m benchmarks.run

@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     roots = [Path(r) for r in args.roots] or [Path(spec.default_root)]
     found, absent = find_runs(spec, roots)
     if absent:
-      what = ", ".join(f"{n}.jsonl" if spec.kind == "jsonl" else f"{n}_seed*" for n in absent)
+      what = ", ".join(f"{n}.jsonl" if spec.kind == "jsonl" else f"{n}[_seedK]" for n in absent)
       missing.append(f"figures: {', '.join(spec.files)} needs {what}, not found under "
                      f"{', '.join(map(str, roots))}; make them with: {spec.command}")
     plan.append((spec, found))
