@@ -335,7 +335,7 @@ def _parse_sets(items: Sequence[str]) -> dict:
 
 def list_experiments() -> str:
   lines = ["experiments (python -m experiments.sweep NAME, make sweep EXP=NAME):"]
-  for path in experiment_files():
+  for path in spec.experiment_files():
     text = path.read_text()
     doc = re.search(r'"""(.*?)(\n|""")', text, re.S)
     lines.append(f"  {path.stem:24s} {doc.group(1).strip() if doc else ''}")
@@ -363,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--no-report", action="store_true", help="skip the report")
   args = parser.parse_args(argv)
   if not args.name:
+    parser.print_usage()
     print(list_experiments())
     return 0
   try:
