@@ -173,8 +173,9 @@ FIGURES = (
                curves(("dist_of", "mean_cos", "train_loss"), threshold=0.2)),
     FigureSpec(("docs/results/fashion_mnist_jumps.png",),
                {"wd_5e-4": "", "wd_5e-4_rescaled_x2_at_150": "", "wd_1e-4": ""},
-               "runs/jumps", "python -m benchmarks.loss_jumps ... (docs/results.md#the-mid-run-"
-               "loss-jumps)", jumps, kind="jsonl"),
+               "runs/jumps",
+               "python -m benchmarks.loss_jumps ... (docs/results.md#the-mid-run-loss-jumps)",
+               jumps, kind="jsonl"),
     FigureSpec(tuple(f"docs/demo/{f}.png" for f in ("fig_gram_heatmaps", "fig_curves_0",
                                                     "fig_angles_0", "fig_loss_floor_0")),
                {n: n for n in ("ufm_plus", "ufm", "digits_relu", "digits_norelu", "digits_ce")},
