@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import shutil
 import sys
@@ -85,9 +84,15 @@ def seed_mean(folders: Sequence[Path], key: str) -> dict:
   """Mean, min and max of `key` over the seed folders' metrics.jsonl, per logged epoch."""
   curves = []
   for folder in folders:
-    points = [(m["epoch"], float(m[key])) for m in _lines(folder / "metrics.jsonl")
-              if key in m and isinstance(m[key], (int, float)) and math.isfinite(m[key])]
-    curves.append(([x for x, _ in points], [y for _, y in points]))
+    try:
+      run = report_runs.load_run(folder.name, folder)
+    except ValueError as e:
+      raise report_runs.ReportError(str(e)) from None
+    # The report's reader: one line per epoch (a resumed run's re-logged epoch counts once).
+    lines = [run.metrics[i] for i in run.metric_lines(key)
+             if report_runs.finite(report_runs.get_path(run.metrics[i], key))]
+    curves.append(([m["epoch"] for m in lines],
+                   [float(report_runs.get_path(m, key)) for m in lines]))
   return mean_curve(curves)
 
 
