@@ -6,9 +6,22 @@ import subprocess
 import sys
 import types
 
-import conftest  # tests/conftest.py, imported as pytest imports it (tests/ is on sys.path)
+import importlib.util
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_suite_conftest():
+  # Loaded by path: `import conftest` finds whichever conftest.py pytest imported last
+  # (tests/geometry/ has one too), not necessarily the suite-wide one.
+  spec = importlib.util.spec_from_file_location(
+      "suite_conftest", os.path.join(ROOT, "tests", "conftest.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+conftest = _load_suite_conftest()
 
 
 def _skipped(reason):
