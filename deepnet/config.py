@@ -30,7 +30,7 @@ TRAINER_FIELDS = (
     "loss", "temperature", "loss_scale", "batching", "binding", "batch_size", "num_epochs",
     "lr", "momentum", "weight_decay", "lr_schedule", "lr_decay_epochs", "lr_decay_base_epochs",
     "lr_decay_factor", "warmup_epochs", "grad_clip_norm", "decay_norm_and_bias", "log_epochs",
-    "seed", "checkpoint_every_epochs", "eval_batch_size", "tensorboard",
+    "seed", "checkpoint_every_epochs", "eval_batch_size", "eval_test_examples", "tensorboard",
     "model.name", "model.width", "model.final_relu", "model.extra_linear", "model.head_dim",
     "model.mlp_widths", "model.mlp_norm", "model.projection_dim", "model.projection_relu",
     "model.dtype", "data.name", "data.data_dir", "data.download", "data.source",
@@ -161,6 +161,9 @@ def validate_config(config) -> None:
         f"checkpoint_every_epochs must be >= 1, got {config.checkpoint_every_epochs}")
   check(int(config.eval_batch_size) >= 1,
         f"eval_batch_size must be >= 1, got {config.eval_batch_size}")
+  check(int(config.eval_test_examples) >= 0,
+        f"eval_test_examples must be >= 0 (0: every test example), got "
+        f"{config.eval_test_examples}")
   resolve_log_epochs(config)
 
 

@@ -38,14 +38,17 @@ def compile_embed_step(setup: run_setup_lib.RunSetup):
 
 
 def embeddings(setup: run_setup_lib.RunSetup, p_embed, state, x_all: jax.Array,
-               num: int) -> np.ndarray:
-  """Outputs of all ``num`` rows of ``x_all`` through the jitted ``p_embed``, in chunks of
-  ``setup.eval_chunk`` (the last one padded, never dropped)."""
+               rows) -> np.ndarray:
+  """Outputs of the rows ``rows`` of ``x_all`` (an index array, or an int n for rows 0..n-1)
+  through the jitted ``p_embed``, in chunks of ``setup.eval_chunk`` (the last one padded,
+  never dropped)."""
+  rows = np.arange(rows) if np.ndim(rows) == 0 else np.asarray(rows)
+  num = len(rows)
   chunks = []
   chunk = setup.eval_chunk
   for start in range(0, num, chunk):
     idx = np.zeros((chunk,), np.int32)
-    idx[:min(chunk, num - start)] = np.arange(start, min(start + chunk, num))
+    idx[:min(chunk, num - start)] = rows[start:start + chunk]
     chunks.append(p_embed(state.params, state.batch_stats, x_all,
                           run_setup_lib.global_array(idx, setup.shardings.rows)))
   # One transfer after every chunk is queued, so the device never waits on the host.
@@ -53,12 +56,14 @@ def embeddings(setup: run_setup_lib.RunSetup, p_embed, state, x_all: jax.Array,
 
 
 def geometry(setup: run_setup_lib.RunSetup, train_emb: np.ndarray,
-             test_emb: np.ndarray) -> dict:
+             test_emb: np.ndarray, test_y: np.ndarray | None = None) -> dict:
   """Geometry and NCC of the train embeddings (their own class means) and of the test
-  embeddings (the train class means), the keys of a metrics.jsonl line."""
+  embeddings (the train class means), the keys of a metrics.jsonl line; ``test_y`` are the
+  labels of the test rows embedded (default: the whole test split)."""
   k = setup.num_classes
   majority = [int(c) for c in setup.dataset.majority]
-  train_y, test_y = setup.train_y, setup.test_y
+  train_y = setup.train_y
+  test_y = setup.test_y if test_y is None else test_y
   # Collapsed embeddings (all rows zero: every unit of the last ReLU dead) have undefined
   # normalised Grams; their metrics are NaN, written as null, without a warning per metric.
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -73,6 +78,7 @@ def geometry(setup: run_setup_lib.RunSetup, train_emb: np.ndarray,
     out[f"ncc_maj_{split}"] = report["ncc_maj"]
     out[f"ncc_min_{split}"] = report["ncc_min"]
     out[f"ncc_per_class_{split}"] = report["ncc_per_class"]
+  out["test_examples"] = int(len(test_y))
   out["gram"] = train["gram"]
   out["angle_values"] = train["angle_values"]
   return out

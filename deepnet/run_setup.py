@@ -101,6 +101,7 @@ class RunSetup:
   rows_per_batch: int               # G = batch_size + K * binding, before the views
   padded_rows: int                  # G rounded up to a multiple of the devices
   eval_chunk: int                   # rows per evaluation call
+  eval_test_rows: np.ndarray        # test rows evaluated at the logged epochs before the last
   num_epochs: int
   log_epochs: list[int]
   binding: np.ndarray               # the binding examples' indices
@@ -144,6 +145,23 @@ class RunSetup:
     x = jnp.zeros((2,) + tuple(np.shape(self.dataset.train_x)[1:]), jnp.float32)
     seed = int(self.config.seed) if seed is None else seed
     return self.model.init(jax.random.key(seed), x, train=False)
+
+
+def test_subsample(labels: np.ndarray, num_classes: int, size: int, seed: int) -> np.ndarray:
+  """Sorted row indices of a class-balanced subsample of ``size`` test examples (``size // K``
+  of each class, every row of a class that has fewer), drawn with ``seed``; all rows when
+  ``size`` is 0 or not smaller than the split.
+
+  A function of its arguments only, so a run evaluates the same images at every logged epoch
+  and after a resume.
+  """
+  labels = np.asarray(labels)
+  if size <= 0 or size >= len(labels):
+    return np.arange(len(labels))
+  rng = np.random.default_rng(seed)
+  per_class = max(1, size // num_classes)
+  rows = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(num_classes)]
+  return np.sort(np.concatenate(rows))
 
 
 def setup_run(config, workdir: str, *, dataset: data_lib.Dataset | None = None) -> RunSetup:
@@ -206,7 +224,11 @@ def setup_run(config, workdir: str, *, dataset: data_lib.Dataset | None = None) 
       lr_schedule=schedule,
       make_views=make_views, num_views=view_shape.shape[0] // padded_rows,
       steps_per_epoch=steps_per_epoch, rows_per_batch=rows_per_batch,
-      padded_rows=padded_rows, eval_chunk=eval_chunk, num_epochs=num_epochs,
+      padded_rows=padded_rows, eval_chunk=eval_chunk,
+      eval_test_rows=test_subsample(
+          dataset.test_y, dataset.num_classes, int(config.eval_test_examples),
+          int(config.data.subsample_seed)),
+      num_epochs=num_epochs,
       log_epochs=config_lib.resolve_log_epochs(config), binding=binding,
       embedding_dim=embedding_dim,
       metric_output="embedding" if config.loss == "scl" else "features")

@@ -191,16 +191,20 @@ def _diverged(setup: RunSetup, epoch: int, problem: str, last_saved: str) -> Div
                   f"{epoch}; lower lr (now {setup.config.lr})")
 
 
-def evaluate(setup: RunSetup, p_embed, state: TrainState, train_x, test_x):
-  """(geometry dict, train embeddings, test embeddings) of ``state`` (``deepnet.evaluate``);
+def evaluate(setup: RunSetup, p_embed, state: TrainState, train_x, test_x, *,
+             final: bool = True):
+  """(geometry dict, train embeddings, test embeddings) of ``state`` (``deepnet.evaluate``):
+  every train example, and every test example when ``final`` (else ``setup.eval_test_rows``);
   raises Diverged when finite parameters still give non-finite embeddings (a huge lr without
   BatchNorm overflows the forward pass)."""
+  test_rows = np.arange(len(setup.test_y)) if final else setup.eval_test_rows
   train_emb = evaluate_lib.embeddings(setup, p_embed, state, train_x, setup.num_train)
-  test_emb = evaluate_lib.embeddings(setup, p_embed, state, test_x, len(setup.test_y))
+  test_emb = evaluate_lib.embeddings(setup, p_embed, state, test_x, test_rows)
   if not (np.isfinite(train_emb).all() and np.isfinite(test_emb).all()):
     epoch = int(state.step) // setup.steps_per_epoch
     raise _diverged(setup, epoch, "embeddings not finite", "its last checkpoint")
-  return evaluate_lib.geometry(setup, train_emb, test_emb), train_emb, test_emb
+  return (evaluate_lib.geometry(setup, train_emb, test_emb, setup.test_y[test_rows]),
+          train_emb, test_emb)
 
 
 def train_and_evaluate(config, workdir: str) -> RunResult:
@@ -314,7 +318,8 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
     if epoch in setup.log_epochs:
       train_loss = float(loss_sum) / steps  # syncs: the epoch is done
       epoch_seconds = time.time() - epoch_start
-      geometry, train_emb, test_emb = evaluate(setup, p_embed, state, train_x, test_x)
+      geometry, train_emb, test_emb = evaluate(setup, p_embed, state, train_x, test_x,
+                                               final=epoch == setup.num_epochs)
       record = metrics_record(setup, epoch, state, train_loss, schedule, geometry,
                                certificates(epoch, schedule))
       record["seconds"] = time.time() - run_start

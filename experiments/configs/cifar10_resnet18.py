@@ -79,6 +79,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.checkpoint_every_epochs = 10
   config.eval_batch_size = 1000
+  # Test examples (class-balanced, the same at every epoch) evaluated at the logged epochs
+  # before the last; the last epoch evaluates the whole test split. 0: the whole split always.
+  config.eval_test_examples = 0
   config.distributed = False
   config.tensorboard = True        # event files in WORKDIR/tensorboard/ beside metrics.jsonl
   config.compilation_cache_dir = config_dict.placeholder(str)  # None: ~/.cache/scl-geometry/jax
