@@ -26,10 +26,14 @@ DEFAULT_OUT = "runs/ufm"
 
 
 class _Parser(argparse.ArgumentParser):
-  """argparse with a one-line error message (no usage block) and exit status 2."""
+  """argparse with a one-line error message and exit status 2: the error, then the usage on
+  the same line (argparse's own, when it fits a line; else a pointer to --help)."""
 
   def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
+    usage = " ".join(self.format_usage().split())
+    if len(usage) > 100:
+      usage = f"usage: {self.prog} [options] ({self.prog} --help lists them)"
+    self.exit(2, f"{self.prog}: error: {message}; {usage}\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
