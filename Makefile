@@ -8,6 +8,9 @@ WORKDIR ?= runs/$(basename $(notdir $(CONFIG)))
 ARGS    ?=
 RUNS    ?=
 EXP     ?=
+# make sweep: PRESET=paper adds --preset paper, ALLOW_CPU=1 the trainer's --allow_cpu.
+PRESET  ?=
+ALLOW_CPU ?=
 OUT     ?= runs/report
 PYTEST_ARGS ?=
 # JAX=cpu (default), cuda12 or cuda13: the jax extra for NVIDIA GPUs (CUDA from pip wheels).
@@ -24,7 +27,7 @@ PIP_CONSTRAINTS := $(if $(PINNED),-c constraints.txt)
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name OUT=$(OUT) JAX=cpu|cuda12|cuda13 PINNED=1"
+	@echo "  variables: CONFIG=$(CONFIG) WORKDIR=... ARGS=\"--config.x=y\" RUNS=\"dir1 dir2\" EXP=name PRESET=paper ALLOW_CPU=1 OUT=$(OUT) JAX=cpu|cuda12|cuda13 PINNED=1"
 
 define pip_install
 	$(if $(filter $(JAX),$(JAX_VARIANTS)),,$(error JAX=$(JAX) is not one of: $(JAX_VARIANTS)))
@@ -53,8 +56,8 @@ train: $(STAMP)  ## train: make train CONFIG=experiments/configs/NAME.py [WORKDI
 report: $(STAMP)  ## build a report: make report RUNS="workdir1 ufm_out2 ..." [OUT=runs/report]
 	$(BIN)/python -m experiments.report --out $(OUT) $(RUNS)
 
-sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes others): make sweep EXP=name [ARGS="--preset paper"]
-	$(BIN)/python -m experiments.sweep $(EXP) $(ARGS)
+sweep: $(STAMP)  ## run an experiment's grid (skips finished runs, resumes others): make sweep EXP=name [PRESET=paper] [ALLOW_CPU=1] [ARGS=...]
+	$(BIN)/python -m experiments.sweep $(EXP) $(if $(PRESET),--preset $(PRESET)) $(if $(ALLOW_CPU),--allow_cpu) $(ARGS)
 
 figures: $(STAMP)  ## rebuild every figure under docs/ from its run folders: make figures [RUNS="dir1 dir2"]
 	$(BIN)/python -m experiments.figures $(RUNS)

@@ -55,6 +55,7 @@ _COMPILATION_CACHE = flags.DEFINE_bool(
     "resumes; --nocompilation_cache turns it off.")
 
 _HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "--helpfull")
+USAGE = "usage: scl-train --config=FILE --workdir=DIR [flags]"
 # Networks that only a GPU trains in reasonable time (the paper's ResNet-18 / DenseNet-40).
 PAPER_SCALE_MODELS = ("resnet18", "densenet40")
 
@@ -115,7 +116,7 @@ def usage() -> str:
   """The module docstring and every flag of this entry point (what ``--help`` prints)."""
   module = flags.FLAGS.find_module_defining_flag("workdir")
   flag_help = flags.FLAGS.module_help(module).replace(f"{module}:", "flags:", 1)
-  return (f"{__doc__.strip()}\n\nusage: scl-train --config=FILE --workdir=DIR [flags]\n"
+  return (f"{__doc__.strip()}\n\n{USAGE}\n"
           f"{flag_help}\n")
 
 
@@ -181,8 +182,10 @@ def _main(argv: list[str]) -> int:
     print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
           file=sys.stderr)
     return 2
-  except (flags.Error, UsageError, ValueError, TypeError, OSError, SyntaxError,
-          ImportError) as e:
+  except (flags.Error, UsageError) as e:   # the command line itself: the error and the usage
+    print(f"error: {_one_line(e)}; {USAGE} (--help lists the flags)", file=sys.stderr)
+    return 2
+  except (ValueError, TypeError, OSError, SyntaxError, ImportError) as e:
     print(f"error: {_one_line(e)}", file=sys.stderr)
     return 2
   except Exception as e:  # pylint: disable=broad-except

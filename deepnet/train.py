@@ -171,6 +171,23 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+# Between logged epochs, a progress line at most this often (seconds): long runs (CPU) say
+# how far they are and how long is left, short ones print no more than their logged epochs.
+PROGRESS_EVERY_S = 30.0
+
+
+def time_left(elapsed: float, epochs_done: int, epochs_left: int) -> str:
+  """The time left as ``"ETA 1h02m"``: the mean epoch time of this session,
+  elapsed / epochs_done, times epochs_left (evaluations included, as they recur). Under a
+  minute ``"ETA 42s"``, under an hour ``"ETA 12m05s"``."""
+  seconds = round(elapsed / max(epochs_done, 1) * max(epochs_left, 0))
+  if seconds < 60:
+    return f"ETA {seconds}s"
+  if seconds < 3600:
+    return f"ETA {seconds // 60}m{seconds % 60:02d}s"
+  return f"ETA {seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 def _health(state: TrainState, loss_sum) -> str | None:
   """None while the epoch's loss and every parameter are finite, else what is not."""
   loss, params_ok = jax.device_get(_finite(state.params, loss_sum))
@@ -283,7 +300,7 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
   events = tensorboard_events.TrainingEvents.for_run(setup, start_epoch)
   seed = run_setup_lib.global_array(np.asarray(int(config.seed), np.uint32), replicated)
   show_bar = main and sys.stderr.isatty()
-  run_start = time.time()
+  run_start = last_line = time.time()
   record, train_emb, test_emb = None, None, None
   rows_per_step = setup.num_views * setup.rows_per_batch
   for epoch in range(start_epoch + 1, setup.num_epochs + 1):
@@ -315,6 +332,8 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
     if problem is not None:
       raise _diverged(setup, epoch, problem, f"the checkpoint of epoch {last_saved}")
 
+    eta = functools.partial(time_left, epochs_done=epoch - start_epoch,
+                            epochs_left=setup.num_epochs - epoch)   # of the time so far
     if epoch in setup.log_epochs:
       train_loss = float(loss_sum) / steps  # syncs: the epoch is done
       epoch_seconds = time.time() - epoch_start
@@ -331,7 +350,12 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
            + ("" if floor is None else f" (OF floor {floor:.4f})")
            + f" dist_of {record['dist_of']:.4f} nc1 {record['nc1']:.3g}"
            f" ncc train/test {record['ncc_acc_train']:.4f}/{record['ncc_acc_test']:.4f}"
-           f" {record['images_per_second']:.0f} img/s")
+           f" {record['images_per_second']:.0f} img/s {eta(time.time() - run_start)}")
+      last_line = time.time()
+    elif time.time() - last_line >= PROGRESS_EVERY_S:
+      _log(f"epoch {epoch:4d}/{setup.num_epochs} loss {float(loss_sum) / steps:.4f} "
+           f"{eta(time.time() - run_start)}")
+      last_line = time.time()
     if events is not None:
       events.epoch(epoch, loss_sum, record if epoch in setup.log_epochs else None)
     if (epoch % int(config.checkpoint_every_epochs) == 0 or epoch == setup.num_epochs

@@ -4,8 +4,9 @@ Usage::
 
   python -m experiments.sweep NAME [--preset cpu|paper] [--out DIR] [--dry-run]
                               [--only RUN ...] [--seeds N|S0,S1,...] [--set FIELD=VALUE ...]
-                              [--no-report]
+                              [--no-report] [--allow_cpu]
   make sweep EXP=NAME                      # e.g. make sweep EXP=e2_relu
+  make sweep EXP=NAME PRESET=paper ALLOW_CPU=1   # the paper preset on a CPU, when meant
   make sweep EXP="e1_convergence --preset paper --set data.data_dir=/data/tfds"
 
 NAME is an experiment config in ``experiments/configs/`` (``e2_relu``, or a unique prefix such
@@ -15,6 +16,9 @@ as ``e2``) or a path to one. Without NAME the experiments are listed.
 (``preset`` is ``"cpu"``, embedded data sets, minutes on a laptop, or ``"paper"``, the paper's
 scale on TFDS data and a GPU) returning the experiment as data: its runs, seeds, checks and
 report hints (``experiments/spec.py``, which configs, this runner and the report share).
+The trainer refuses a paper-scale network (the paper preset's ResNet-18 / DenseNet-40) on a
+CPU backend; ``--allow_cpu`` passes its ``--allow_cpu`` to every training run, for a user who
+means to train there.
 
 **Seeds.** Every training run is run for each of the experiment's seeds: ``"seeds": N``
 (seeds 0, ..., N-1; when the config does not say, `DEFAULT_SEEDS` for the CPU preset and one
@@ -81,14 +85,18 @@ def format_override(value) -> str:
   return str(value)
 
 
-def command(run: dict, run_dir: Path, overrides: dict | None = None) -> list[str]:
-  """The argv of one run (its folder is `run_dir`); `overrides` apply to training runs."""
+def command(run: dict, run_dir: Path, overrides: dict | None = None, *,
+            allow_cpu: bool = False) -> list[str]:
+  """The argv of one run (its folder is `run_dir`); `overrides` apply to training runs, and
+  `allow_cpu` gives them the trainer's --allow_cpu (a paper-scale network trains on a CPU
+  backend instead of being refused)."""
   if run["kind"] == "ufm":
     return [sys.executable, "-m", "ufm.cli", "solve", *run["args"], "--out", str(run_dir)]
   config = run["config"]
   merged = {**run.get("overrides", {}), **(overrides or {})}
   return ([sys.executable, "-m", "deepnet.main", f"--config={config}", f"--workdir={run_dir}"]
-          + [f"--config.{k}={format_override(v)}" for k, v in merged.items()])
+          + [f"--config.{k}={format_override(v)}" for k, v in merged.items()]
+          + (["--allow_cpu"] if allow_cpu else []))
 
 
 def display(argv: Sequence[str]) -> str:
@@ -139,8 +147,10 @@ def _now() -> str:
 def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = False,
                    only: Sequence[str] | None = None, overrides: dict | None = None,
                    report: bool = True, log: Callable[[str], None] = print,
-                   env: dict | None = None) -> dict:
-  """Runs the experiment's runs (skipping finished ones) and builds its report.
+                   env: dict | None = None, allow_cpu: bool = False) -> dict:
+  """Runs the experiment's runs (skipping finished ones) and builds its report; `allow_cpu`
+  passes --allow_cpu to every training run (`command`). It is not part of a run's
+  `signature`: where a run may train does not change what it computes.
 
   Returns a summary {"runs": {name: {"status", "seconds", "returncode", "command"}},
   "failed": [names], "report": html path or None}.
@@ -170,8 +180,9 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
   for i, run in enumerate(runs, 1):
     run_dir = out_dir / run["name"]
     run_overrides = overrides if run["kind"] == "train" else None
-    argv = command(run, run_dir, run_overrides)
-    shown = display(command(run, Path(_shown_path(run_dir)), run_overrides))
+    argv = command(run, run_dir, run_overrides, allow_cpu=allow_cpu)
+    shown = display(command(run, Path(_shown_path(run_dir)), run_overrides,
+                            allow_cpu=allow_cpu))
     sig = signature(run, run_overrides)
     before = status(run, run_dir)
     entry = {"kind": run["kind"], "command": shown, "signature": sig, "status": before}
@@ -361,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help="seeds of every training run: a count (seeds 0..N-1) or a list "
                            f"[the experiment's, else {DEFAULT_SEEDS} (cpu) or 1 (paper)]")
   parser.add_argument("--no-report", action="store_true", help="skip the report")
+  parser.add_argument("--allow_cpu", "--allow-cpu", dest="allow_cpu", action="store_true",
+                      help="pass the trainer's --allow_cpu: train the paper preset's "
+                           "paper-scale networks even when JAX runs on the CPU (days per run)")
   args = parser.parse_args(argv)
   if not args.name:
     parser.print_usage()
@@ -378,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"experiment {exp['name']} ({exp['title']}), preset {args.preset}: "
           f"{len(runs)} runs{over} into {out}")
     summary = run_experiment(exp, out, dry_run=args.dry_run, only=args.only,
-                             overrides=_parse_sets(args.set), report=not args.no_report)
+                             overrides=_parse_sets(args.set), report=not args.no_report,
+                             allow_cpu=args.allow_cpu)
   except SweepError as e:
     print(f"sweep: error: {e}", file=sys.stderr)
     return 2

@@ -4,7 +4,9 @@ pyproject.toml, the constraints file against the declared ranges, LICENSE and CI
 import os
 import shutil
 import subprocess
+import sys
 import tomllib
+import zipfile
 
 import pytest
 from packaging.requirements import Requirement
@@ -124,3 +126,69 @@ def test_schedules_ship_as_package_data():
   data = _pyproject()["tool"]["setuptools"]["package-data"]["experiments"]
   assert "schedules/*.json" in data
   assert os.listdir(os.path.join(REPO, "experiments", "schedules"))
+
+
+# ---- the wheel: what `pip install scl-geometry` puts on sys.path ----
+
+# The packages users import (docs/contracts.md#layout); benchmarks/ and tests/ stay in the
+# checkout (`make bench` runs `python -m benchmarks.run` from there).
+INSTALLED = {"geometry", "ufm", "deepnet", "experiments"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+  """The wheel built from a copy of the checkout (the build writes build/ and *.egg-info next
+  to pyproject.toml; the copy keeps them out of the tree), with benchmarks/ and tests/ in the
+  copy so that leaving them out is the packaging's doing."""
+  pytest.importorskip("setuptools")
+  pytest.importorskip("wheel")
+  src = tmp_path_factory.mktemp("src")
+  for name in ("pyproject.toml", "README.md", "LICENSE"):
+    shutil.copy(os.path.join(REPO, name), src / name)
+  skip = shutil.ignore_patterns("__pycache__", "*.pyc", "runs")
+  for name in sorted(INSTALLED) + ["benchmarks", "tests"]:
+    shutil.copytree(os.path.join(REPO, name), src / name, ignore=skip)
+  out = tmp_path_factory.mktemp("wheel")
+  # Offline: the build uses the setuptools and wheel already installed.
+  proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                         "--no-build-isolation", "--no-index", "-q", "-w", str(out), str(src)],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (path,) = out.glob("*.whl")
+  with zipfile.ZipFile(path) as z:
+    return z.namelist()
+
+
+def test_the_wheel_installs_only_the_four_packages(wheel):
+  top = {name.split("/")[0] for name in wheel}
+  dist_info = {t for t in top if t.endswith(".dist-info")}
+  assert len(dist_info) == 1 and top - dist_info == INSTALLED, top
+  # No test or benchmark module inside a package either.
+  assert not [n for n in wheel if "/tests/" in n or "/benchmarks/" in n
+              or os.path.basename(n).startswith("test_")]
+
+
+def test_the_wheel_carries_the_configs_schedules_and_console_scripts(wheel):
+  configs = {os.path.basename(n) for n in wheel if n.startswith("experiments/configs/")}
+  assert configs == {p for p in os.listdir(os.path.join(REPO, "experiments", "configs"))
+                     if p.endswith(".py")}
+  schedules = {os.path.basename(n) for n in wheel if n.startswith("experiments/schedules/")}
+  assert schedules == set(os.listdir(os.path.join(REPO, "experiments", "schedules")))
+  assert "experiments/report/__init__.py" in wheel
+
+
+def test_no_installed_name_is_taken_by_another_distribution_here():
+  # Whatever else this environment holds (jax, flax, torch, tensorflow, tfds, matplotlib,
+  # ...): none of its distributions provides one of the wheel's top-level names.
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  providers = metadata.packages_distributions()
+  taken = {name: sorted(set(providers[name]) - {"scl-geometry", "scl_geometry"})
+           for name in INSTALLED if name in providers}
+  assert not {n: d for n, d in taken.items() if d}, taken
+
+
+def test_benchmarks_run_from_the_checkout():
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--help"], cwd=REPO,
+                        capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=REPO))
+  assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr[-2000:]

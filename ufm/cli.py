@@ -20,16 +20,20 @@ from ufm import advise as advise_lib
 from ufm import options as options_lib
 from ufm import problem as problem_lib
 from ufm.problem import ProblemError
+from ufm.result import OF_THRESHOLD, build_result  # noqa: F401  (the command's record)
 
-OF_THRESHOLD = 1e-3   # dist_of below this counts as "reached the OF" (fraction_of)
 DEFAULT_OUT = "runs/ufm"
 
 
 class _Parser(argparse.ArgumentParser):
-  """argparse with a one-line error message (no usage block) and exit status 2."""
+  """argparse with a one-line error message and exit status 2: the error, then the usage on
+  the same line (argparse's own, when it fits a line; else a pointer to --help)."""
 
   def error(self, message):
-    self.exit(2, f"{self.prog}: error: {message}\n")
+    usage = " ".join(self.format_usage().split())
+    if len(usage) > 100:
+      usage = f"usage: {self.prog} [options] ({self.prog} --help lists them)"
+    self.exit(2, f"{self.prog}: error: {message}; {usage}\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -163,120 +167,6 @@ class _Progress:
       self.stream.flush()
 
 
-def _setup_name(problem) -> str:
-  kind = "CE" if problem.loss_kind == "ce" else "SCL"
-  model = "UFM+" if problem.final_relu else "UFM"
-  sizes = problem.sizes
-  shown = ",".join(map(str, sizes)) if len(sizes) <= 6 else \
-      f"{sizes[0]},...,{sizes[-1]} (K={len(sizes)})"
-  bind = f", binding {problem.binding}" if problem.binding else ""
-  return (f"{model} {kind}, sizes {shown}, d={problem.dim}, tau={problem.temperature:g}, "
-          f"{problem.batching}{bind}")
-
-
-def _seed_fields(problem, solution, s: int, of_loss, optimal_loss) -> dict:
-  """Loss, closed forms and geometry (docs/theory.md#metrics) of seed index s."""
-  from geometry import metrics
-  k = problem.num_classes
-  h = solution.embeddings[s]
-  geo = metrics.geometry_report(h, problem.labels, k)
-  means, _ = metrics.class_means(h, problem.labels, k)
-  loss = float(solution.loss[s])
-  fields = {
-      "seed": solution.seeds[s], "loss": loss, "of_loss": of_loss,
-      "optimal_loss": optimal_loss,
-      "gap": None if optimal_loss is None else loss - optimal_loss,
-      "loss_minus_of": None if of_loss is None else loss - of_loss,
-      "dist_of": geo["dist_of"], "dist_etf": geo["dist_etf"], "nc1": geo["nc1"],
-      "nc1_over_k": geo["nc1_over_k"], "mean_cos": geo["mean_cos"],
-      "class_mean_norms": [float(x) for x in geo["class_mean_norms"]],
-      "gram": np.asarray(geo["gram"]).tolist(),
-      "cosines": metrics.cosines(means).tolist(),
-      "min_cos": float(_offdiag(metrics.cosines(means)).min()),
-      "max_cos": float(_offdiag(metrics.cosines(means)).max()),
-      "reached_of": bool(geo["dist_of"] < OF_THRESHOLD),
-      "converged": bool(solution.converged[s]), "steps": int(solution.steps[s]),
-      "pg_norm": float(solution.pg_norm[s]), "rel_change": float(solution.rel_change[s]),
-      # UFM+ SCL: the objective is within certificate_tol of the lower bound, so the point is
-      # a global minimizer (null where there is no bound).
-      "certified": None if solution.certified is None else bool(solution.certified[s]),
-  }
-  if solution.classifier is not None:
-    w = solution.classifier[s]
-    fields["classifier"] = {"dist_etf": metrics.dist_etf(w), "dist_of": metrics.dist_of(w),
-                            "mean_cos": metrics.mean_cos(w),
-                            "norms": np.linalg.norm(w, axis=1).tolist(),
-                            "cosines": metrics.cosines(w).tolist()}
-    fields["embedding_norms_mean"] = float(np.linalg.norm(h, axis=1).mean())
-  return fields
-
-
-def _offdiag(a):
-  a = np.asarray(a)
-  return a[~np.eye(len(a), dtype=bool)]
-
-
-def build_result(problem, options, solution) -> dict:
-  """The result.json dictionary (docs/contracts.md): best seed at the top level, every seed listed."""
-  from geometry import frames
-  is_scl = problem.loss_kind == "scl"
-  of_loss = problem.of_loss(solution.final_epoch) if is_scl else None
-  optimal_loss = of_loss if (is_scl and problem.final_relu) else None
-  per_seed = [_seed_fields(problem, solution, s, of_loss, optimal_loss)
-              for s in range(len(solution.seeds))]
-  best = int(np.nanargmin(solution.loss))
-  result = dict(per_seed[best])
-  # The problem definition sits at the top level, except its "loss" (scl/ce), which would
-  # clash with the objective value: it is "loss_fn" there and "loss" inside "problem".
-  definition = problem.describe()
-  result["problem"] = dict(definition)
-  definition["loss_fn"] = definition.pop("loss")
-  result.update(definition)
-  result["seed"] = per_seed[best]["seed"]
-  result["seconds"] = solution.seconds
-  result["setup"] = _setup_name(problem)
-  result["loss_form"] = (
-      "sum over anchors (paper form)" + ("" if problem.full_batch else
-      f" and over the {len(problem.epoch_batches(solution.final_epoch))} batches of one epoch "
-      f"(epoch {solution.final_epoch}'s schedule)") + ("" if is_scl else
-      ", plus lambda_h/2 ||H||^2 + lambda_w/2 ||W||^2"))
-  if is_scl and problem.full_batch:
-    result["etf_loss"] = frames.collapsed_scl_loss(problem.sizes, frames.etf_gram(
-        problem.num_classes), problem.temperature)
-  if not problem.full_batch:
-    from geometry import batching as batching_lib
-    cert = batching_lib.batch_certificate(problem.labels,
-                                          problem.epoch_batches(solution.final_epoch))
-    result["certificate"] = {"c1_connected": {str(c): v for c, v in cert["c1_connected"].items()},
-                             "c2_pairs_missing": cert["c2_pairs_missing"],
-                             "of_unique": cert["of_unique"]}
-  dist = np.array([f["dist_of"] for f in per_seed])
-  result["seeds"] = per_seed
-  result["num_seeds"] = len(per_seed)
-  result["fraction_of"] = float(np.mean(dist < OF_THRESHOLD))
-  result["fraction_converged"] = float(np.mean([f["converged"] for f in per_seed]))
-  result["certificate_rtol"] = solution.certificate_rtol
-  result["certificate_tol"] = solution.certificate_tol
-  result["certificate_rule"] = (None if solution.certified is None else
-                                "certified: loss - optimal_loss <= certificate_tol = "
-                                "certificate_rtol * (|optimal_loss| + anchor terms / tau)")
-  result["num_certified"] = (None if solution.certified is None
-                             else int(np.sum(solution.certified)))
-  result["spread"] = {"loss_min": float(np.min(solution.loss)),
-                      "loss_max": float(np.max(solution.loss)),
-                      "dist_of_min": float(dist.min()), "dist_of_max": float(dist.max()),
-                      "dist_of_median": float(np.median(dist))}
-  result["solver"] = {"steps_budget": options.steps, "tol": options.resolved_tol(problem.dtype),
-                      "learning_rate": options.resolved_lr(problem.loss_kind),
-                      "continuation": [dict(tau=p.temperature, mix=p.mix, steps=p.steps,
-                                            final=p.final, rows=p.rows or None)
-                                       for p in solution.phases],
-                      "objective": options_lib.objective_statement(problem, options),
-                      "block_size": solution.block_size, "seconds_total": solution.seconds}
-  result["provenance"] = runfiles.provenance()   # versions, device, git commit (as run.json)
-  return result
-
-
 def write_outputs(out_dir, problem, solution, result) -> None:
   """run.json (the run descriptor of every run folder), embeddings.npy (best seed),
   labels.npy, classifier.npy (CE), gram.png, then result.json, the completion marker, last
@@ -356,18 +246,17 @@ def _status_words(result) -> str:
 def _cmd_solve(args) -> int:
   problem = _problem_from_args(args)
   lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
-  # Imported here so that bad input is rejected before JAX starts.
-  from ufm import solver as solver_lib
+  from ufm import api  # the solve and its record, as ufm.solve makes them
   options = _options_from_args(args)
   of_loss = problem.of_loss() if problem.loss_kind == "scl" else None
   progress = _Progress(problem, of_loss if problem.final_relu else None)
   try:
     # Without a terminal nothing is shown, so the solver is spared the progress measurements.
-    solution = solver_lib.solve(problem, options, progress=progress if progress.enabled else None)
+    solved = api.run(problem, options, progress=progress if progress.enabled else None)
   finally:
     progress.close()
-  result = build_result(problem, options, solution)
-  write_outputs(args.out, problem, solution, result)
+  result = solved.fields
+  write_outputs(args.out, problem, solved.solution, result)
   lock.release()
   if not args.quiet:
     print(summary(result, args.out))

@@ -1,8 +1,8 @@
 """The demo (make demo): UFM+ and UFM on a step-imbalanced problem beside a small network trained
 on digits with SCL with and without the final ReLU (and CE), and the report comparing them.
 
-Embedded data only, offline: 2 UFM solves and 9 training runs (3 settings x 3 seeds), about
-7 minutes on 2 CPU cores under load (`make demo`, 2026-12-01). The UFM problem has the trained
+Embedded data only, offline, so that it runs anywhere in minutes: 2 UFM solves and 9 training
+runs (3 settings x 3 seeds; measured times in docs/results.md). The UFM problem has the trained
 network's K = 10 classes and step imbalance R = 10 (20 / 2 examples per class, d = 16) and
 its tau = 0.1; the network is experiments/configs/digits_mlp.py (MLP, 5 x 100 + 5 x 10
 training digits, batch 64, that config's number of epochs). Each training run is run for

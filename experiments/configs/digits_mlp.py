@@ -9,9 +9,8 @@ The optimiser is the paper's (SGD lr 0.1, momentum 0.9, coupled weight decay 5e-
 116/350 and 232/350 of the run), for 500 epochs of 8 steps, with the paper's logging list
 scaled to the run. BatchNorm on every layer and a 1-pixel-shift second view kept dist_of far
 from 0 on this data (a study of the earlier recipe, one factor at a time); 200 epochs stop
-while dist_of is still falling; docs/results.md has the measurements and the results on seeds
-0, 1, 2. One run took 1.5-4 minutes on a 2-core machine shared with
-other jobs (less on an idle one).
+while dist_of is still falling; docs/results.md has the measurements, the results on seeds
+0, 1, 2 and the time a run takes.
 
   make train CONFIG=experiments/configs/digits_mlp.py
   make train CONFIG=experiments/configs/digits_mlp.py WORKDIR=runs/digits_mlp_norelu \

@@ -6,8 +6,8 @@ the zero-error epoch dashed; rows step / exp imbalance, columns data sets. Expec
 
 - cpu preset: the Fashion-MNIST CPU recipe (experiments/configs/fashion_mnist_cpu.py: an MLP
   without BatchNorm on 100 images per majority class, 500 epochs), step and exp imbalance, R in
-  {1, 10, 100}: 6 settings x 3 seeds = 18 training runs of a few minutes each on 2 cores
-  (about an hour in all). Needs the IDX files (`make data`).
+  {1, 10, 100}: 6 settings x 3 seeds = 18 training runs (times: docs/results.md#sweep-timings).
+  Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10, MNIST and Fashion-MNIST, and DenseNet-40 on CIFAR-10,
   step and exp imbalance, R in {1, 5, 10, 50, 100}, 350 epochs (docs/theory.md#training-protocol): 40 runs (one seed each), GPU,
   TFDS data prepared beforehand.

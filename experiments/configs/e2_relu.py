@@ -11,7 +11,7 @@ predicts); without ReLU ETF-like when balanced and R-dependent when imbalanced.
   Dense(128) on the backbone (``model.projection_dim``, ``model.projection_relu``; the form
   the paper's reviewers describe), CE at R = 10: 13 settings x 3 seeds = 39 training runs,
   and 4 UFM+ / UFM solves (K = 10, d = 16, tau = 0.1, 20 / 2 examples per class) at R = 1
-  and 10; about two hours on 2 cores (39 runs of a few minutes). Needs the IDX files (`make data`).
+  and 10 (times: docs/results.md#sweep-timings). Needs the IDX files (`make data`).
 - paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU, TFDS data), same R grid with CE at
   every R (15 training runs, one seed each), and the UFM solves also at R = 100 (200 / 2 per class: a minority class needs two
   examples for Thm 1, and this K = 10, n = 1010 problem is slow and has spurious stationary

@@ -11,7 +11,7 @@ docs/theory.md#e3 (App. D.1), checked against the reference numbers of docs/theo
   R = 10, 0.506587 at R = 100).
 
 7 UFM solves (the cpu preset; 8 on the paper preset, which solves 8 seeds per problem inside
-each solve), about 3 minutes on 2 CPU cores.
+each solve; times: docs/results.md#sweep-timings).
 The R = 100 centering problem needs two examples per minority class (with singletons two
 minority classes may coincide at no cost, so Thm 1 does not apply), i.e. 200 / 2 per class,
 n = 1010: a slow problem with spurious stationary points (docs/theory.md#ufm), left to the paper

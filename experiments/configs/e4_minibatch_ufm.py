@@ -9,10 +9,11 @@ docs/theory.md#e4 (sections 5.1-5.2, B.2, E.5.1), reference numbers of docs/theo
 - a K = 10 step-imbalanced problem (R = 10) with one fixed partition into batches of 10
   (C1 fails) and the same with binding.
 
-6 UFM solves (4 seeds inside each; 16 on the paper preset), about 2 minutes on 2 CPU cores. The
-solver runs without its larger-tau warm-up (--no-continuation): the warm-up steers solves of
-the violating batchings towards the OF (in the C2 example every seed then ends with
-cos(mu_1, mu_2) < 0.03), which hides the non-uniqueness these runs are about.
+6 UFM solves (4 seeds inside each; 16 on the paper preset; times:
+docs/results.md#sweep-timings). The solver runs without its larger-tau warm-up
+(--no-continuation): the warm-up steers solves of the violating batchings towards the OF (in
+the C2 example every seed then ends near it, docs/results.md#sweep-timings), which hides the
+non-uniqueness these runs are about.
 
   make sweep EXP=e4_minibatch_ufm
   ufm check-batches experiments/schedules/c1_violation.json [--binding 1]

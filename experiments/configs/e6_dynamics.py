@@ -8,8 +8,8 @@ optimisation at small tau (docs/theory.md#ufm).
 
 - cpu preset: MLP on digits (step R = 10, the digits config's 500 epochs), tau in
   {0.05, 0.1, 0.5, 1.0} with ReLU and tau = 0.1 without; UFM+ (K = 10, step R = 10) at tau in
-  {0.1, 0.5, 1}: 5 settings x 3 seeds = 15 training runs and 3 UFM solves, about 15 to 25
-  minutes on 2 cores (a digits run takes 25 to 90 s there).
+  {0.1, 0.5, 1}: 5 settings x 3 seeds = 15 training runs and 3 UFM solves (times:
+  docs/results.md#sweep-timings).
 - paper preset: ResNet-18 on CIFAR-10 (350 epochs, GPU), same grid: 5 training runs, one
   seed each, and the 3 UFM solves.
 

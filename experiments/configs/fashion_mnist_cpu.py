@@ -12,16 +12,22 @@ constant until a single x0.1 step after epoch 450, the loss gradient clipped to 
 (about half its norm at initialisation), and coupled weight decay 1e-4 instead of 5e-4.
 
 WHY this schedule: on Fashion-MNIST the network fits the training views (loss within 0.002
-of the OF floor) only after 100-150 epochs, and dist_of falls after that at a rate that grows
-with lr; a schedule that decays before or while the views are fitted leaves too little lr for
-that approach (the x0.1 steps of the digits recipe stall at 0.27).
+of the OF floor) late in the run, and dist_of falls only after that, at a
+rate that grows with lr; a schedule that decays before or while the views are fitted leaves
+too little lr for that approach (the x0.1 steps of the digits recipe stall well above the OF
+threshold). docs/results.md#recipe-variants-measured has the schedules tried and where each
+ended.
 
 WHY this weight decay: the loss of normalised embeddings does not change when the last
 layer's parameters are scaled, so decay only shrinks them and the step the loss sees,
 lr / ||w||^2, grows. At 5e-4 that growth keeps the training loss jumping up from near its OF
-floor and the fit comes as late as epoch 292 (seed 2, R = 1); at 1e-4 the norms stay put and
-every run measured fits by epoch 90-150. docs/training.md#jumps has the measurements and
-docs/results.md the results on seeds 0, 1, 2.
+floor and delays the fit by a large part of the run; at 1e-4 the norms stay put and the fit
+comes early on every seed. docs/results.md#the-mid-run-loss-jumps has the measurements
+(docs/training.md#jumps the mechanism) and docs/results.md the results on seeds 0, 1, 2.
+
+WHY the gradient clip at norm 2 (about half the gradient's norm at initialisation): the
+variant measured without it (a cosine from lr 0.1) jumped mid-run and ended further from the
+OF than the same with it, and a tighter clip (norm 1) did worse (docs/results.md#recipe-variants-measured).
 
   make data     # once: installs the IDX files where apt-get and root are available
   make train CONFIG=experiments/configs/fashion_mnist_cpu.py

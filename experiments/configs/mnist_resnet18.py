@@ -1,6 +1,8 @@
 """ResNet-18 on MNIST (28x28, one channel) with SCL, the CIFAR-10 recipe otherwise (GPU).
 
-n_max = 5000 as in the paper (MNIST is subsampled to 5000 per class even at R = 1).
+The paper trains every data set with one recipe (docs/theory.md#training-protocol), so the
+data set is the only change. n_max = 5000 as in the paper (MNIST is subsampled to 5000 per class
+even at R = 1), so that R means the same class sizes as on CIFAR-10.
 
   make train CONFIG=experiments/configs/mnist_resnet18.py WORKDIR=runs/mnist_R10
 """

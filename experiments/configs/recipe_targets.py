@@ -13,10 +13,10 @@ batch-binding; without it at R = 10 and R = 100. The claims, each decided on eve
 - the final ReLU costs no test accuracy: balanced NCC with minus without >= -0.02, on seed
   means (``accuracy``).
 
-- cpu preset: both recipes, 500 epochs each, logged every 10 epochs: 12 settings x 3 seeds =
-  36 training runs (on 2 cores 40-140 s a Fashion-MNIST run, 20-40 s a digits run: about 30
-  minutes in all; needs the IDX files, `make data`). ``--only`` takes one data set's runs
-  (names below).
+- cpu preset: both recipes, 500 epochs each, logged every 10 epochs (fine enough to date
+  "first epoch below 0.2" for ``binding_speed``): 12 settings x 3 seeds = 36 training runs
+  (the time of each is in docs/results.md's tables; needs the IDX files, `make data`).
+  ``--only`` takes one data set's runs (names below).
 - paper preset: the same six settings for ResNet-18 on Fashion-MNIST
   (experiments/configs/fashion_mnist_resnet18.py, TFDS data, GPU), one seed each.
 
