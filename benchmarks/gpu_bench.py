@@ -91,8 +91,8 @@ def train_setup(model, tx, batch_size: int, train_x: np.ndarray, train_y: np.nda
       make_views=functools.partial(data_lib.make_views, mode="vflip", kind="image"),
       num_views=2, steps_per_epoch=len(train_y) // batch_size, rows_per_batch=batch_size,
       padded_rows=padded, eval_chunk=padded, num_epochs=1, log_epochs=[1],
-      binding=np.zeros((0,), np.int64), embedding_dim=model_embedding_dim(model),
-      metric_output="embedding")
+      binding=np.zeros((0,), np.int64), eval_test_rows=np.arange(NUM_CLASSES),
+      embedding_dim=model_embedding_dim(model), metric_output="embedding")
 
 
 def model_embedding_dim(model) -> int:
