@@ -69,7 +69,7 @@ RunSetup = run_setup_lib.RunSetup
 setup_run = run_setup_lib.setup_run
 
 # Keys of metrics.jsonl that depend on the machine, not on the run's numbers.
-TIMING_KEYS = ("seconds", "images_per_second")
+TIMING_KEYS = ("seconds", "images_per_second", "train_seconds", "eval_seconds")
 
 
 class Diverged(RuntimeError):
@@ -301,6 +301,7 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
   seed = run_setup_lib.global_array(np.asarray(int(config.seed), np.uint32), replicated)
   show_bar = main and sys.stderr.isatty()
   run_start = last_line = time.time()
+  train_seconds = eval_seconds = 0.0
   record, train_emb, test_emb = None, None, None
   rows_per_step = setup.num_views * setup.rows_per_batch
   for epoch in range(start_epoch + 1, setup.num_epochs + 1):
@@ -337,12 +338,19 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
     if epoch in setup.log_epochs:
       train_loss = float(loss_sum) / steps  # syncs: the epoch is done
       epoch_seconds = time.time() - epoch_start
+      train_seconds += epoch_seconds
+      eval_start = time.time()
       geometry, train_emb, test_emb = evaluate(setup, p_embed, state, train_x, test_x,
                                                final=epoch == setup.num_epochs)
       record = metrics_record(setup, epoch, state, train_loss, schedule, geometry,
                                certificates(epoch, schedule))
+      eval_seconds += time.time() - eval_start
       record["seconds"] = time.time() - run_start
       record["images_per_second"] = steps * rows_per_step / max(epoch_seconds, 1e-9)
+      # Of this session: the training steps (compilation in the first) and the evaluations,
+      # so that a run's overhead is seconds - train_seconds (docs/performance.md).
+      record["train_seconds"] = train_seconds
+      record["eval_seconds"] = eval_seconds
       if main:
         workdir_lib.append_metrics(workdir, record)
       floor = record["optimal_loss"]
@@ -352,7 +360,9 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
            f" ncc train/test {record['ncc_acc_train']:.4f}/{record['ncc_acc_test']:.4f}"
            f" {record['images_per_second']:.0f} img/s {eta(time.time() - run_start)}")
       last_line = time.time()
-    elif time.time() - last_line >= PROGRESS_EVERY_S:
+    else:  # _health has waited for the epoch's steps
+      train_seconds += time.time() - epoch_start
+    if epoch not in setup.log_epochs and time.time() - last_line >= PROGRESS_EVERY_S:
       _log(f"epoch {epoch:4d}/{setup.num_epochs} loss {float(loss_sum) / steps:.4f} "
            f"{eta(time.time() - run_start)}")
       last_line = time.time()

@@ -46,6 +46,13 @@ def test_logged_epochs_use_the_subsample_and_the_last_the_whole_split(tmp_path):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     records = [json.loads(line) for line in f]
   assert [r["test_examples"] for r in records] == [8, 8, 20]
+  # The time accounts: steps and evaluations add up to no more than the run's wall time, and
+  # each grows from one logged epoch to the next.
+  for r in records:
+    assert 0 < r["train_seconds"] and 0 < r["eval_seconds"]
+    assert r["train_seconds"] + r["eval_seconds"] <= r["seconds"]
+  for key in ("train_seconds", "eval_seconds"):
+    assert all(a[key] < b[key] for a, b in zip(records, records[1:]))
   for r in records[:2]:  # 2 examples per class: per-class accuracies are 0, 1/2 or 1
     assert set(r["ncc_per_class_test"]) <= {0.0, 0.5, 1.0}
   # The last line's test NCC accuracy is that of every test example, recomputed here by brute

@@ -26,7 +26,7 @@ REQUIRED_KEYS = (
     "test_nc1_over_k", "test_mean_cos", "test_class_mean_norms", "ncc_acc_train",
     "ncc_acc_test", "ncc_maj_train", "ncc_min_train", "ncc_maj_test", "ncc_min_test",
     "of_unique_epoch", "of_unique_so_far", "gram", "angle_values", "seconds",
-    "images_per_second", "param_norms")
+    "images_per_second", "train_seconds", "eval_seconds", "test_examples", "param_norms")
 
 
 def gaussian_config(**changes):
