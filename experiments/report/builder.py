@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Sequence
 
 from experiments import spec
+from experiments.spec import setting_name
 from experiments.report import batching, figures, figures_studies, html, seeds, tables
 from experiments.report.checks import REGISTRY
 from experiments.report.labels import run_label, setup_text
-from experiments.report.numbers import Numbers, outcome
+from experiments.report.numbers import Numbers, missing_reasons, outcome
 from experiments.report.runs import ReportError, Run, discover, ufm_loss_kind
 from geometry import runfiles
 
@@ -91,12 +92,14 @@ class Builder:
     self.tables: list[dict] = []
     self.verdicts: list[dict] = []
     self.check_name = ""   # the check being run (`run_checks`), part of each verdict's id
+    self.check_index = -1  # its place in the check list (one check name may be listed twice)
+    self.absent: list[str] = []   # the reasons its named runs give no evidence
     self.ufm = [r for r in runs if r.kind == "ufm"]
     self.train = [r for r in runs if r.kind == "train"]
 
   def verdict(self, section: str, claim: str, setup: str, conditions: list[dict],
               numbers: list[dict], rule: str, reference: str = "", on_means: bool = False,
-              *, key: str = "", kind: str = "claim"):
+              *, key: str = "", kind: str = "claim", missing=(), placeholder: bool = False):
     """Adds a verdict. `conditions` are {"lhs": record, "op": "<", "rhs": record or float}; the
     claim holds when all hold, does not hold when one fails, and is inconclusive when a
     number is missing (None / NaN). `on_means`: over seeds, the claim is decided on the seed
@@ -105,13 +108,25 @@ class Builder:
     `key` tells apart the verdicts one check makes on one setting (e.g. "train", "ufm"); the
     verdict's ``id`` is ``check/key/setup``, which pairs verdicts across seeds whatever the
     claim's wording. `kind` is "claim" for a finding, "consistency" for a check that holds
-    by construction when the code is right (shown apart from the claims)."""
+    by construction when the code is right (shown apart from the claims).
+
+    No evidence, no verdict: the verdict is "inconclusive" when there is no condition, when
+    a number is missing, when `missing` (reasons) is not empty or when a run the check names
+    is absent; ``missing`` lists why, naming the run, setting and epoch."""
     if kind not in ("claim", "consistency"):
       raise ValueError(f"verdict kind {kind!r}: 'claim' or 'consistency'")
+    reasons = list(dict.fromkeys([*self.absent, *missing, *missing_reasons(conditions)]))
+    result = "inconclusive" if reasons else outcome(conditions)
+    if result == "inconclusive" and not reasons:
+      reasons = (["no run to judge"] if not conditions else
+                 ["a number of the rule is missing (None / NaN)"])
     entry = {"id": "/".join([self.check_name, key or section, setup]), "check": self.check_name,
-             "kind": kind, "section": section, "claim": claim, "setup": setup,
-             "verdict": outcome(conditions), "rule": rule, "reference": reference,
-             "conditions": conditions, "numbers": numbers}
+             "check_index": self.check_index, "key": key or section, "kind": kind,
+             "section": section, "claim": claim, "setup": setup, "verdict": result,
+             "missing": reasons if result == "inconclusive" else [], "rule": rule,
+             "reference": reference, "conditions": conditions, "numbers": numbers}
+    if placeholder:
+      entry["placeholder"] = True
     self.all_verdicts.append(entry)
     if self.keep is None:
       self.verdicts.append(entry)
@@ -123,14 +138,27 @@ class Builder:
     return figures.save(fig, self.out_dir, stem)
 
   def run_checks(self):
+    """Makes every check on its runs. A run the check names that is not among the runs makes
+    each of its verdicts inconclusive; a check that names runs and gives no verdict gives
+    one inconclusive verdict saying so."""
     base = self.t
-    for item in self.checks:
+    for index, item in enumerate(self.checks):
       options = dict(item.options)
       self.t = {**base, **(options.pop("thresholds", None) or {})}
-      self.check_name = item.name
-      REGISTRY[item.name](self, [r for r in self.runs if item.selects(r.name)], **options)
+      self.check_name, self.check_index = item.name, index
+      selected = [r for r in self.runs if item.selects(r.name)]
+      present = {n for r in selected for n in (r.name, setting_name(r.name))}
+      self.absent = [f"run {n} is missing" for n in (item.runs or ()) if n not in present]
+      before = len(self.all_verdicts)
+      REGISTRY[item.name](self, selected, **options)
+      if item.runs is not None and len(self.all_verdicts) == before:
+        self.verdict("-", f"check {item.name} on {', '.join(item.runs)}", "", [], [],
+                     "no verdict: none of the named runs gives the numbers the claim needs",
+                     missing=[f"no run among {', '.join(item.runs)} gives the numbers of "
+                              f"check {item.name} (missing, unfinished or without them)"],
+                     key="no-evidence", placeholder=True)
     self.t = base
-    self.check_name = ""
+    self.check_name, self.check_index, self.absent = "", -1, []
     return self
 
   def build(self):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.report.runs import Run, get_path, has_path
+from experiments.report.runs import Run, get_path, has_path, unfinished, usable
 from geometry import metrics
 
 
@@ -44,6 +44,15 @@ class Numbers:
     key = run.field_key(name)
     return None if key is None else self.json_value(run, key)
 
+  def field_evidence(self, run: Run, name: str) -> dict:
+    """A result.json field as a verdict may use it (see `evidence`)."""
+    rec = self.field(run, name)
+    if rec is None:
+      return missing(f"run {run.name}: {run.data_file.name} has no {name}")
+    if rec["value"] is None or (isinstance(rec["value"], float) and not math.isfinite(rec["value"])):
+      return {**rec, "missing": f"run {run.name}: {name} is {rec['value']}"}
+    return rec
+
   def line_value(self, run: Run, line: int, key: str) -> dict:
     record = {"value": get_path(run.metrics[line], key),
               "source": self.rel(run.path / "metrics.jsonl"), "line": line, "key": key}
@@ -58,6 +67,21 @@ class Numbers:
     if line is None or not has_path(run.metrics[line], key):
       return None
     return self.line_value(run, line, key)
+
+  def evidence(self, run: Run, key: str) -> dict:
+    """`key` at the run's final epoch as a verdict may use it: the `final` record, or a
+    record with value None and ``missing`` naming why there is none (the run is unfinished,
+    has no such key at its last epoch, or logged NaN / null there)."""
+    reason = unfinished(run)
+    rec = self.final(run, key)
+    if reason is not None:
+      return missing(reason, **({"at_last_logged": rec} if rec is not None else {}))
+    if rec is None:
+      return missing(f"run {run.name}: no {key} at its last logged epoch {run.last_epoch}")
+    if not usable(rec["value"]):
+      shown = "null" if rec["value"] is None else str(rec["value"])
+      return {**rec, "missing": f"run {run.name}: {key} at epoch {run.last_epoch} is {shown}"}
+    return rec
 
   def series(self, run: Run, key: str) -> dict:
     lines = run.metric_lines(key)
@@ -148,6 +172,24 @@ def floor_gap(num: Numbers, run: Run) -> dict:
   return out
 
 
+def missing(reason: str, **extra) -> dict:
+  """A number a verdict needs but the runs do not have: value None, ``missing`` says why."""
+  return {"value": None, "missing": reason, **extra}
+
+
+def missing_reasons(node) -> list[str]:
+  """The ``missing`` reasons of a record and of the records it is derived from."""
+  if isinstance(node, dict):
+    # A condition's own "missing" option ("infinity") is a rule, not a reason: records only.
+    own = ([node["missing"]] if isinstance(node.get("missing"), str)
+           and ("value" in node or "values" in node) else [])
+    return own + [r for k, v in node.items() if k in ("from", "lhs", "rhs")
+                  for r in missing_reasons(v)]
+  if isinstance(node, list):
+    return [r for v in node for r in missing_reasons(v)]
+  return []
+
+
 def value_of(record):
   """The value of a record (None for no record)."""
   return None if record is None else record["value"]
@@ -189,7 +231,9 @@ def compare(lhs, op: str, rhs, missing: str | None = None) -> bool | None:
 def outcome(conditions: list[dict]) -> str:
   """"holds" when every condition ``{"lhs", "op", "rhs"[, "missing", "factor"]}`` holds
   (``lhs op factor * rhs``), "does not hold" when one fails, "inconclusive" when a number is
-  missing (None / NaN)."""
+  missing (None / NaN) or there is no condition (no evidence, no verdict)."""
+  if not conditions:
+    return "inconclusive"
   result_text = "holds"
   for cond in conditions:
     lhs = value_of(cond["lhs"]) if isinstance(cond["lhs"], dict) else cond["lhs"]

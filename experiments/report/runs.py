@@ -143,14 +143,46 @@ class Run:
     so a resumed run that re-logged an epoch is counted once), sorted by epoch."""
     by_epoch = {}
     for i, line in enumerate(self.metrics):
-      if "epoch" in line and has_path(line, key) and usable(get_path(line, key)):
+      if _is_epoch(line.get("epoch")) and has_path(line, key) and usable(get_path(line, key)):
         by_epoch[line["epoch"]] = i
     return [by_epoch[e] for e in sorted(by_epoch)]
 
   @property
   def final_line(self) -> int | None:
-    lines = self.metric_lines("dist_of") or self.metric_lines("train_loss")
-    return lines[-1] if lines else None
+    """The line of the last logged epoch (the last such line when an epoch was re-logged),
+    whatever its values: a NaN or null there is the run's final value, never replaced by an
+    earlier epoch's."""
+    best = None
+    for i, line in enumerate(self.metrics):
+      epoch = line.get("epoch")
+      if _is_epoch(epoch) and (best is None or epoch >= self.metrics[best]["epoch"]):
+        best = i
+    return best
+
+  @property
+  def last_epoch(self) -> int | None:
+    line = self.final_line
+    return None if line is None else self.metrics[line]["epoch"]
+
+
+def _is_epoch(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def unfinished(run: Run) -> str | None:
+  """Why a training run's last logged epoch is not its final one, or None when it is: no
+  logged epoch, no integer ``num_epochs`` in its config, or last logged epoch < num_epochs."""
+  if run.kind != "train":
+    return None
+  total = run.get("num_epochs")
+  last = run.last_epoch
+  if last is None:
+    return f"run {run.name}: no logged epoch"
+  if not _is_epoch(total):
+    return f"run {run.name}: config.json has no num_epochs, so its last epoch is unknown"
+  if last < total:
+    return f"run {run.name} is unfinished: last logged epoch {last} < num_epochs {total}"
+  return None
 
 
 def ufm_loss_kind(run: Run) -> str:

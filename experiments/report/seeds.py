@@ -233,8 +233,10 @@ class SeedNumbers(Numbers):
     NaN), as a missing number of a single run makes its verdicts undecidable."""
     recs, seeds = [r for _, r in pairs], [s for s, _ in pairs]
     values = [r["value"] for r in recs]
-    if any(v is None or (_is_number(v) and not math.isfinite(v)) for v in values):
-      return Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra)
+    reasons = [r["missing"] for r in recs if isinstance(r.get("missing"), str)]
+    if reasons or any(v is None or (_is_number(v) and not math.isfinite(v)) for v in values):
+      return Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra,
+                             **({"missing": "; ".join(reasons)} if reasons else {}))
     kind, value = aggregate(values)
     if kind is None:
       return None
@@ -254,6 +256,14 @@ class SeedNumbers(Numbers):
              for m in run.members]
     pairs = [(s, r) for s, r in pairs if r is not None]
     return self._combine(pairs) if pairs else None
+
+  def evidence(self, run, key):
+    """A group's final value for a verdict: the mean of each seed's `Numbers.evidence`
+    (missing, naming the seed runs, when one seed lacks it)."""
+    if not isinstance(run, SeedGroup):
+      return super().evidence(run, key)
+    return self._combine([(m.flat.get(SEED_FIELD), super(SeedNumbers, self).evidence(m, key))
+                          for m in run.members])
 
   def series(self, run, key):
     if not isinstance(run, SeedGroup):

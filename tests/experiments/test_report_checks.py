@@ -26,8 +26,9 @@ def train(name, root=Path("/nonexistent"), **curves):
   """A training run with metrics lines at epochs 1, 2, ...: curves["dist_of"] = [...]; config
   overrides are the keyword arguments with a dot or one of the config's top-level fields."""
   config_keys = {k: curves.pop(k) for k in list(curves) if "." in k or k in (
-      "loss", "binding", "batching", "batch_size", "lr", "temperature", "seed")}
+      "loss", "binding", "batching", "batch_size", "lr", "temperature", "seed", "num_epochs")}
   n = max(len(v) for v in curves.values())
+  config_keys.setdefault("num_epochs", n)   # the last line is the last epoch: finished
   lines = [{"epoch": e + 1, **{k: v[e] for k, v in curves.items() if e < len(v)}}
            for e in range(n)]
   return report.Run(name, root / name, "train", training_config(**config_keys), lines)
@@ -300,9 +301,12 @@ def test_references_approx(loss, expected):
 def test_references_compare_and_setting_names():
   refs = [{"run": "u", "key": "gram.0.1", "op": "<", "value": 0.0, "claim": "negative"},
           {"run": "r", "key": "dist_of", "op": ">", "value": 0.1, "claim": "far"},
-          {"run": "absent", "key": "loss", "value": 1.0, "claim": "left out"}]
+          {"run": "absent", "key": "loss", "value": 1.0, "claim": "no run"}]
   runs = [ufm("u", gram=[[1.0, -0.01], [-0.01, 1.0]]), train("r_seed3", dist_of=[0.5, 0.1001])]
-  assert verdicts("references", runs, values=refs) == [("negative", HOLDS), ("far", HOLDS)]
+  assert verdicts("references", runs, values=refs) == [("negative", HOLDS), ("far", HOLDS),
+                                                       ("no run", UNSURE)]
+  b = report.Builder(runs, Path("/tmp"), checks=[spec.check("references", values=refs)])
+  assert b.run_checks().verdicts[2]["missing"] == ["run absent is missing"]
 
 
 @pytest.mark.parametrize("steps, expected", [((300, 200, 100), HOLDS), ((300, 301, 100), FAILS),

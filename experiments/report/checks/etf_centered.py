@@ -16,7 +16,7 @@ from experiments.report.labels import setup_text
 
 def check(b, runs):
   for group, final_relu in base.curve_groups(runs):
-    if not final_relu or not base.finals(b.num, group):
+    if not final_relu:
       continue
     etf = list(base.finals(b.num, group, "dist_etf").values())
     if etf:

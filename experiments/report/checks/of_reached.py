@@ -14,9 +14,9 @@ from experiments.report.labels import setup_text
 
 def check(b, runs):
   for group, final_relu in base.curve_groups(runs):
-    finals = base.finals(b.num, group)
-    if not final_relu or not finals:
+    if not final_relu:
       continue
+    finals = base.finals(b.num, group)
     thr = b.t["train_of"]
     b.verdict("E1", "SCL with a final ReLU learns an orthogonal frame at every R",
               setup_text(group[0], skip=["data.ratio"]),
@@ -27,7 +27,7 @@ def check(b, runs):
     if base.certificate(run) is False:
       continue   # check "ufm_certificate"
     thr = b.t["ufm_of"]
-    rec = b.num.field(run, "dist_of")
+    rec = b.num.field_evidence(run, "dist_of")
     b.verdict("E3/E4", "the UFM+ minimizer is an orthogonal frame", setup_text(run),
               [{"lhs": rec, "op": "<", "rhs": thr}], [rec], f"holds if dist_of < {thr}",
               "docs/theory.md#theorem-1, #theorem-2, #ref-thm1, #ref-binding")

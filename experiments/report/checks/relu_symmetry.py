@@ -19,27 +19,26 @@ from experiments.report.runs import balanced
 
 def check(b, runs):
   for group, final_relu in base.curve_groups(runs):
-    finals = base.finals(b.num, group)
-    if final_relu or not finals:
+    if final_relu:
       continue
+    finals = base.finals(b.num, group)
     setup = setup_text(group[0], skip=["data.ratio"])
     imbalanced = [r for r in group if not balanced(r.flat)]
     even = [r for r in group if r not in imbalanced]
     if imbalanced:
       thr = b.t["train_not_of"]
-      nums = [finals[r.name] for r in imbalanced if r.name in finals]
+      nums = [finals[r.name] for r in imbalanced]
       b.verdict("E2", "without the final ReLU the learned geometry is not an OF under "
                 "imbalance", setup, [{"lhs": v, "op": ">", "rhs": thr} for v in nums], nums,
                 f"holds if the final train dist_of of every imbalanced run (R > 1) is > {thr}",
                 "docs/theory.md#ufm-no-relu, #e2")
     if even:
       thr = b.t["train_etf"]
-      nums = [n for n in (b.num.final(r, "dist_etf") for r in even) if n is not None]
-      if nums:
-        b.verdict("E2", "without the final ReLU, balanced training gives an ETF-like "
-                  "geometry", setup, [{"lhs": v, "op": "<", "rhs": thr} for v in nums], nums,
-                  f"holds if the final train dist_etf of every balanced run is < {thr}",
-                  "docs/theory.md#ufm-no-relu, #e2")
+      nums = [b.num.evidence(r, "dist_etf") for r in even]
+      b.verdict("E2", "without the final ReLU, balanced training gives an ETF-like "
+                "geometry", setup, [{"lhs": v, "op": "<", "rhs": thr} for v in nums], nums,
+                f"holds if the final train dist_etf of every balanced run is < {thr}",
+                "docs/theory.md#ufm-no-relu, #e2")
   for run in base.ufm_scl_runs(runs, final_relu=False):
     _ufm(b, run)
 
