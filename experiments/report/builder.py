@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +25,7 @@ from experiments.report import batching, figures, figures_studies, html, seeds, 
 from experiments.report.checks import REGISTRY
 from experiments.report.labels import run_label, setup_text
 from experiments.report.numbers import Numbers, missing_reasons, outcome
-from experiments.report.runs import ReportError, Run, discover, ufm_loss_kind
+from experiments.report.runs import ReportError, Run, read_runs, ufm_loss_kind
 from geometry import runfiles
 
 # Thresholds of the verdicts. They are stated beside every verdict; an experiment may
@@ -94,6 +95,7 @@ class Builder:
     self.check_name = ""   # the check being run (`run_checks`), part of each verdict's id
     self.check_index = -1  # its place in the check list (one check name may be listed twice)
     self.absent: list[str] = []   # the reasons its named runs give no evidence
+    self.warnings: list[str] = []   # read_runs' warnings, shown on the page
     self.ufm = [r for r in runs if r.kind == "ufm"]
     self.train = [r for r in runs if r.kind == "train"]
 
@@ -184,7 +186,9 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
   `checks`: the experiment's `experiments.spec.Check` list (None: the defaults of the run
   kinds); `hints`: figure hints (``heatmaps``: run names in panel order)."""
   out_dir = Path(out_dir)
-  runs = discover(run_dirs)
+  runs, warnings = read_runs(run_dirs)
+  for line in warnings:
+    print(f"report: warning: {line}", file=sys.stderr)
   checks = resolve_checks(checks, runs)
   out_dir.mkdir(parents=True, exist_ok=True)
   for old in out_dir.glob("fig_*.png"):
@@ -194,9 +198,13 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     builder = seeds.build(Builder, settings, out_dir, thresholds, hints, checks)
   else:
     builder = Builder(runs, out_dir, thresholds, hints, checks=checks).build()
+  builder.warnings = warnings
   html_path = html.write_html(builder, title, description, out_dir)
   report = {
       "title": title, "description": description, "thresholds": builder.t,
+      # Damage found while reading the runs (a run left out, a metrics line left out), one
+      # line each, as on stderr.
+      "warnings": warnings,
       # The checks made (their options' values are in the verdicts they give).
       "checks": [{"name": c.name, "runs": list(c.runs) if c.runs is not None else None,
                   "options": sorted(c.options)} for c in checks],

@@ -95,6 +95,11 @@ def write_html(builder, title: str, description: str, out_dir: Path) -> Path:
                + f". Verdicts: {counts.get('holds', 0)} hold, "
                f"{counts.get('does not hold', 0)} do not hold, "
                f"{counts.get('inconclusive', 0)} inconclusive.</p>")
+  if builder.warnings:
+    parts.append("<h2>Warnings</h2><p class='small'>Damage found while reading the runs; "
+                 "a run left out gives no number, a line left out gives none for its epoch."
+                 "</p><ul class='warnings'>" + "".join(
+                     f"<li>{html.escape(w)}</li>" for w in builder.warnings) + "</ul>")
   if builder.verdicts:
     parts.append("<h2>Verdicts</h2><table><tr><th>section</th><th>claim</th><th>verdict</th>"
                  "<th>numbers</th><th>rule</th><th>setup</th></tr>")
