@@ -213,6 +213,8 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
                    "data": f.data} for f in builder.figures],
       "tables": builder.tables,
       "verdicts": builder.verdicts,
+      # Claims and consistency checks (verdict "kind") counted apart.
+      "counts": html.verdict_counts(builder.verdicts),
       "settings": seeds.describe(settings, builder.num),
   }
   runfiles.write_json(out_dir / "report.json", report)

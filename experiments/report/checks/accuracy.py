@@ -21,10 +21,11 @@ def check(b, runs):
       b.verdict("E7", "the final ReLU does not reduce test accuracy", setup,
                 [{"lhs": diffs[0], "op": ">=", "rhs": -tol}], diffs,
                 f"holds if balanced test NCC accuracy with ReLU ({on.name}) minus "
-                f"without ({off.name}) is >= -{tol}", "docs/theory.md#e7", on_means=True)
+                f"without ({off.name}) is >= -{tol}", "docs/theory.md#e7", on_means=True, key="relu")
     else:
       b.verdict("E7", "batch-binding has little effect on test accuracy", setup,
                 [{"lhs": diffs[0], "op": ">=", "rhs": -tol},
                  {"lhs": diffs[0], "op": "<=", "rhs": tol}], diffs,
                 f"holds if |balanced test NCC accuracy with binding ({on.name}) minus "
-                f"without ({off.name})| <= {tol}", "docs/theory.md#e7", on_means=True)
+                f"without ({off.name})| <= {tol}", "docs/theory.md#e7", on_means=True,
+                key="binding")

@@ -25,4 +25,4 @@ def check(b, runs):
               f"second number is {partner.name}'s, without binding, for comparison; "
               "examples that drop-last leaves out of every batch are isolated vertices, "
               "so a fixed partition with a remainder never certifies)",
-              "docs/theory.md#theorem-2, #batch-binding")
+              "docs/theory.md#theorem-2, #batch-binding", kind="consistency")

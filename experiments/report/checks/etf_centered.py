@@ -25,7 +25,7 @@ def check(b, runs):
                 setup_text(group[0], skip=["data.ratio"]),
                 [{"lhs": v, "op": "<", "rhs": thr} for v in etf], etf,
                 f"holds if the final train dist_etf (unweighted centering) of every run is < {thr}",
-                "docs/theory.md#geometries, #centering")
+                "docs/theory.md#geometries, #centering", key="train")
   for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
       continue
@@ -35,11 +35,11 @@ def check(b, runs):
       thr = b.t["ufm_etf"]
       b.verdict("E3", "the centered OF (unweighted mean) is a simplex ETF", setup,
                 [{"lhs": rec, "op": "<", "rhs": thr}], [rec], f"holds if dist_etf < {thr}",
-                "docs/theory.md#geometries, D.1.2")
+                "docs/theory.md#geometries, D.1.2", key="ufm")
     weighted = b.num.computed(run, "dist_etf_weighted")
     if len(set(run.get("sizes") or [])) > 1 and weighted is not None:
       thr = b.t["ufm_not"]
       b.verdict("E3", "under imbalance, centering the OF by the class-size-weighted mean "
                 "does not give an ETF", setup, [{"lhs": weighted, "op": ">", "rhs": thr}],
                 [weighted], f"holds if the weighted-centering dist_etf > {thr}",
-                "docs/theory.md#centering, #ref-metrics")
+                "docs/theory.md#centering, #ref-metrics", key="ufm_weighted")

@@ -36,10 +36,10 @@ def check(b, runs):
               "(Thm 2 lower bound)", setup, conds, [g["min_gap"] for g in gaps],
               f"holds if min over logged epochs of (train_loss - optimal_loss) >= "
               f"-{slack} x floor for every run", "docs/theory.md#batch-bound, #theorem-2",
-              missing=missing)
+              missing=missing, key="bound", kind="consistency")
     thr = b.t["floor_rel"]
     b.verdict("E6", "the training loss approaches the OF floor", setup,
               [{"lhs": g["final_rel"], "op": "<", "rhs": thr} for g in gaps],
               [g["final_rel"] for g in gaps],
               f"holds if the final (train_loss - optimal_loss) / optimal_loss < {thr} for "
-              "every run", "docs/theory.md#e6", missing=missing)
+              "every run", "docs/theory.md#e6", missing=missing, key="approach")

@@ -22,7 +22,7 @@ def check(b, runs):
               setup_text(group[0], skip=["data.ratio"]),
               [{"lhs": v, "op": "<", "rhs": thr} for v in finals.values()], list(finals.values()),
               f"holds if the final train dist_of of every run is < {thr}",
-              "docs/theory.md#e1, Thm 1")
+              "docs/theory.md#e1, Thm 1", key="train")
   for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
       continue   # check "ufm_certificate"
@@ -30,4 +30,4 @@ def check(b, runs):
     rec = b.num.field_evidence(run, "dist_of")
     b.verdict("E3/E4", "the UFM+ minimizer is an orthogonal frame", setup_text(run),
               [{"lhs": rec, "op": "<", "rhs": thr}], [rec], f"holds if dist_of < {thr}",
-              "docs/theory.md#theorem-1, #theorem-2, #ref-thm1, #ref-binding")
+              "docs/theory.md#theorem-1, #theorem-2, #ref-thm1, #ref-binding", key="ufm")

@@ -51,8 +51,9 @@ def check(b, runs, values=()):
                              reference=ref["value"])
       b.verdict("references", claim, setup, [{"lhs": diff, "op": "<=", "rhs": tol}],
                 [rec, diff], f"holds if |{ref['key']} - {ref['value']}| <= {tol}",
-                ref.get("source", ""))
+                ref.get("source", ""), key=f"{ref['run']}:{ref['key']}")
     else:
       b.verdict("references", claim, setup,
                 [{"lhs": rec, "op": op, "rhs": ref["value"]}], [rec],
-                f"holds if {ref['key']} {op} {ref['value']}", ref.get("source", ""))
+                f"holds if {ref['key']} {op} {ref['value']}", ref.get("source", ""),
+                key=f"{ref['run']}:{ref['key']}:{op}")

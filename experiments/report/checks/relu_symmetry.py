@@ -31,14 +31,14 @@ def check(b, runs):
       b.verdict("E2", "without the final ReLU the learned geometry is not an OF under "
                 "imbalance", setup, [{"lhs": v, "op": ">", "rhs": thr} for v in nums], nums,
                 f"holds if the final train dist_of of every imbalanced run (R > 1) is > {thr}",
-                "docs/theory.md#ufm-no-relu, #e2")
+                "docs/theory.md#ufm-no-relu, #e2", key="train_imbalanced")
     if even:
       thr = b.t["train_etf"]
       nums = [b.num.evidence(r, "dist_etf") for r in even]
       b.verdict("E2", "without the final ReLU, balanced training gives an ETF-like "
                 "geometry", setup, [{"lhs": v, "op": "<", "rhs": thr} for v in nums], nums,
                 f"holds if the final train dist_etf of every balanced run is < {thr}",
-                "docs/theory.md#ufm-no-relu, #e2")
+                "docs/theory.md#ufm-no-relu, #e2", key="train_balanced")
   for run in base.ufm_scl_runs(runs, final_relu=False):
     _ufm(b, run)
 
@@ -50,7 +50,8 @@ def _ufm(b, run):
     thr = b.t["ufm_etf"]
     b.verdict("E3", "balanced UFM (no ReLU) gives a simplex ETF", setup,
               [{"lhs": rec["dist_etf"], "op": "<", "rhs": thr}], [rec["dist_etf"]],
-              f"holds if dist_etf < {thr}", "docs/theory.md#ufm-no-relu, #ref-ufm-balanced")
+              f"holds if dist_etf < {thr}", "docs/theory.md#ufm-no-relu, #ref-ufm-balanced",
+              key="ufm_balanced")
     return
   thr = b.t["ufm_not"]
   conds = [{"lhs": rec["dist_of"], "op": ">", "rhs": thr},
@@ -58,9 +59,9 @@ def _ufm(b, run):
   b.verdict("E3", "imbalanced UFM (no ReLU) breaks the symmetry: neither an OF nor an ETF",
             setup, conds, [rec["dist_of"], rec["dist_etf"]],
             f"holds if dist_of > {thr} and dist_etf > {thr / 2}",
-            "docs/theory.md#ufm-no-relu, #ref-ufm-imbalanced")
+            "docs/theory.md#ufm-no-relu, #ref-ufm-imbalanced", key="ufm_imbalanced")
   if rec["of_loss"] is not None and value_of(rec["of_loss"]) is not None:
     b.verdict("E3", "imbalanced UFM (no ReLU) reaches a loss below the OF value", setup,
               [{"lhs": rec["loss"], "op": "<", "rhs": rec["of_loss"]}],
               [rec["loss"], rec["of_loss"]], "holds if loss < of_loss",
-              "docs/theory.md#ref-ufm-imbalanced")
+              "docs/theory.md#ref-ufm-imbalanced", key="ufm_loss")
