@@ -24,9 +24,13 @@ from experiments.spec import setting_name
 from experiments.report import batching, figures, figures_studies, html, seeds, tables
 from experiments.report.checks import REGISTRY
 from experiments.report.labels import run_label, setup_text
-from experiments.report.numbers import Numbers, missing_reasons, outcome
+from experiments.report.numbers import Numbers, margin, missing_reasons, outcome, value_of
 from experiments.report.runs import ReportError, Run, read_runs, ufm_loss_kind
 from geometry import runfiles
+
+def _shown(side):
+  return value_of(side) if isinstance(side, dict) else side
+
 
 # Thresholds of the verdicts. They are stated beside every verdict; an experiment may
 # override them (``"report": {"thresholds": ...}``, or a check's ``thresholds`` option).
@@ -35,9 +39,17 @@ THRESHOLDS = {
     "ufm_gap_rel": 1e-5,     # a UFM+ solve "attains the Thm 1/2 minimum": |gap| / |L*| below this
     "ufm_etf": 1e-3,         # a UFM solve "is an ETF": dist_etf below this
     "ufm_not": 0.1,          # a UFM solve "is not an OF / ETF": distance above this
-    "train_of": 0.1,         # a trained network "is an OF": final train dist_of below this
-    "train_not_of": 0.1,     # a trained network "is not an OF": final train dist_of above this
-    "train_etf": 0.1,        # a trained network's centered means "are an ETF": dist_etf below
+    # A trained network "is an OF": final train dist_of < of_fraction x dist_of(ETF_K), the
+    # distance of the simplex ETF from the OF at its K (0.096 at K = 10, 0.030 at K = 100),
+    # so that an ETF never passes as an OF; ``train_of`` (a number) replaces it by a fixed one.
+    "of_fraction": 0.3,
+    "train_of": None,
+    # A trained network's centered means "are an ETF": final train dist_etf below
+    # etf_fraction x dist_of(ETF_K) (the same scale); ``train_etf`` replaces it.
+    "etf_fraction": 0.3,
+    "train_etf": None,
+    "train_not_of": 0.3,     # a trained network "is not an OF": final train dist_of above this
+    "fit_acc": 0.99,         # ...and it fitted its training data: final train NCC accuracy >= this
     "convergence_of": 0.2,   # "reached the OF" for speed comparisons: dist_of below this
     "zero_error_acc": 0.99,  # zero-error epoch: first logged epoch with ncc_acc_train >= this
     "floor_rel": 0.05,       # "the loss reaches the OF floor": (loss - floor) / floor below this
@@ -122,6 +134,10 @@ class Builder:
     if result == "inconclusive" and not reasons:
       reasons = (["no run to judge"] if not conditions else
                  ["a number of the rule is missing (None / NaN)"])
+    # Beside each condition, the numbers it compares and its margin (> 0: by how much it
+    # holds, < 0: fails), so the verdict can be read off its conditions.
+    conditions = [{**c, "lhs_value": _shown(c["lhs"]), "rhs_value": _shown(c["rhs"]),
+                   "margin": margin(c)} for c in conditions]
     entry = {"id": "/".join([self.check_name, key or section, setup]), "check": self.check_name,
              "check_index": self.check_index, "key": key or section, "kind": kind,
              "section": section, "claim": claim, "setup": setup, "verdict": result,

@@ -89,9 +89,28 @@ def verdict_counts(verdicts) -> dict:
   return counts
 
 
+def _conditions_text(conditions) -> str:
+  """Each condition a verdict was decided on: its numbers, the comparison and the margin
+  (> 0 holds by that much, < 0 fails by that much; report.json ``conditions``)."""
+  out = []
+  for c in conditions:
+    rhs = _cell(c.get("rhs_value"))
+    if "factor" in c:
+      rhs = f"{c['factor']:g} x {rhs}"
+    text = f"{_cell(c.get('lhs_value'))} {html.escape(c['op'])} {rhs}"
+    noise = c.get("noise")
+    if isinstance(noise, dict) and noise.get("value"):
+      text += f" &plusmn; {_cell(noise['value'])} (2 SE)"
+    text += f"; margin {_cell(c.get('margin'))}"
+    if "seed" in c:
+      text = f"seed {html.escape(str(c['seed']))}: {text}"
+    out.append(text)
+  return "<br>".join(out)
+
+
 def _verdict_table(verdicts) -> str:
-  rows = ["<table><tr><th>section</th><th>claim</th><th>verdict</th><th>numbers</th>"
-          "<th>rule</th><th>setup</th></tr>"]
+  rows = ["<table><tr><th>section</th><th>claim</th><th>verdict</th><th>decided on "
+          "(number, threshold, margin)</th><th>numbers</th><th>rule</th><th>setup</th></tr>"]
   for v in verdicts:
     css = v["verdict"].replace(" ", "-")
     numbers = "<br>".join(_number_text(n) for n in v["numbers"] if n is not None)
@@ -103,6 +122,7 @@ def _verdict_table(verdicts) -> str:
                 f"{html.escape(v['reference'])}</span></td><td><b>{v['verdict']}</b>"
                 + (f"<br><span class='small'>{html.escape(_seed_note(v))}</span>"
                    if "seeds_total" in v else "") + why + "</td>"
+                f"<td class='small'>{_conditions_text(v['conditions'])}</td>"
                 f"<td>{numbers}</td><td>{html.escape(v['rule'])}</td>"
                 f"<td class='small'>{html.escape(v['setup'])}</td></tr>")
   return "".join(rows) + "</table>"

@@ -38,7 +38,7 @@ def test_a_line_that_is_not_an_object_is_one_warning(tmp_path, capsys):
   assert warning in err and "line 2 not a JSON object" in page
   # The other epochs of b are intact (its last one included): both runs are judged.
   [v] = shown["verdicts"]
-  assert v["verdict"] == "holds" and [n["value"] for n in v["numbers"]] == [0.03, 0.03]
+  assert v["verdict"] == "holds" and [n["value"] for n in v["numbers"][:2]] == [0.03, 0.03]
 
 
 def test_a_half_cut_last_line_is_not_replaced_by_the_epoch_before(tmp_path, capsys):

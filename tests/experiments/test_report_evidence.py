@@ -47,8 +47,10 @@ def test_no_condition_is_no_verdict():
 def test_a_complete_set_holds_with_its_numbers(tmp_path):
   [v] = _verdicts(_runs(tmp_path))
   assert v["verdict"] == "holds" and v["missing"] == []
-  assert [n["value"] for n in v["numbers"]] == [FINAL["a"], FINAL["b"]]
-  assert [n["epoch"] for n in v["numbers"]] == [10, 10]
+  assert [n["value"] for n in v["numbers"][:2]] == [FINAL["a"], FINAL["b"]]
+  assert [n["epoch"] for n in v["numbers"][:2]] == [10, 10]
+  # The threshold, decided per run, and the margin: 0.1 - dist_of.
+  assert [c["margin"] for c in v["conditions"]] == pytest.approx([0.08, 0.06])
 
 
 def test_a_deleted_run_is_named(tmp_path):

@@ -56,3 +56,10 @@ def test_consistency_checks_are_shown_and_counted_apart(tmp_path, capsys):
   assert claims < page.index("learns an orthogonal frame") < consistency
   assert consistency < page.index("never goes below the OF floor")
   assert "Consistency checks (hold by construction when the code is right): 1 hold" in page
+  # Beside the verdict: the number, the threshold (0.3 x dist_of(ETF_4) = 0.1553 at K = 4)
+  # and the margin.
+  [of] = [v for v in shown["verdicts"] if v["key"] == "train"]
+  [cond] = of["conditions"]
+  assert cond["lhs_value"] == 0.03 and abs(cond["rhs_value"] - 0.15529) < 1e-4
+  assert abs(cond["margin"] - (cond["rhs_value"] - 0.03)) < 1e-12
+  assert "0.03 &lt; 0.1553; margin 0.1253" in page

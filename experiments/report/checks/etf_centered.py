@@ -11,7 +11,7 @@ class-size-weighted mean it does not under imbalance (docs/theory.md#geometries,
 from __future__ import annotations
 
 from experiments.report.checks import base
-from experiments.report.labels import setup_text
+from experiments.report.labels import settings_text, setup_text
 
 
 def check(b, runs):
@@ -20,11 +20,13 @@ def check(b, runs):
       continue
     etf = list(base.finals(b.num, group, "dist_etf").values())
     if etf:
-      thr = b.t["train_etf"]
-      b.verdict("E3", "centering the learned class means (unweighted) gives a simplex ETF",
-                setup_text(group[0], skip=["data.ratio"]),
-                [{"lhs": v, "op": "<", "rhs": thr} for v in etf], etf,
-                f"holds if the final train dist_etf (unweighted centering) of every run is < {thr}",
+      thresholds = [base.etf_threshold(b, r) for r in group]
+      b.verdict("E3", "centering the learned class means (unweighted) gives a simplex ETF "
+                + settings_text(group), setup_text(group[0], skip=["data.ratio"]),
+                [{"lhs": v, "op": "<", "rhs": t} for v, t in zip(etf, thresholds)],
+                etf + thresholds,
+                "holds if the final train dist_etf (unweighted centering) of every run is < "
+                + base.threshold_text(b, "train_etf", "etf_fraction"),
                 "docs/theory.md#geometries, #centering", key="train")
   for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from experiments.report.checks import base
-from experiments.report.labels import setup_text
+from experiments.report.labels import settings_text, setup_text
 
 
 def check(b, runs):
@@ -17,11 +17,13 @@ def check(b, runs):
     if not final_relu:
       continue
     finals = base.finals(b.num, group)
-    thr = b.t["train_of"]
-    b.verdict("E1", "SCL with a final ReLU learns an orthogonal frame at every R",
+    thresholds = [base.of_threshold(b, r) for r in group]
+    b.verdict("E1", "SCL with a final ReLU learns an orthogonal frame " + settings_text(group),
               setup_text(group[0], skip=["data.ratio"]),
-              [{"lhs": v, "op": "<", "rhs": thr} for v in finals.values()], list(finals.values()),
-              f"holds if the final train dist_of of every run is < {thr}",
+              [{"lhs": finals[r.name], "op": "<", "rhs": t} for r, t in zip(group, thresholds)],
+              list(finals.values()) + thresholds,
+              "holds if the final train dist_of of every run is < "
+              + base.threshold_text(b, "train_of", "of_fraction"),
               "docs/theory.md#e1, Thm 1", key="train")
   for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
