@@ -63,3 +63,22 @@ def test_consistency_checks_are_shown_and_counted_apart(tmp_path, capsys):
   assert cond["lhs_value"] == 0.03 and abs(cond["rhs_value"] - 0.15529) < 1e-4
   assert abs(cond["margin"] - (cond["rhs_value"] - 0.03)) < 1e-12
   assert "0.03 &lt; 0.1553; margin 0.1253" in page
+
+
+def test_claims_name_their_settings_and_r100_reshuffled_is_its_own_row():
+  from test_report_checks import train
+  from pathlib import Path
+  norms = [[1.0] * 10] * 2
+  runs = [train("r1", dist_of=[0.5, 0.01], class_mean_norms=norms, **{"data.ratio": 1.0}),
+          train("r10", dist_of=[0.5, 0.02], class_mean_norms=norms),
+          train("r100b", dist_of=[0.5, 0.03], class_mean_norms=norms, binding=1,
+                **{"data.ratio": 100.0})]
+  b = report.Builder(runs, Path("/tmp"), checks=[spec.check("of_reached")])
+  assert [v["claim"] for v in b.run_checks().verdicts] == [
+      "SCL with a final ReLU learns an orthogonal frame at R = 1 and 10 reshuffled",
+      "SCL with a final ReLU learns an orthogonal frame at R = 100 with binding"]
+  from experiments.configs import recipe_targets
+  exp = recipe_targets.get_experiment()
+  rows = [c.runs for c in exp["checks"] if c.name == "of_reached"]
+  assert ("fashion_mnist_relu_R100_bind0",) in rows and ("digits_relu_R100_bind0",) in rows
+  assert not any("fashion_mnist_relu_R100_bind0" in r and len(r) > 1 for r in rows)
