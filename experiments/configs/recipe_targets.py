@@ -5,9 +5,13 @@ on Fashion-MNIST, experiments/configs/digits_mlp.py on scikit-learn's digits) in
 step imbalance: with the final ReLU at R = 1, R = 10, and R = 100 with and without
 batch-binding; without it at R = 10 and R = 100. The claims, each decided on every seed:
 
-- with the final ReLU the learned geometry is an OF: final train dist_of < 0.1 at R = 1,
-  R = 10 and R = 100 with binding (``of_reached``);
-- without it, it is not: final train dist_of > 0.3 at R = 10 and R = 100 (``relu_symmetry``);
+- with the final ReLU the learned geometry is an OF: final train dist_of < 0.3 x
+  dist_of(ETF_10) = 0.096 (docs/experiments.md#thresholds) at R = 1 and 10 reshuffled (one
+  verdict) and at R = 100 with binding (another) (``of_reached``);
+- R = 100 reshuffled, as measured, is its own row (``of_reached`` on that run alone): it
+  misses the threshold on Fashion-MNIST (docs/results.md), and is not part of the claim above;
+- without it, it is not: the network fitted its training data (final train NCC accuracy
+  >= 0.99) and final train dist_of > 0.3 at R = 10 and R = 100 (``relu_symmetry``);
 - binding reaches dist_of < 0.2 at R = 100 in at most half the epochs reshuffling takes, or
   by the end when reshuffling never does (``binding_speed`` with ``at_most=0.5``);
 - the final ReLU costs no test accuracy: balanced NCC with minus without >= -0.02, on seed
@@ -55,6 +59,7 @@ def get_experiment(preset="cpu"):
     checks += [
         check("of_reached", runs=[names["relu_R1"], names["relu_R10"],
                                   names["relu_R100_bind1"]]),
+        check("of_reached", runs=[names["relu_R100_bind0"]]),
         check("relu_symmetry", runs=[names["norelu_R10"], names["norelu_R100"]]),
         check("binding_speed", runs=[names["relu_R100_bind1"], names["relu_R100_bind0"]],
               at_most=0.5),

@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 from experiments import spec
+from experiments.spec import setting_name
 from experiments.report import batching, figures, figures_studies, html, seeds, tables
 from experiments.report.checks import REGISTRY
 from experiments.report.labels import run_label, setup_text
-from experiments.report.numbers import Numbers, outcome
-from experiments.report.runs import ReportError, Run, discover, ufm_loss_kind
+from experiments.report.numbers import Numbers, margin, missing_reasons, outcome, value_of
+from experiments.report.runs import ReportError, Run, read_runs, ufm_loss_kind
 from geometry import runfiles
+
+def _shown(side):
+  return value_of(side) if isinstance(side, dict) else side
+
 
 # Thresholds of the verdicts. They are stated beside every verdict; an experiment may
 # override them (``"report": {"thresholds": ...}``, or a check's ``thresholds`` option).
@@ -33,9 +39,17 @@ THRESHOLDS = {
     "ufm_gap_rel": 1e-5,     # a UFM+ solve "attains the Thm 1/2 minimum": |gap| / |L*| below this
     "ufm_etf": 1e-3,         # a UFM solve "is an ETF": dist_etf below this
     "ufm_not": 0.1,          # a UFM solve "is not an OF / ETF": distance above this
-    "train_of": 0.1,         # a trained network "is an OF": final train dist_of below this
-    "train_not_of": 0.1,     # a trained network "is not an OF": final train dist_of above this
-    "train_etf": 0.1,        # a trained network's centered means "are an ETF": dist_etf below
+    # A trained network "is an OF": final train dist_of < of_fraction x dist_of(ETF_K), the
+    # distance of the simplex ETF from the OF at its K (0.096 at K = 10, 0.030 at K = 100),
+    # so that an ETF never passes as an OF; ``train_of`` (a number) replaces it by a fixed one.
+    "of_fraction": 0.3,
+    "train_of": None,
+    # A trained network's centered means "are an ETF": final train dist_etf below
+    # etf_fraction x dist_of(ETF_K) (the same scale); ``train_etf`` replaces it.
+    "etf_fraction": 0.3,
+    "train_etf": None,
+    "train_not_of": 0.3,     # a trained network "is not an OF": final train dist_of above this
+    "fit_acc": 0.99,         # ...and it fitted its training data: final train NCC accuracy >= this
     "convergence_of": 0.2,   # "reached the OF" for speed comparisons: dist_of below this
     "zero_error_acc": 0.99,  # zero-error epoch: first logged epoch with ncc_acc_train >= this
     "floor_rel": 0.05,       # "the loss reaches the OF floor": (loss - floor) / floor below this
@@ -91,12 +105,15 @@ class Builder:
     self.tables: list[dict] = []
     self.verdicts: list[dict] = []
     self.check_name = ""   # the check being run (`run_checks`), part of each verdict's id
+    self.check_index = -1  # its place in the check list (one check name may be listed twice)
+    self.absent: list[str] = []   # the reasons its named runs give no evidence
+    self.warnings: list[str] = []   # read_runs' warnings, shown on the page
     self.ufm = [r for r in runs if r.kind == "ufm"]
     self.train = [r for r in runs if r.kind == "train"]
 
   def verdict(self, section: str, claim: str, setup: str, conditions: list[dict],
               numbers: list[dict], rule: str, reference: str = "", on_means: bool = False,
-              *, key: str = "", kind: str = "claim"):
+              *, key: str = "", kind: str = "claim", missing=(), placeholder: bool = False):
     """Adds a verdict. `conditions` are {"lhs": record, "op": "<", "rhs": record or float}; the
     claim holds when all hold, does not hold when one fails, and is inconclusive when a
     number is missing (None / NaN). `on_means`: over seeds, the claim is decided on the seed
@@ -105,13 +122,29 @@ class Builder:
     `key` tells apart the verdicts one check makes on one setting (e.g. "train", "ufm"); the
     verdict's ``id`` is ``check/key/setup``, which pairs verdicts across seeds whatever the
     claim's wording. `kind` is "claim" for a finding, "consistency" for a check that holds
-    by construction when the code is right (shown apart from the claims)."""
+    by construction when the code is right (shown apart from the claims).
+
+    No evidence, no verdict: the verdict is "inconclusive" when there is no condition, when
+    a number is missing, when `missing` (reasons) is not empty or when a run the check names
+    is absent; ``missing`` lists why, naming the run, setting and epoch."""
     if kind not in ("claim", "consistency"):
       raise ValueError(f"verdict kind {kind!r}: 'claim' or 'consistency'")
+    reasons = list(dict.fromkeys([*self.absent, *missing, *missing_reasons(conditions)]))
+    result = "inconclusive" if reasons else outcome(conditions)
+    if result == "inconclusive" and not reasons:
+      reasons = (["no run to judge"] if not conditions else
+                 ["a number of the rule is missing (None / NaN)"])
+    # Beside each condition, the numbers it compares and its margin (> 0: by how much it
+    # holds, < 0: fails), so the verdict can be read off its conditions.
+    conditions = [{**c, "lhs_value": _shown(c["lhs"]), "rhs_value": _shown(c["rhs"]),
+                   "margin": margin(c)} for c in conditions]
     entry = {"id": "/".join([self.check_name, key or section, setup]), "check": self.check_name,
-             "kind": kind, "section": section, "claim": claim, "setup": setup,
-             "verdict": outcome(conditions), "rule": rule, "reference": reference,
-             "conditions": conditions, "numbers": numbers}
+             "check_index": self.check_index, "key": key or section, "kind": kind,
+             "section": section, "claim": claim, "setup": setup, "verdict": result,
+             "missing": reasons if result == "inconclusive" else [], "rule": rule,
+             "reference": reference, "conditions": conditions, "numbers": numbers}
+    if placeholder:
+      entry["placeholder"] = True
     self.all_verdicts.append(entry)
     if self.keep is None:
       self.verdicts.append(entry)
@@ -123,14 +156,27 @@ class Builder:
     return figures.save(fig, self.out_dir, stem)
 
   def run_checks(self):
+    """Makes every check on its runs. A run the check names that is not among the runs makes
+    each of its verdicts inconclusive; a check that names runs and gives no verdict gives
+    one inconclusive verdict saying so."""
     base = self.t
-    for item in self.checks:
+    for index, item in enumerate(self.checks):
       options = dict(item.options)
       self.t = {**base, **(options.pop("thresholds", None) or {})}
-      self.check_name = item.name
-      REGISTRY[item.name](self, [r for r in self.runs if item.selects(r.name)], **options)
+      self.check_name, self.check_index = item.name, index
+      selected = [r for r in self.runs if item.selects(r.name)]
+      present = {n for r in selected for n in (r.name, setting_name(r.name))}
+      self.absent = [f"run {n} is missing" for n in (item.runs or ()) if n not in present]
+      before = len(self.all_verdicts)
+      REGISTRY[item.name](self, selected, **options)
+      if item.runs is not None and len(self.all_verdicts) == before:
+        self.verdict("-", f"check {item.name} on {', '.join(item.runs)}", "", [], [],
+                     "no verdict: none of the named runs gives the numbers the claim needs",
+                     missing=[f"no run among {', '.join(item.runs)} gives the numbers of "
+                              f"check {item.name} (missing, unfinished or without them)"],
+                     key="no-evidence", placeholder=True)
     self.t = base
-    self.check_name = ""
+    self.check_name, self.check_index, self.absent = "", -1, []
     return self
 
   def build(self):
@@ -156,7 +202,9 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
   `checks`: the experiment's `experiments.spec.Check` list (None: the defaults of the run
   kinds); `hints`: figure hints (``heatmaps``: run names in panel order)."""
   out_dir = Path(out_dir)
-  runs = discover(run_dirs)
+  runs, warnings = read_runs(run_dirs)
+  for line in warnings:
+    print(f"report: warning: {line}", file=sys.stderr)
   checks = resolve_checks(checks, runs)
   out_dir.mkdir(parents=True, exist_ok=True)
   for old in out_dir.glob("fig_*.png"):
@@ -166,9 +214,13 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
     builder = seeds.build(Builder, settings, out_dir, thresholds, hints, checks)
   else:
     builder = Builder(runs, out_dir, thresholds, hints, checks=checks).build()
+  builder.warnings = warnings
   html_path = html.write_html(builder, title, description, out_dir)
   report = {
       "title": title, "description": description, "thresholds": builder.t,
+      # Damage found while reading the runs (a run left out, a metrics line left out), one
+      # line each, as on stderr.
+      "warnings": warnings,
       # The checks made (their options' values are in the verdicts they give).
       "checks": [{"name": c.name, "runs": list(c.runs) if c.runs is not None else None,
                   "options": sorted(c.options)} for c in checks],
@@ -177,6 +229,8 @@ def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLi
                    "data": f.data} for f in builder.figures],
       "tables": builder.tables,
       "verdicts": builder.verdicts,
+      # Claims and consistency checks (verdict "kind") counted apart.
+      "counts": html.verdict_counts(builder.verdicts),
       "settings": seeds.describe(settings, builder.num),
   }
   runfiles.write_json(out_dir / "report.json", report)

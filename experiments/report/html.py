@@ -79,36 +79,81 @@ def _seed_note(verdict: dict) -> str:
   return note
 
 
+def verdict_counts(verdicts) -> dict:
+  """{"claim": {outcome: n}, "consistency": {outcome: n}}: claims and consistency checks are
+  counted apart."""
+  counts = {"claim": {}, "consistency": {}}
+  for v in verdicts:
+    c = counts[v.get("kind", "claim")]
+    c[v["verdict"]] = c.get(v["verdict"], 0) + 1
+  return counts
+
+
+def _conditions_text(conditions) -> str:
+  """Each condition a verdict was decided on: its numbers, the comparison and the margin
+  (> 0 holds by that much, < 0 fails by that much; report.json ``conditions``)."""
+  out = []
+  for c in conditions:
+    rhs = _cell(c.get("rhs_value"))
+    if "factor" in c:
+      rhs = f"{c['factor']:g} x {rhs}"
+    text = f"{_cell(c.get('lhs_value'))} {html.escape(c['op'])} {rhs}"
+    noise = c.get("noise")
+    if isinstance(noise, dict) and noise.get("value"):
+      text += f" &plusmn; {_cell(noise['value'])} (2 SE)"
+    text += f"; margin {_cell(c.get('margin'))}"
+    if "seed" in c:
+      text = f"seed {html.escape(str(c['seed']))}: {text}"
+    out.append(text)
+  return "<br>".join(out)
+
+
+def _verdict_table(verdicts) -> str:
+  rows = ["<table><tr><th>section</th><th>claim</th><th>verdict</th><th>decided on "
+          "(number, threshold, margin)</th><th>numbers</th><th>rule</th><th>setup</th></tr>"]
+  for v in verdicts:
+    css = v["verdict"].replace(" ", "-")
+    numbers = "<br>".join(_number_text(n) for n in v["numbers"] if n is not None)
+    why = "".join(f"<br><span class='small missing'>{html.escape(r)}</span>"
+                  for r in v.get("missing", []))
+    rows.append(f"<tr class='{css}' id='{html.escape(v.get('id', ''))}'>"
+                f"<td>{html.escape(v['section'])}</td>"
+                f"<td>{html.escape(v['claim'])}<br><span class='small'>"
+                f"{html.escape(v['reference'])}</span></td><td><b>{v['verdict']}</b>"
+                + (f"<br><span class='small'>{html.escape(_seed_note(v))}</span>"
+                   if "seeds_total" in v else "") + why + "</td>"
+                f"<td class='small'>{_conditions_text(v['conditions'])}</td>"
+                f"<td>{numbers}</td><td>{html.escape(v['rule'])}</td>"
+                f"<td class='small'>{html.escape(v['setup'])}</td></tr>")
+  return "".join(rows) + "</table>"
+
+
 def write_html(builder, title: str, description: str, out_dir: Path) -> Path:
   parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
            f"</title><style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
   if description:
     parts.append(f"<p>{html.escape(description)}</p>")
-  counts = {}
-  for v in builder.verdicts:
-    counts[v["verdict"]] = counts.get(v["verdict"], 0) + 1
+  counts = verdict_counts(builder.verdicts)
   def seeds_of(run):  # the seeds of a setting run over several seeds
     seed = run.flat.get("seed")
     return f"; {seeds_text(seed)}" if isinstance(seed, list) else ""
+  def said(c):
+    return (f"{c.get('holds', 0)} hold, {c.get('does not hold', 0)} do not hold, "
+            f"{c.get('inconclusive', 0)} inconclusive")
   parts.append("<p>Runs: " + ", ".join(f"<code>{html.escape(r.name)}</code> ({run_label(r)}"
                                        f"{seeds_of(r)})" for r in builder.runs)
-               + f". Verdicts: {counts.get('holds', 0)} hold, "
-               f"{counts.get('does not hold', 0)} do not hold, "
-               f"{counts.get('inconclusive', 0)} inconclusive.</p>")
-  if builder.verdicts:
-    parts.append("<h2>Verdicts</h2><table><tr><th>section</th><th>claim</th><th>verdict</th>"
-                 "<th>numbers</th><th>rule</th><th>setup</th></tr>")
-    for v in builder.verdicts:
-      css = v["verdict"].replace(" ", "-")
-      numbers = "<br>".join(_number_text(n) for n in v["numbers"] if n is not None)
-      parts.append(f"<tr class='{css}'><td>{html.escape(v['section'])}</td>"
-                   f"<td>{html.escape(v['claim'])}<br><span class='small'>"
-                   f"{html.escape(v['reference'])}</span></td><td><b>{v['verdict']}</b>"
-                   + (f"<br><span class='small'>{html.escape(_seed_note(v))}</span>"
-                      if "seeds_total" in v else "") + "</td>"
-                   f"<td>{numbers}</td><td>{html.escape(v['rule'])}</td>"
-                   f"<td class='small'>{html.escape(v['setup'])}</td></tr>")
-    parts.append("</table>")
+               + f". Claims: {said(counts['claim'])}. Consistency checks (hold by "
+               f"construction when the code is right): {said(counts['consistency'])}.</p>")
+  if builder.warnings:
+    parts.append("<h2>Warnings</h2><p class='small'>Damage found while reading the runs; "
+                 "a run left out gives no number, a line left out gives none for its epoch."
+                 "</p><ul class='warnings'>" + "".join(
+                     f"<li>{html.escape(w)}</li>" for w in builder.warnings) + "</ul>")
+  for kind, heading in (("claim", "Verdicts: claims"),
+                        ("consistency", "Consistency checks (hold by construction)")):
+    shown = [v for v in builder.verdicts if v.get("kind", "claim") == kind]
+    if shown:
+      parts.append(f"<h2 id='{kind}'>{heading}</h2>" + _verdict_table(shown))
   if builder.figures:
     parts.append("<h2>Figures</h2>")
   for i, fig in enumerate(builder.figures, 1):

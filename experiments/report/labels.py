@@ -47,6 +47,25 @@ def seeds_text(seed) -> str:
   return f"seed {seed}"
 
 
+def settings_text(group: Sequence[Run]) -> str:
+  """The settings a verdict over training runs covers, in words: "at R = 1 and 10
+  reshuffled", "at R = 100 with binding", "at R = 1 (balanced)"."""
+  ratios = []
+  for run in group:
+    ratio = 1 if run.flat.get("data.imbalance", "none") == "none" else run.flat.get("data.ratio")
+    if fmt(ratio) not in ratios:
+      ratios.append(fmt(ratio))
+  if not ratios:
+    return "(no run)"
+  text = "at R = " + (ratios[0] if len(ratios) == 1 else
+                      ", ".join(ratios[:-1]) + " and " + ratios[-1])
+  flat = group[0].flat
+  if flat.get("binding", 0):
+    return text + " with binding"
+  return text + (" reshuffled" if flat.get("batching", "shuffle") == "shuffle" else
+                 f" ({flat.get('batching')} batches)")
+
+
 # Config fields of a training run's setup line, in order, with their text.
 _SETUP_FIELDS = (("temperature", "τ={}"), ("data.imbalance", "imbalance {}"),
                  ("data.ratio", "R={}"), ("data.rho", "ρ={}"), ("data.n_max", "n_max={}"),

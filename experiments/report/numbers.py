@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.report.runs import Run, get_path, has_path
-from geometry import metrics
+from experiments.report.runs import Run, get_path, has_path, num_classes, unfinished, usable
+from geometry import frames, metrics
 
 
 class Numbers:
@@ -44,6 +44,15 @@ class Numbers:
     key = run.field_key(name)
     return None if key is None else self.json_value(run, key)
 
+  def field_evidence(self, run: Run, name: str) -> dict:
+    """A result.json field as a verdict may use it (see `evidence`)."""
+    rec = self.field(run, name)
+    if rec is None:
+      return missing(f"run {run.name}: {run.data_file.name} has no {name}")
+    if rec["value"] is None or (isinstance(rec["value"], float) and not math.isfinite(rec["value"])):
+      return {**rec, "missing": f"run {run.name}: {name} is {rec['value']}"}
+    return rec
+
   def line_value(self, run: Run, line: int, key: str) -> dict:
     record = {"value": get_path(run.metrics[line], key),
               "source": self.rel(run.path / "metrics.jsonl"), "line": line, "key": key}
@@ -58,6 +67,21 @@ class Numbers:
     if line is None or not has_path(run.metrics[line], key):
       return None
     return self.line_value(run, line, key)
+
+  def evidence(self, run: Run, key: str) -> dict:
+    """`key` at the run's final epoch as a verdict may use it: the `final` record, or a
+    record with value None and ``missing`` naming why there is none (the run is unfinished,
+    has no such key at its last epoch, or logged NaN / null there)."""
+    reason = unfinished(run)
+    rec = self.final(run, key)
+    if reason is not None:
+      return missing(reason, **({"at_last_logged": rec} if rec is not None else {}))
+    if rec is None:
+      return missing(f"run {run.name}: no {key} at its last logged epoch {run.last_epoch}")
+    if not usable(rec["value"]):
+      shown = "null" if rec["value"] is None else str(rec["value"])
+      return {**rec, "missing": f"run {run.name}: {key} at epoch {run.last_epoch} is {shown}"}
+    return rec
 
   def series(self, run: Run, key: str) -> dict:
     lines = run.metric_lines(key)
@@ -148,6 +172,24 @@ def floor_gap(num: Numbers, run: Run) -> dict:
   return out
 
 
+def missing(reason: str, **extra) -> dict:
+  """A number a verdict needs but the runs do not have: value None, ``missing`` says why."""
+  return {"value": None, "missing": reason, **extra}
+
+
+def missing_reasons(node) -> list[str]:
+  """The ``missing`` reasons of a record and of the records it is derived from."""
+  if isinstance(node, dict):
+    # A condition's own "missing" option ("infinity") is a rule, not a reason: records only.
+    own = ([node["missing"]] if isinstance(node.get("missing"), str)
+           and ("value" in node or "values" in node) else [])
+    return own + [r for k, v in node.items() if k in ("from", "lhs", "rhs")
+                  for r in missing_reasons(v)]
+  if isinstance(node, list):
+    return [r for v in node for r in missing_reasons(v)]
+  return []
+
+
 def value_of(record):
   """The value of a record (None for no record)."""
   return None if record is None else record["value"]
@@ -186,19 +228,95 @@ def compare(lhs, op: str, rhs, missing: str | None = None) -> bool | None:
   return {"<": lhs < rhs, "<=": lhs <= rhs, ">": lhs > rhs, ">=": lhs >= rhs}[op]
 
 
+def _side(value, cond):
+  return value_of(value) if isinstance(value, dict) else value
+
+
+def judge(cond: dict) -> bool | None:
+  """One condition ``{"lhs", "op", "rhs"[, "missing", "factor", "noise"]}``: ``lhs op
+  factor * rhs``, or None (undecidable). With ``noise`` n (e.g. two standard errors of a
+  difference of seed means) the comparison must hold for every lhs in [lhs - n, lhs + n]
+  to hold, fails when it fails for every one, and is None (the seeds cannot tell) otherwise."""
+  lhs, rhs = _side(cond["lhs"], cond), _side(cond["rhs"], cond)
+  if rhs is not None and "factor" in cond and finite_number(rhs):
+    rhs = rhs * cond["factor"]
+  noise = _side(cond.get("noise"), cond) or 0.0
+  if not noise or cond["op"] == "==" or not finite_number(lhs):
+    return compare(lhs, cond["op"], rhs, cond.get("missing"))
+  worst, best = ((lhs - noise, lhs + noise) if cond["op"] in (">", ">=") else
+                 (lhs + noise, lhs - noise))
+  if compare(worst, cond["op"], rhs, cond.get("missing")):
+    return True
+  if compare(best, cond["op"], rhs, cond.get("missing")) is False:
+    return False
+  return None
+
+
+def finite_number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def margin(cond: dict) -> float | None:
+  """By how much a condition holds (> 0) or fails (< 0): rhs - lhs for < and <=, lhs - rhs
+  for > and >=, less the condition's ``noise``; None for == or a missing number."""
+  lhs, rhs = _side(cond["lhs"], cond), _side(cond["rhs"], cond)
+  if not (finite_number(lhs) and finite_number(rhs)) or cond["op"] == "==":
+    return None
+  rhs = rhs * cond.get("factor", 1.0)
+  noise = _side(cond.get("noise"), cond) or 0.0
+  return (rhs - lhs if cond["op"] in ("<", "<=") else lhs - rhs) - noise
+
+
 def outcome(conditions: list[dict]) -> str:
-  """"holds" when every condition ``{"lhs", "op", "rhs"[, "missing", "factor"]}`` holds
-  (``lhs op factor * rhs``), "does not hold" when one fails, "inconclusive" when a number is
-  missing (None / NaN)."""
+  """"holds" when every condition holds (`judge`), "does not hold" when one fails,
+  "inconclusive" when one is undecidable (a number missing, None / NaN, or within the seeds'
+  noise) or there is no condition (no evidence, no verdict)."""
+  if not conditions:
+    return "inconclusive"
   result_text = "holds"
   for cond in conditions:
-    lhs = value_of(cond["lhs"]) if isinstance(cond["lhs"], dict) else cond["lhs"]
-    rhs = value_of(cond["rhs"]) if isinstance(cond["rhs"], dict) else cond["rhs"]
-    if rhs is not None and "factor" in cond:
-      rhs = rhs * cond["factor"]
-    result = compare(lhs, cond["op"], rhs, cond.get("missing"))
+    result = judge(cond)
     if result is None:
       return "inconclusive"
     if not result:
       result_text = "does not hold"
   return result_text
+
+
+def etf_dist_of(k: int) -> float:
+  """dist_of of the simplex ETF of K classes (`geometry.metrics.dist_of`), the distance
+  between the two geometries the paper contrasts: 0.320 at K = 10, 0.100 at K = 100 (about
+  1/sqrt(K) for large K)."""
+  return metrics.dist_of(frames.simplex_etf(k, k))
+
+
+def relative_threshold(run, absolute, fraction: float, name: str) -> dict:
+  """The threshold of a "geometry is an OF / an ETF" verdict on `run`: `absolute` when set,
+  else ``fraction x dist_of(ETF_K)`` for the run's K, as a record naming K (missing when K
+  is unknown)."""
+  if absolute is not None:
+    return {"value": absolute, "derived": "threshold", "name": name}
+  k = num_classes(run)
+  if not k or k < 2:
+    return missing(f"run {run.name}: number of classes unknown, so the {name} threshold "
+                   f"({fraction} x dist_of(ETF_K)) is unknown")
+  ref = etf_dist_of(k)
+  return {"value": fraction * ref, "derived": "threshold", "name": name, "fraction": fraction,
+          "K": k, "etf_dist_of": ref, "formula": f"{fraction} x dist_of(ETF_{k}) = "
+          f"{fraction} x {ref:.4g}"}
+
+
+def noise_of_difference(a: dict, b: dict, z: float = 2.0) -> dict:
+  """z standard errors of the difference of two seed means a - b:
+  z sqrt(s_a^2 / n_a + s_b^2 / n_b), s the seeds' sample standard deviation (ddof 1). A
+  number of one run (no seeds) has no spread: 0."""
+  parts, per = [], []
+  for rec in (a, b):
+    values = [value_of(r) for r in (rec or {}).get("from", [])] \
+        if (rec or {}).get("derived") == "mean" else []
+    values = [v for v in values if finite_number(v)]
+    per.append(values)
+    if len(values) >= 2:
+      parts.append(float(np.var(values, ddof=1)) / len(values))
+  value = z * math.sqrt(math.fsum(parts)) if parts else 0.0
+  return {"value": value, "derived": "standard_errors", "z": z, "seeds": [len(v) for v in per]}

@@ -106,6 +106,7 @@ class Run:
   data: dict = field(default_factory=dict)    # result.json (ufm) or config.json (train)
   metrics: list = field(default_factory=list)  # metrics.jsonl lines (train)
   info: dict | None = None                    # run.json, when the folder has a readable one
+  warnings: list = field(default_factory=list)  # damage found while reading, one line each
   _emb_cache: Any = None
 
   # -- setup --------------------------------------------------------------------------------
@@ -143,14 +144,46 @@ class Run:
     so a resumed run that re-logged an epoch is counted once), sorted by epoch."""
     by_epoch = {}
     for i, line in enumerate(self.metrics):
-      if "epoch" in line and has_path(line, key) and usable(get_path(line, key)):
+      if _is_epoch(line.get("epoch")) and has_path(line, key) and usable(get_path(line, key)):
         by_epoch[line["epoch"]] = i
     return [by_epoch[e] for e in sorted(by_epoch)]
 
   @property
   def final_line(self) -> int | None:
-    lines = self.metric_lines("dist_of") or self.metric_lines("train_loss")
-    return lines[-1] if lines else None
+    """The line of the last logged epoch (the last such line when an epoch was re-logged),
+    whatever its values: a NaN or null there is the run's final value, never replaced by an
+    earlier epoch's."""
+    best = None
+    for i, line in enumerate(self.metrics):
+      epoch = line.get("epoch")
+      if _is_epoch(epoch) and (best is None or epoch >= self.metrics[best]["epoch"]):
+        best = i
+    return best
+
+  @property
+  def last_epoch(self) -> int | None:
+    line = self.final_line
+    return None if line is None else self.metrics[line]["epoch"]
+
+
+def _is_epoch(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def unfinished(run: Run) -> str | None:
+  """Why a training run's last logged epoch is not its final one, or None when it is: no
+  logged epoch, no integer ``num_epochs`` in its config, or last logged epoch < num_epochs."""
+  if run.kind != "train":
+    return None
+  total = run.get("num_epochs")
+  last = run.last_epoch
+  if last is None:
+    return f"run {run.name}: no logged epoch"
+  if not _is_epoch(total):
+    return f"run {run.name}: config.json has no num_epochs, so its last epoch is unknown"
+  if last < total:
+    return f"run {run.name} is unfinished: last logged epoch {last} < num_epochs {total}"
+  return None
 
 
 def ufm_loss_kind(run: Run) -> str:
@@ -174,17 +207,35 @@ def load_embeddings(path: Path):
   return np.asarray(emb, np.float64), np.asarray(labels).astype(np.int64)
 
 
-def _read_jsonl(path: Path) -> list:
-  lines = []
-  for raw in path.read_text().splitlines():
+def _read_jsonl(path: Path) -> tuple[list, list[str]]:
+  """(lines, warnings): each line of a metrics.jsonl as a dict; a line that is not JSON (a
+  run killed mid-write cuts its last line) or not a JSON object becomes {} (so the line
+  numbers of the provenance records stay those of the file) and one warning naming the file
+  and line (1-based)."""
+  lines, warnings = [], []
+  for number, raw in enumerate(path.read_text().splitlines(), 1):
     raw = raw.strip()
-    if raw:
-      try:
-        lines.append(json.loads(raw))
-      except json.JSONDecodeError:
-        # A run killed mid-write leaves a truncated last line; keep the complete ones.
-        lines.append({})
-  return lines
+    if not raw:
+      continue
+    try:
+      line = json.loads(raw)
+    except json.JSONDecodeError:
+      line, why = {}, "not JSON (cut short?)"
+    else:
+      why = None if isinstance(line, dict) else f"not a JSON object ({raw[:40]})"
+      if why is None and "epoch" in line and not _is_epoch(line["epoch"]):
+        why = f"epoch {line['epoch']!r} is not an integer"
+    if why is not None:
+      warnings.append(f"{path}: line {number} {why}; left out")
+      line = {}
+    lines.append(line)
+  return lines, warnings
+
+
+# The config fields the report judges a training run on: a config.json without one of them
+# is never read as the trainer's defaults.
+REPORT_FIELDS = ("loss", "num_epochs", "seed", "binding", "batching", "model.final_relu",
+                 "data.imbalance", "data.ratio")
 
 
 def _is_ufm(path: Path) -> bool:
@@ -200,7 +251,18 @@ def is_run_folder(path: Path) -> bool:
 
 
 def discover(paths: Sequence[str | os.PathLike]) -> list[Run]:
-  """The runs in `paths` (run folders, or folders holding run folders one level down)."""
+  """The runs in `paths` (run folders, or folders holding run folders one level down); each
+  warning of `read_runs` is printed on stderr."""
+  runs, warnings = read_runs(paths)
+  for line in warnings:
+    print(f"report: warning: {line}", file=sys.stderr)
+  return runs
+
+
+def read_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Run], list[str]]:
+  """(runs, warnings) of `paths`: a run folder that cannot be read is left out with one
+  warning naming the file; damage inside a run it keeps (a metrics line left out, an
+  unreadable run.json) is one warning each, also in that run's ``warnings``."""
   folders = []
   for raw in paths:
     path = Path(raw)
@@ -214,30 +276,36 @@ def discover(paths: Sequence[str | os.PathLike]) -> list[Run]:
       raise ReportError(f"{path}: neither a UFM result (result.json) nor a training workdir "
                         "(metrics.jsonl + config.json), and holds none")
     folders.extend(found)
-  runs, names, broken = [], set(), []
+  runs, names, broken, warnings = [], set(), [], []
   for path in folders:
     name = path.name if path.name not in names else f"{path.parent.name}/{path.name}"
     names.add(name)
     try:
-      runs.append(load_run(name, path))
+      run = load_run(name, path)
     except ValueError as e:
       # A run folder broken by a fault (a kill mid-write, a full disk) costs its own run only.
       broken.append(str(e))
-      print(f"report: warning: {name} left out: {e}", file=sys.stderr)
+      warnings.append(f"{name} left out: {e}")
+      continue
+    runs.append(run)
+    warnings.extend(run.warnings)
   if not runs:
     raise ReportError(f"no readable run: {'; '.join(broken)}")
-  return runs
+  return runs, warnings
 
 
-def _read_info(path: Path) -> dict | None:
-  """run.json; None when absent or unreadable (it only feeds the batching section)."""
+def _read_info(path: Path) -> tuple[dict | None, list[str]]:
+  """(run.json, warnings); None when absent or unreadable (it only feeds the batching
+  section), with one warning when unreadable."""
   if not (path / "run.json").exists():
-    return None
+    return None, []
   try:
     info = runfiles.read_json(path / "run.json")
-  except ValueError:
-    return None
-  return info if isinstance(info, dict) else None
+  except ValueError as e:
+    return None, [f"{path / 'run.json'}: cannot be read ({e}); not used"]
+  if not isinstance(info, dict):
+    return None, [f"{path / 'run.json'}: not a JSON object; not used"]
+  return info, []
 
 
 def load_run(name: str, path: Path) -> Run:
@@ -247,10 +315,16 @@ def load_run(name: str, path: Path) -> Run:
   else:
     metrics_path = path / "metrics.jsonl"
     try:
-      metrics = _read_jsonl(metrics_path)
+      metrics, warnings = _read_jsonl(metrics_path)
     except (OSError, UnicodeDecodeError) as e:
       raise ValueError(f"{metrics_path}: cannot be read ({e})") from None
-    run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics)
+    run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics,
+              warnings=warnings)
+    if isinstance(run.data, dict):
+      lacking = [f for f in REPORT_FIELDS if not has_path(run.data, f)]
+      if lacking:
+        raise ValueError(f"{run.data_file}: no {', '.join(lacking)} (a run is never judged "
+                         "on default settings)")
     # No logged epoch is a run that has just started, unless it has finished (the trainer
     # writes embeddings_final.npz last): then its metrics were lost.
     if not any(metrics) and run.embeddings_file is not None:
@@ -258,7 +332,8 @@ def load_run(name: str, path: Path) -> Run:
                        f"({run.embeddings_file.name} exists)")
   if not isinstance(run.data, dict):
     raise ValueError(f"{run.data_file}: not a JSON object")
-  run.info = _read_info(path)
+  run.info, info_warnings = _read_info(path)
+  run.warnings = run.warnings + info_warnings
   if run.embeddings_file is not None:
     # Header and size only (a memory map, the zip directory): the arrays load when drawn.
     try:

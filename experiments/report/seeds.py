@@ -233,8 +233,10 @@ class SeedNumbers(Numbers):
     NaN), as a missing number of a single run makes its verdicts undecidable."""
     recs, seeds = [r for _, r in pairs], [s for s, _ in pairs]
     values = [r["value"] for r in recs]
-    if any(v is None or (_is_number(v) and not math.isfinite(v)) for v in values):
-      return Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra)
+    reasons = [r["missing"] for r in recs if isinstance(r.get("missing"), str)]
+    if reasons or any(v is None or (_is_number(v) and not math.isfinite(v)) for v in values):
+      return Numbers.derived("mean", recs, math.nan, seeds=seeds, **extra,
+                             **({"missing": "; ".join(reasons)} if reasons else {}))
     kind, value = aggregate(values)
     if kind is None:
       return None
@@ -254,6 +256,14 @@ class SeedNumbers(Numbers):
              for m in run.members]
     pairs = [(s, r) for s, r in pairs if r is not None]
     return self._combine(pairs) if pairs else None
+
+  def evidence(self, run, key):
+    """A group's final value for a verdict: the mean of each seed's `Numbers.evidence`
+    (missing, naming the seed runs, when one seed lacks it)."""
+    if not isinstance(run, SeedGroup):
+      return super().evidence(run, key)
+    return self._combine([(m.flat.get(SEED_FIELD), super(SeedNumbers, self).evidence(m, key))
+                          for m in run.members])
 
   def series(self, run, key):
     if not isinstance(run, SeedGroup):
@@ -323,6 +333,12 @@ def reads_training(verdict: dict) -> bool:
              for s in _sources([verdict["numbers"], verdict["conditions"]]))
 
 
+def _per_seed(verdict: dict) -> bool:
+  """Whether a verdict is decided on each seed: it reads a training run, or it is a check's
+  no-evidence verdict (a seed's runs may be missing for that seed only)."""
+  return reads_training(verdict) or bool(verdict.get("placeholder"))
+
+
 def _rename(text: str, names: dict) -> str:
   for old in sorted(names, key=len, reverse=True):
     text = re.sub(rf"(?<![\w.=+-]){re.escape(old)}(?![\w.=+-])", names[old], text)
@@ -330,49 +346,68 @@ def _rename(text: str, names: dict) -> str:
 
 
 def combine_verdicts(per_seed: Sequence[tuple[int, list]], names: dict) -> list:
-  """One verdict per claim and setup from the verdicts of each seed's runs.
+  """One verdict per verdict id from the verdicts of each seed's runs.
 
   `per_seed` is [(seed, verdicts of that seed)]; `names` maps seed run names to setting names
-  (for the rule and setup texts). Verdicts of different seeds pair up by (section, claim,
-  setup without the seed, occurrence). The combined verdict holds when it holds on every seed,
-  is inconclusive when a number is missing on some seed, and otherwise does not hold; its
-  conditions and numbers are those of all seeds (each condition tagged with its seed).
+  (for the rule and setup texts). Verdicts of different seeds pair up by their ``id``
+  (check, key and setup without the seed; never by the claim's wording). The combined
+  verdict holds when it holds on every seed, and is inconclusive when a number is missing on
+  some seed or a seed gives no such verdict (its runs are missing: the check's
+  no-evidence verdict of that seed says why); otherwise it does not hold. Its conditions and
+  numbers are those of all seeds (each condition tagged with its seed), its ``missing``
+  the seeds' reasons ("seed 2: run relu_R10 is missing").
   """
-  order, table = [], {}
+  all_seeds = [s for s, _ in per_seed]
+  order, table, no_evidence = [], {}, {}
   for seed, verdicts in per_seed:
     seen: dict = {}
     for v in verdicts:
       setup = _rename(_SEED_TEXT.sub("{seeds}", v["setup"]), names)
-      base = (v["section"], v["claim"], setup)
-      key = (*base, seen.get(base, 0))
+      if v.get("placeholder"):
+        no_evidence.setdefault(v["check_index"], {})[seed] = v
+      base = (v["check_index"], f"{v['check']}/{v['key']}/{setup}")
+      key = (*base, seen.get(base, 0), setup)
       seen[base] = seen.get(base, 0) + 1
       if key not in table:
         order.append(key)
         table[key] = []
       table[key].append((seed, v))
+  judged = {key[0] for key in order if not table[key][0][1].get("placeholder")}
   out = []
   for key in order:
     entries = table[key]
+    first = entries[0][1]
+    if first.get("placeholder") and key[0] in judged:
+      continue   # its seeds are listed as inconclusive in the check's other verdicts
     seeds = [s for s, _ in entries]
+    absent = [s for s in all_seeds if s not in seeds]
+    reasons = [f"seed {s}: {r}" for s, v in entries for r in v.get("missing", [])]
+    for s in absent:
+      gone = no_evidence.get(key[0], {}).get(s)
+      reasons += ([f"seed {s}: {r}" for r in gone["missing"]] if gone else
+                  [f"seed {s}: no such verdict (its runs give none)"])
     by = {o: [s for s, v in entries if v["verdict"] == o]
           for o in ("holds", "does not hold", "inconclusive")}
+    by["inconclusive"] += absent
     outcome = ("inconclusive" if by["inconclusive"] else
                "does not hold" if by["does not hold"] else "holds")
     rules = list(dict.fromkeys(_rename(v["rule"], names) for _, v in entries))
-    first = entries[0][1]
+    setup = key[3].replace("{seeds}", seeds_text(all_seeds))
     out.append({
-        "section": first["section"], "claim": first["claim"],
-        "setup": key[2].replace("{seeds}", seeds_text(seeds)),
-        "verdict": outcome,
-        "rule": f"on every seed ({len(seeds)}): " + " | ".join(rules),
+        "id": f"{first['check']}/{first['key']}/{setup}", "check": first["check"],
+        "check_index": first["check_index"], "key": first["key"], "kind": first["kind"],
+        "section": first["section"], "claim": first["claim"], "setup": setup,
+        "verdict": outcome, "missing": reasons if outcome == "inconclusive" else [],
+        "rule": f"on every seed ({len(all_seeds)}): " + " | ".join(rules),
         "reference": first["reference"],
         "conditions": [{**c, "seed": s} for s, v in entries for c in v["conditions"]],
         "numbers": [n for _, v in entries for n in v["numbers"]],
-        "decided_on": "every seed", "seeds_total": len(seeds),
+        "decided_on": "every seed", "seeds_total": len(all_seeds),
         "seeds_holding": by["holds"], "seeds_failing": by["does not hold"],
         "seeds_inconclusive": by["inconclusive"],
-        "seed_count": f"holds on {len(by['holds'])} of {len(seeds)} seeds",
-        "seed_verdicts": [{"seed": s, "verdict": v["verdict"]} for s, v in entries]})
+        "seed_count": f"holds on {len(by['holds'])} of {len(all_seeds)} seeds",
+        "seed_verdicts": [{"seed": s, "verdict": v["verdict"]} for s, v in entries]
+                         + [{"seed": s, "verdict": "inconclusive"} for s in absent]})
   return out
 
 
@@ -412,18 +447,18 @@ def build(builder_cls: Callable, settings: list, out_dir: Path, thresholds, hint
     names.update({r.name: setting_name(r.name) for r in runs if r.kind == "train"})
     # Only the verdicts of a seed's slice are used: its checks, without figures or tables.
     sub = builder_cls(runs, out_dir, thresholds, hints, checks=checks,
-                      keep=lambda v, on_means: not on_means and reads_training(v)).run_checks()
+                      keep=lambda v, on_means: not on_means and _per_seed(v)).run_checks()
     per_seed.append((seed, sub.verdicts))
   main = builder_cls(settings, out_dir, thresholds, hints, checks=checks,
                      numbers=SeedNumbers(out_dir),
-                     keep=lambda v, on_means: on_means or not reads_training(v)).build()
+                     keep=lambda v, on_means: on_means or not _per_seed(v)).build()
   combined = combine_verdicts(per_seed, names)
   kept = [mark_on_means(v) if v.pop("_on_means") else v for v in main.verdicts]
   # Report order: the order of the claims in the main builder's run through the sections.
   rank = {}
   for i, v in enumerate(main.all_verdicts):
-    rank.setdefault((v["section"], v["claim"]), i)
-  merged = sorted(kept + combined, key=lambda v: rank.get((v["section"], v["claim"]),
+    rank.setdefault((v["check_index"], v["key"]), i)
+  merged = sorted(kept + combined, key=lambda v: rank.get((v["check_index"], v["key"]),
                                                           len(rank)))
   main.verdicts = merged
   for fig in main.figures:

@@ -35,7 +35,7 @@ def accuracy_pairs(num, runs) -> list:
             continue
           diffs = []
           for key in ACCURACY_KEYS[1:]:
-            ra, rb = num.final(a, key), num.final(b, key)
+            ra, rb = num.evidence(a, key), num.evidence(b, key)
             diff = (None if ra is None or rb is None or not finite(value_of(ra)) or
                     not finite(value_of(rb)) else value_of(ra) - value_of(rb))
             diffs.append(Numbers.derived("difference", [ra, rb], diff))

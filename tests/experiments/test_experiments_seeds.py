@@ -211,7 +211,8 @@ def test_every_aggregate_equals_its_seeds(built):
 
 def test_combine_verdicts_counts_by_hand():
   def v(verdict, setup):
-    return {"section": "E1", "claim": "c", "setup": setup, "verdict": verdict, "rule": "r x_seed3",
+    return {"check": "of_reached", "check_index": 0, "key": "train", "kind": "claim",
+            "section": "E1", "claim": "c", "setup": setup, "verdict": verdict, "rule": "r x_seed3",
             "reference": "", "conditions": [{"lhs": 1, "op": "<", "rhs": 2}], "numbers": [{}]}
   per_seed = [(3, [v("holds", "mlp, seed 3")]), (5, [v("inconclusive", "mlp, seed 5")]),
               (8, [v("does not hold", "mlp, seed 8")])]

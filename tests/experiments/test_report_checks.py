@@ -26,8 +26,9 @@ def train(name, root=Path("/nonexistent"), **curves):
   """A training run with metrics lines at epochs 1, 2, ...: curves["dist_of"] = [...]; config
   overrides are the keyword arguments with a dot or one of the config's top-level fields."""
   config_keys = {k: curves.pop(k) for k in list(curves) if "." in k or k in (
-      "loss", "binding", "batching", "batch_size", "lr", "temperature", "seed")}
+      "loss", "binding", "batching", "batch_size", "lr", "temperature", "seed", "num_epochs")}
   n = max(len(v) for v in curves.values())
+  config_keys.setdefault("num_epochs", n)   # the last line is the last epoch: finished
   lines = [{"epoch": e + 1, **{k: v[e] for k, v in curves.items() if e < len(v)}}
            for e in range(n)]
   return report.Run(name, root / name, "train", training_config(**config_keys), lines)
@@ -127,8 +128,9 @@ def test_zero_error(dist, expected):
 @pytest.mark.parametrize("final, expected", [(0.1001, HOLDS), (0.0999, FAILS), (NAN, UNSURE)])
 def test_relu_symmetry_train_imbalanced(final, expected):
   # R = 10 and R = 100 without ReLU, one group; R = 10 is far from an OF.
-  runs = [train("n10", dist_of=[0.9, 0.5], **{"model.final_relu": False}),
-          train("n100", dist_of=[final, final], train_loss=[3.0, 2.9],
+  runs = [train("n10", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0],
+                **{"model.final_relu": False}),
+          train("n100", dist_of=[final, final], train_loss=[3.0, 2.9], ncc_acc_train=[0.5, 0.99],
                 **{"model.final_relu": False, "data.ratio": 100.0})]
   assert outcomes("relu_symmetry", runs, {"train_not_of": 0.1}) == [expected]
 
@@ -137,13 +139,14 @@ def test_relu_symmetry_train_imbalanced(final, expected):
 def test_a_linear_projection_decides_whether_the_embedding_has_a_final_relu(projection_relu):
   # The backbone keeps its ReLU (model.final_relu) in both runs; what is normalised is the
   # projection's output, so only model.projection_relu says which claim the run is about.
-  runs = [train("p", dist_of=[0.9, 0.5], **{"model.final_relu": True,
+  runs = [train("p", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0], **{"model.final_relu": True,
                                              "model.projection_dim": 128,
                                              "model.projection_relu": projection_relu})]
   about_relu = outcomes("of_reached", runs, {"train_of": 0.1})
   about_no_relu = outcomes("relu_symmetry", runs, {"train_not_of": 0.1})
   assert (about_relu, about_no_relu) == (([FAILS], []) if projection_relu else ([], [HOLDS]))
-  linear = [train("l", dist_of=[0.9, 0.5], **{"model.extra_linear": True})]
+  linear = [train("l", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0],
+                  **{"model.extra_linear": True})]
   assert outcomes("of_reached", linear) == [] and outcomes("relu_symmetry", linear) == [HOLDS]
 
 
@@ -300,9 +303,12 @@ def test_references_approx(loss, expected):
 def test_references_compare_and_setting_names():
   refs = [{"run": "u", "key": "gram.0.1", "op": "<", "value": 0.0, "claim": "negative"},
           {"run": "r", "key": "dist_of", "op": ">", "value": 0.1, "claim": "far"},
-          {"run": "absent", "key": "loss", "value": 1.0, "claim": "left out"}]
+          {"run": "absent", "key": "loss", "value": 1.0, "claim": "no run"}]
   runs = [ufm("u", gram=[[1.0, -0.01], [-0.01, 1.0]]), train("r_seed3", dist_of=[0.5, 0.1001])]
-  assert verdicts("references", runs, values=refs) == [("negative", HOLDS), ("far", HOLDS)]
+  assert verdicts("references", runs, values=refs) == [("negative", HOLDS), ("far", HOLDS),
+                                                       ("no run", UNSURE)]
+  b = report.Builder(runs, Path("/tmp"), checks=[spec.check("references", values=refs)])
+  assert b.run_checks().verdicts[2]["missing"] == ["run absent is missing"]
 
 
 @pytest.mark.parametrize("steps, expected", [((300, 200, 100), HOLDS), ((300, 301, 100), FAILS),
@@ -337,8 +343,9 @@ def test_every_check_is_tested_and_every_default_is_registered():
 
 
 def test_a_check_reads_only_its_runs():
-  runs = [train("good", dist_of=[0.5, 0.05], **{"data.ratio": 1.0}),
-          train("bad", dist_of=[0.5, 0.5])]
+  norms = [[0.9] * 4] * 2   # K = 4: the OF threshold is 0.3 x dist_of(ETF_4) = 0.155
+  runs = [train("good", dist_of=[0.5, 0.05], class_mean_norms=norms, **{"data.ratio": 1.0}),
+          train("bad", dist_of=[0.5, 0.5], class_mean_norms=norms)]
   b = report.Builder(runs, Path("/tmp"), checks=[spec.check("of_reached", runs=["good"])])
   b.run_checks()
   assert [v["verdict"] for v in b.verdicts] == [HOLDS]

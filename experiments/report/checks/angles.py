@@ -29,4 +29,5 @@ def check(b, runs):
     b.verdict("angles", "with ReLU the pairwise angles sit at the OF value 0.5",
               setup_text(group[0], skip=["data.ratio"]), conds, medians,
               f"holds if the median angle value of every run is within {tol} of 0.5",
-              "docs/theory.md#angles, #experiments angle box-plots")
+              "docs/theory.md#angles, #experiments angle box-plots",
+              missing=base.incomplete(group))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.report.runs import embedding_relu, group_runs, ratio_sorted, ufm_loss_kind
+from experiments.report.runs import (embedding_relu, group_runs, ratio_sorted, ufm_loss_kind,
+                                    unfinished)
+from experiments.report.numbers import relative_threshold
 from geometry import batching as gb
 
 
@@ -34,9 +36,33 @@ def curve_groups(runs) -> list:
 
 
 def finals(num, group, key: str = "dist_of") -> dict:
-  """{run name: `key` at its last logged epoch} for the runs that logged it."""
-  recs = {r.name: num.final(r, key) for r in group}
-  return {k: v for k, v in recs.items() if v is not None}
+  """{run name: `key` at its final epoch} for every run of `group` (`Numbers.evidence`: a
+  run that is unfinished or lacks the number gives a record saying so, never an earlier
+  epoch's value)."""
+  return {r.name: num.evidence(r, key) for r in group}
+
+
+def incomplete(runs) -> list[str]:
+  """Why some of `runs` cannot give final evidence (`runs.unfinished`), one reason each."""
+  members = [m for r in runs for m in getattr(r, "members", None) or [r]]   # a seed group's seeds
+  return [reason for r in members if (reason := unfinished(r)) is not None]
+
+
+def of_threshold(b, run) -> dict:
+  """The "is an OF" threshold of a trained run (`numbers.relative_threshold`)."""
+  return relative_threshold(run, b.t.get("train_of"), b.t["of_fraction"], "train_of")
+
+
+def etf_threshold(b, run) -> dict:
+  """The "is an ETF" threshold of a trained run's centered means."""
+  return relative_threshold(run, b.t.get("train_etf"), b.t["etf_fraction"], "train_etf")
+
+
+def threshold_text(b, absolute: str, fraction: str) -> str:
+  """How a relative threshold is set, in words."""
+  if b.t.get(absolute) is not None:
+    return f"{b.t[absolute]}"
+  return f"{b.t[fraction]} x dist_of(ETF_K) (the ETF's distance from the OF at the run's K)"
 
 
 def certificate(run):

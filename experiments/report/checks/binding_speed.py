@@ -40,25 +40,27 @@ def check(b, runs, at_most: float | None = None):
     a = b.num.first_epoch(run, "dist_of", thr, "first_epoch_below")
     c = b.num.first_epoch(partner, "dist_of", thr, "first_epoch_below")
     setup = setup_text(run, skip=["binding"])
+    # A first epoch of a run that stopped early is not "never": no verdict without the end.
+    missing = base.incomplete([run, partner])
     claim = "batch-binding speeds up convergence to the OF"
     if at_most is not None:
       # Binding never got there: its final dist_of (>= thr, or missing) decides.
-      conds = ([{"lhs": b.num.final(run, "dist_of"), "op": "<", "rhs": thr}]
+      conds = ([{"lhs": b.num.evidence(run, "dist_of"), "op": "<", "rhs": thr}]
                if value_of(a) is None else
                [{"lhs": a, "op": "<=", "rhs": c, "factor": float(at_most),
                  "missing": "infinity"}])
       b.verdict("E5", claim, setup, conds, [a, c],
                 f"holds if binding ({run.name}) reaches dist_of < {thr} at a logged epoch at "
                 f"most {at_most:g} x the first one without ({partner.name}); never = "
-                "infinity", "docs/theory.md#batch-binding, #e5")
+                "infinity", "docs/theory.md#batch-binding, #e5", missing=missing)
     elif value_of(a) is None and value_of(c) is None:
-      fa, fc = b.num.final(run, "dist_of"), b.num.final(partner, "dist_of")
+      fa, fc = b.num.evidence(run, "dist_of"), b.num.evidence(partner, "dist_of")
       b.verdict("E5", claim, setup, [{"lhs": fa, "op": "<", "rhs": fc}], [a, c, fa, fc],
                 f"neither run reached dist_of < {thr}; holds if the final dist_of with "
                 f"binding ({run.name}) is below the one without ({partner.name})",
-                "docs/theory.md#batch-binding, #e5")
+                "docs/theory.md#batch-binding, #e5", missing=missing)
     else:
       b.verdict("E5", claim, setup, [{"lhs": a, "op": "<", "rhs": c, "missing": "infinity"}],
                 [a, c], f"holds if the first logged epoch with dist_of < {thr} is earlier with "
                 f"binding ({run.name}) than without ({partner.name}); never = infinity",
-                "docs/theory.md#batch-binding, #e5")
+                "docs/theory.md#batch-binding, #e5", missing=missing)

@@ -11,21 +11,23 @@ class-size-weighted mean it does not under imbalance (docs/theory.md#geometries,
 from __future__ import annotations
 
 from experiments.report.checks import base
-from experiments.report.labels import setup_text
+from experiments.report.labels import settings_text, setup_text
 
 
 def check(b, runs):
   for group, final_relu in base.curve_groups(runs):
-    if not final_relu or not base.finals(b.num, group):
+    if not final_relu:
       continue
     etf = list(base.finals(b.num, group, "dist_etf").values())
     if etf:
-      thr = b.t["train_etf"]
-      b.verdict("E3", "centering the learned class means (unweighted) gives a simplex ETF",
-                setup_text(group[0], skip=["data.ratio"]),
-                [{"lhs": v, "op": "<", "rhs": thr} for v in etf], etf,
-                f"holds if the final train dist_etf (unweighted centering) of every run is < {thr}",
-                "docs/theory.md#geometries, #centering")
+      thresholds = [base.etf_threshold(b, r) for r in group]
+      b.verdict("E3", "centering the learned class means (unweighted) gives a simplex ETF "
+                + settings_text(group), setup_text(group[0], skip=["data.ratio"]),
+                [{"lhs": v, "op": "<", "rhs": t} for v, t in zip(etf, thresholds)],
+                etf + thresholds,
+                "holds if the final train dist_etf (unweighted centering) of every run is < "
+                + base.threshold_text(b, "train_etf", "etf_fraction"),
+                "docs/theory.md#geometries, #centering", key="train")
   for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
       continue
@@ -35,11 +37,11 @@ def check(b, runs):
       thr = b.t["ufm_etf"]
       b.verdict("E3", "the centered OF (unweighted mean) is a simplex ETF", setup,
                 [{"lhs": rec, "op": "<", "rhs": thr}], [rec], f"holds if dist_etf < {thr}",
-                "docs/theory.md#geometries, D.1.2")
+                "docs/theory.md#geometries, D.1.2", key="ufm")
     weighted = b.num.computed(run, "dist_etf_weighted")
     if len(set(run.get("sizes") or [])) > 1 and weighted is not None:
       thr = b.t["ufm_not"]
       b.verdict("E3", "under imbalance, centering the OF by the class-size-weighted mean "
                 "does not give an ETF", setup, [{"lhs": weighted, "op": ">", "rhs": thr}],
                 [weighted], f"holds if the weighted-centering dist_etf > {thr}",
-                "docs/theory.md#centering, #ref-metrics")
+                "docs/theory.md#centering, #ref-metrics", key="ufm_weighted")

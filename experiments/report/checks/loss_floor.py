@@ -22,6 +22,9 @@ def check(b, runs):
     if not group or not embedding_relu(group[0].flat):
       continue
     gaps = [floor_gap(b.num, r) for r in group]
+    missing = base.incomplete(group) + [
+        f"run {r.name}: no epoch with both train_loss and optimal_loss"
+        for r, g in zip(group, gaps) if g["min_gap"] is None]
     gaps = [g for g in gaps if g["min_gap"] is not None]
     setup = setup_text(group[0], skip=["data.ratio"])
     slack = b.t["floor_slack"]
@@ -32,10 +35,11 @@ def check(b, runs):
     b.verdict("E6", "with a final ReLU the training loss never goes below the OF floor "
               "(Thm 2 lower bound)", setup, conds, [g["min_gap"] for g in gaps],
               f"holds if min over logged epochs of (train_loss - optimal_loss) >= "
-              f"-{slack} x floor for every run", "docs/theory.md#batch-bound, #theorem-2")
+              f"-{slack} x floor for every run", "docs/theory.md#batch-bound, #theorem-2",
+              missing=missing, key="bound", kind="consistency")
     thr = b.t["floor_rel"]
     b.verdict("E6", "the training loss approaches the OF floor", setup,
               [{"lhs": g["final_rel"], "op": "<", "rhs": thr} for g in gaps],
               [g["final_rel"] for g in gaps],
               f"holds if the final (train_loss - optimal_loss) / optimal_loss < {thr} for "
-              "every run", "docs/theory.md#e6")
+              "every run", "docs/theory.md#e6", missing=missing, key="approach")

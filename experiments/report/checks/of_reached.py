@@ -9,25 +9,27 @@
 from __future__ import annotations
 
 from experiments.report.checks import base
-from experiments.report.labels import setup_text
+from experiments.report.labels import settings_text, setup_text
 
 
 def check(b, runs):
   for group, final_relu in base.curve_groups(runs):
-    finals = base.finals(b.num, group)
-    if not final_relu or not finals:
+    if not final_relu:
       continue
-    thr = b.t["train_of"]
-    b.verdict("E1", "SCL with a final ReLU learns an orthogonal frame at every R",
+    finals = base.finals(b.num, group)
+    thresholds = [base.of_threshold(b, r) for r in group]
+    b.verdict("E1", "SCL with a final ReLU learns an orthogonal frame " + settings_text(group),
               setup_text(group[0], skip=["data.ratio"]),
-              [{"lhs": v, "op": "<", "rhs": thr} for v in finals.values()], list(finals.values()),
-              f"holds if the final train dist_of of every run is < {thr}",
-              "docs/theory.md#e1, Thm 1")
+              [{"lhs": finals[r.name], "op": "<", "rhs": t} for r, t in zip(group, thresholds)],
+              list(finals.values()) + thresholds,
+              "holds if the final train dist_of of every run is < "
+              + base.threshold_text(b, "train_of", "of_fraction"),
+              "docs/theory.md#e1, Thm 1", key="train")
   for run in base.ufm_scl_runs(runs, final_relu=True):
     if base.certificate(run) is False:
       continue   # check "ufm_certificate"
     thr = b.t["ufm_of"]
-    rec = b.num.field(run, "dist_of")
+    rec = b.num.field_evidence(run, "dist_of")
     b.verdict("E3/E4", "the UFM+ minimizer is an orthogonal frame", setup_text(run),
               [{"lhs": rec, "op": "<", "rhs": thr}], [rec], f"holds if dist_of < {thr}",
-              "docs/theory.md#theorem-1, #theorem-2, #ref-thm1, #ref-binding")
+              "docs/theory.md#theorem-1, #theorem-2, #ref-thm1, #ref-binding", key="ufm")
