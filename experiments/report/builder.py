@@ -24,12 +24,24 @@ from experiments.spec import setting_name
 from experiments.report import batching, figures, figures_studies, html, seeds, tables
 from experiments.report.checks import REGISTRY
 from experiments.report.labels import run_label, setup_text
-from experiments.report.numbers import Numbers, margin, missing_reasons, outcome, value_of
+from experiments.report.numbers import (Numbers, finite_number, judge, margin, missing_reasons,
+                                        outcome, value_of)
 from experiments.report.runs import ReportError, Run, read_runs, ufm_loss_kind
 from geometry import runfiles
 
 def _shown(side):
   return value_of(side) if isinstance(side, dict) else side
+
+
+def _undecided_reason(cond: dict) -> str:
+  """Why `judge` cannot decide `cond`: a number is missing, or lhs give or take the seeds'
+  noise lies on both sides of the bound."""
+  lhs, rhs, noise = (_shown(cond["lhs"]), _shown(cond["rhs"]), _shown(cond.get("noise")))
+  if finite_number(lhs) and finite_number(rhs) and finite_number(noise) and noise:
+    bound = rhs * cond.get("factor", 1.0)
+    return (f"the seeds cannot tell: {lhs:.4g} +- {noise:.2g} (2 standard errors) lies on both "
+            f"sides of {cond['op']} {bound:.4g}")
+  return "a number of the rule is missing (None / NaN)"
 
 
 # Thresholds of the verdicts. They are stated beside every verdict; an experiment may
@@ -133,7 +145,7 @@ class Builder:
     result = "inconclusive" if reasons else outcome(conditions)
     if result == "inconclusive" and not reasons:
       reasons = (["no run to judge"] if not conditions else
-                 ["a number of the rule is missing (None / NaN)"])
+                 [_undecided_reason(c) for c in conditions if judge(c) is None])
     # Beside each condition, the numbers it compares and its margin (> 0: by how much it
     # holds, < 0: fails), so the verdict can be read off its conditions.
     conditions = [{**c, "lhs_value": _shown(c["lhs"]), "rhs_value": _shown(c["rhs"]),

@@ -319,4 +319,5 @@ def noise_of_difference(a: dict, b: dict, z: float = 2.0) -> dict:
     if len(values) >= 2:
       parts.append(float(np.var(values, ddof=1)) / len(values))
   value = z * math.sqrt(math.fsum(parts)) if parts else 0.0
-  return {"value": value, "derived": "standard_errors", "z": z, "seeds": [len(v) for v in per]}
+  return {"value": value, "derived": "standard_errors", "z": z, "seeds": [len(v) for v in per],
+          "from": [rec for rec in (a, b) if rec]}
