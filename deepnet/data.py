@@ -124,6 +124,10 @@ class Dataset:
     class_sizes: per-class train counts, list of K ints.
     majority: the majority classes (geometry.imbalance.majority_classes).
     view_options: keyword options of ``make_views`` for this data set.
+    data_source: what was read (run.json's ``data_source``): ``{"kind": "idx", "files":
+      [{"path", "bytes", "sha256"}, ...]}``, ``{"kind": "tfds", "folder": ...}``, or
+      ``{"kind": "generated"}`` for the sets made in this process (digits, mnist1d,
+      gaussian).
   """
   name: str
   kind: str
@@ -135,6 +139,7 @@ class Dataset:
   class_sizes: list
   majority: list
   view_options: dict = dataclasses.field(default_factory=dict)
+  data_source: dict = dataclasses.field(default_factory=lambda: {"kind": "generated"})
 
   def make_views(self, x, key, mode: str):
     """``make_views(x, key, mode, self.kind, **self.view_options)``."""
@@ -221,7 +226,7 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
                   n_test_per_class=int(get("n_test_per_class")))
 
   if name in data_tfds.TFDS_DATASETS:
-    (train_x, train_y), (test_x, test_y) = data_tfds.load_raw_images(
+    (train_x, train_y), (test_x, test_y), data_source = data_tfds.load_raw_images(
         name, source=source, data_dir=data_dir, download=download)
     train_x = data_tfds.normalise_images(name, train_x)
     test_x = data_tfds.normalise_images(name, test_x)
@@ -238,6 +243,8 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
         num_classes, gaussian["dim"], max(n_max, 1), gaussian["n_test_per_class"])
     kind = "vector"
 
+  for split, labels in (("train", train_y), ("test", test_y)):
+    check_labels(name, split, labels, num_classes)
   train_y = np.asarray(train_y, np.int32)
   available = np.bincount(train_y, minlength=num_classes).tolist()
   sizes = train_class_sizes(available, imbalance, ratio, n_max, rho)
@@ -248,4 +255,19 @@ def load_dataset(data_config, *, seed: int = 1) -> Dataset:
       test_x=np.ascontiguousarray(test_x, np.float32), test_y=np.asarray(test_y, np.int32),
       num_classes=num_classes, class_sizes=[int(s) for s in sizes],
       majority=imbalance_lib.majority_classes(num_classes, imbalance, rho),
-      view_options=dict(_VIEW_OPTIONS[name]))
+      view_options=dict(_VIEW_OPTIONS[name]),
+      data_source=data_source if name in data_tfds.TFDS_DATASETS else {"kind": "generated"})
+
+
+def check_labels(name: str, split: str, labels, num_classes: int) -> None:
+  """Raises ValueError unless every label is an integer in [0, K): a label outside would be
+  trained on (train split) or crash the first evaluation (test split)."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"data set {name!r} {split}: labels must be a 1-D integer array, got "
+                     f"{list(labels.shape)} {labels.dtype}")
+  bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+  if len(bad):
+    raise ValueError(f"data set {name!r} {split}: label {int(labels[bad[0]])} at row "
+                     f"{int(bad[0])} ({len(bad)} row(s) in all) is outside [0, {num_classes}); "
+                     "prepare the data set again")

@@ -149,10 +149,15 @@ def _read_tfds(name: str, data_dir: str, download: bool, versions: list[str]):
 
 
 def load_raw_images(name: str, *, source: str, data_dir: str | None, download: bool):
-  """uint8 images and labels of both splits from the source ``source`` selects.
+  """(train, test, data_source): uint8 images and labels of both splits from the source
+  ``source`` selects, and what was read (run.json's ``data_source``).
 
   "tfds": the TFDS builder; "idx" (mnist, fashion_mnist): the original IDX files
   (``deepnet.idx``); "auto": TFDS when prepared (or ``download=True``), else the IDX files.
+  IDX files come from ``data_dir`` when it is given and from nowhere else: a folder that lacks
+  one of the four files raises MissingDatasetError naming those it lacks.
+  ``data_source`` is ``{"kind": "tfds", "folder": ...}`` or ``{"kind": "idx", "files":
+  [{"path", "bytes", "sha256"}, ...]}``.
   """
   source = str(source)
   if source not in SOURCES:
@@ -163,20 +168,29 @@ def load_raw_images(name: str, *, source: str, data_dir: str | None, download: b
   raw_dir = data_dir
   data_dir = resolve_data_dir(raw_dir)
   download = bool(download)
+  tfds_source = {"kind": "tfds", "folder": os.path.join(data_dir, name)}
   if source == "tfds" or name not in idx_lib.IDX_DATASETS:
-    return _load_tfds(name, data_dir, download)
+    return (*_load_tfds(name, data_dir, download), tfds_source)
   if source == "auto" and (download or _prepared_versions(name, data_dir)):
-    return _load_tfds(name, data_dir, download)
+    return (*_load_tfds(name, data_dir, download), tfds_source)
   paths = idx_lib.find_idx_files(name, raw_dir)
   if paths is None:
-    searched = ", ".join(idx_lib.candidate_dirs(name, raw_dir))
     idx_way = idx_lib.how_to_get(name, raw_dir)
+    tfds_way = "" if source == "idx" else f"either {_tfds_how(name, data_dir)}, or "
+    if raw_dir:
+      folder, lacking = idx_lib.missing_files(name, raw_dir)
+      raise MissingDatasetError(
+          f"data set {name!r}: data.data_dir {folder} lacks {', '.join(lacking)} (plain or "
+          f".gz); the given folder is used alone, never replaced by another copy: {tfds_way}"
+          f"{idx_way}, or leave data.data_dir unset to use {idx_lib.DEBIAN_ROOT}")
+    searched = ", ".join(idx_lib.candidate_dirs(name, raw_dir))
     if source == "idx":
       raise MissingDatasetError(f"data set {name!r}: no IDX files in {searched}; {idx_way}")
     raise MissingDatasetError(
         f"data set {name!r} is neither prepared for TFDS in {data_dir} nor found as IDX files "
-        f"in {searched}: either {_tfds_how(name, data_dir)}, or {idx_way}")
-  return idx_lib.load_idx_dataset(name, paths)
+        f"in {searched}: {tfds_way}{idx_way}")
+  splits, files = idx_lib.load_idx_dataset(name, paths)
+  return (*splits, {"kind": "idx", "files": files})
 
 
 def normalise_images(name: str, images: np.ndarray) -> np.ndarray:

@@ -416,6 +416,7 @@ def run_descriptor(setup: RunSetup) -> dict:
       metric_output=setup.metric_output, num_devices=setup.num_devices,
       num_processes=jax.process_count(), padded_rows=setup.padded_rows,
       jax_version=jax.__version__, backend=jax.default_backend(),
+      data_source=dataset.data_source,
       # what the batching advisor predicts for of_unique_so_far (docs/batching.md)
       batching_advice=advisor_lib.advice_for_training(
           dataset.class_sizes, int(config.batch_size), views=setup.num_views,

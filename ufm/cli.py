@@ -104,6 +104,7 @@ def _problem_from_args(args) -> problem_lib.Problem:
   elif args.classes is not None:
     if args.n_max is None:
       raise ProblemError("--classes needs --n-max (the size of the largest class)")
+    _check_recipe_size(args)
     sizes = problem_lib.sizes_from_recipe(args.classes, args.imbalance, args.n_max, args.rho)
   elif not is_file:
     raise ProblemError("give the class sizes: --sizes 500,500,50,50 or --classes K "
@@ -120,6 +121,22 @@ def _problem_from_args(args) -> problem_lib.Problem:
     _check_memory(args, problem.num_examples, problem.num_classes,
                   max(len(b) for b in problem.epoch_batches(0)))
   return problem
+
+
+def _check_recipe_size(args) -> None:
+  """The checks a `--classes` recipe allows before its per-class list is built (10^9 classes
+  would take seconds and gigabytes): K, n_max, d against K, and the memory of the fewest rows
+  the recipe can have (`ufm.memory.fewest_rows`)."""
+  from ufm import memory  # pylint: disable=g-import-not-at-top
+  if args.classes < 2:
+    raise ProblemError(f"need at least 2 classes, got {args.classes}")
+  if args.n_max < 1:
+    raise ProblemError(f"--n-max must be a positive integer, got {args.n_max}")
+  kind, ratio = problem_lib.parse_imbalance(args.imbalance)
+  if args.dim >= 1:
+    problem_lib.check_dim(args.dim, args.classes, relu=args.relu, loss=args.loss)
+    _check_memory(args, memory.fewest_rows(args.classes, kind, ratio, args.n_max, args.rho),
+                  args.classes)
 
 
 def _options_from_args(args) -> options_lib.SolverOptions:

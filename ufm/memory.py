@@ -7,11 +7,17 @@ six [rows, b] arrays per seed (b = rows when dense, see `geometry.memory`), with
 size the solver would pick itself when none is given. The host keeps float64 copies of every
 seed's H for result.json and the metrics' n x d differences. `check_solve` compares the sum
 with the free memory and refuses, in one line, a solve that cannot fit, saying what does.
+
+Every check is arithmetic on the sizes, so a refusal takes the same time whatever the
+numbers: the seed advice solves the estimate for the seed count (it is affine in the seeds for
+a given block size), and `fewest_rows` bounds the rows of a `--classes` recipe before its
+per-class list exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from geometry import memory as memory_lib
 from ufm.problem import ProblemError
@@ -82,9 +88,10 @@ def check_solve(rows: int, dim: int, *, seeds: int, dtype: str, batch_rows: int 
   if found.total <= memory:
     return found
   advice = []
-  fitting = [s for s in range(seeds - 1, 0, -1) if need(s=s, mem=memory).total <= memory][:1]
+  fitting = most_seeds(lambda s: need(s=s, mem=memory), seeds - 1, memory,
+                       affine=loss != "scl" or block_size is not None)
   if fitting:
-    advice.append(f"at most {fitting[0]} seed(s) fit (--seeds {fitting[0]})")
+    advice.append(f"at most {fitting} seed(s) fit (--seeds {fitting})")
   if dtype == "float64" and need(size=4, mem=memory).total <= memory:
     advice.append("--dtype float32 fits")
   if loss == "scl" and found.pairs > found.state:
@@ -102,3 +109,46 @@ def check_solve(rows: int, dim: int, *, seeds: int, dtype: str, batch_rows: int 
       f"x d={dim} in {dtype}: {found.state / GIB:.1f} GiB of embeddings and optimiser state, "
       f"{found.pairs / GIB:.1f} GiB of similarities, {found.host / GIB:.1f} GiB on the host) "
       f"but {memory / GIB:.1f} GiB is free; " + "; ".join(advice))
+
+
+def most_seeds(need, upper: int, memory: int, *, affine: bool) -> int:
+  """The largest s in [0, upper] whose `need(s)` (an Estimate) fits in `memory` (0: not even
+  one seed fits).
+
+  With a fixed block size (or CE) the estimate is affine in the seeds, total(s) = a s + c with
+  a = total(2) - total(1) and c = total(1) - a, so s = floor((memory - c) / a). With the
+  solver's own block rule the similarity part is not affine (the block shrinks as the seeds
+  grow), but the rest is, and the similarities cost >= 0: s is bisected below that part's
+  bound, floor((memory - c') / a'), in O(log upper) estimates, never one per seed count.
+  """
+  first = need(1)
+  if upper < 1 or first.total > memory:
+    return 0
+  second = need(2)
+  if affine:
+    slope = max(second.total - first.total, 1)
+    return int(min(upper, (memory - (first.total - slope)) // slope))
+  base = lambda e: e.state + e.host   # pylint: disable=unnecessary-lambda-assignment
+  slope = max(base(second) - base(first), 1)
+  lo, hi = 1, int(max(1, min(upper, (memory - (base(first) - slope)) // slope)))
+  while lo < hi:   # need(lo) fits throughout
+    mid = (lo + hi + 1) // 2
+    if need(mid).total <= memory:
+      lo = mid
+    else:
+      hi = mid - 1
+  return lo
+
+
+def fewest_rows(num_classes: int, kind: str, ratio: float, n_max: int, rho: float) -> int:
+  """A lower bound on the rows sum_c n_c of a `--classes` recipe (docs/theory.md#data-protocol),
+  from K, n_max and R alone (no per-class list): exact for `none` (K n_max) and `step`
+  (floor(rho K) n_max + (K - floor(rho K)) floor(n_max / R)); for `exp`, every
+  n_c = floor(n_max R^(-c/(K-1))) >= floor(n_max / R), so K floor(n_max / R)."""
+  if kind == "none":
+    return num_classes * n_max
+  minority = int(math.floor(n_max / ratio))
+  if kind == "step":
+    major = int(math.floor(rho * num_classes))
+    return major * n_max + (num_classes - major) * minority
+  return num_classes * minority

@@ -241,6 +241,13 @@ def _check_number(name: str, value, *, positive=False, nonneg=False):
   return value
 
 
+def check_dim(dim: int, num_classes: int, *, relu: bool, loss: str) -> None:
+  """UFM+ SCL needs d >= K: K orthogonal non-negative unit vectors need K coordinates."""
+  if relu and loss == "scl" and dim < num_classes:
+    _error(f"--dim {dim} < K = {num_classes}: an orthogonal frame of non-negative unit vectors "
+           f"needs d >= K under --relu (use --dim {num_classes} or more, or --no-relu)")
+
+
 def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, tau: float = 0.1,
                  relu: bool = True, loss: str = "scl", lambda_h: float = 5e-4,
                  lambda_w: float = 5e-4, batching: str = "full", binding: int = 0,
@@ -282,9 +289,7 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, t
     _error(f"need at least 2 classes, got {num_classes}")
   if not isinstance(dim, (int, np.integer)) or dim < 1:
     _error(f"--dim must be a positive integer, got {dim}")
-  if relu and loss == "scl" and dim < num_classes:
-    _error(f"--dim {dim} < K = {num_classes}: an orthogonal frame of non-negative unit vectors "
-           f"needs d >= K under --relu (use --dim {num_classes} or more, or --no-relu)")
+  check_dim(dim, num_classes, relu=relu, loss=loss)
   if kind in ("fixed", "shuffle") and batch_size > len(labels):
     _error(f"batch size {batch_size} exceeds the {len(labels)} examples")
   counts = np.bincount(labels, minlength=num_classes)

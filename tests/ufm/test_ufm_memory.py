@@ -78,3 +78,66 @@ def test_the_dense_loss_is_refused_with_a_block_size_that_fits(monkeypatch):
   assert 16 <= block and 6 * 8000 * block * 4 <= GIB
   value = losses.supcon_loss(h, y, temperature=0.5, reduction="sum", block_size=block)
   assert np.isfinite(float(value))
+
+
+def test_the_seed_advice_for_a_hundred_million_seeds_is_arithmetic(monkeypatch, capsys,
+                                                                    tmp_path):
+  # CE, 2 x 1000 rows, d = 10, float64, full batch, 16 GiB. By hand, per seed: state
+  # 14 * 2000 * 10 * 8, logits 4 * 2000 * 2 * 8, host copy 8 * 2000 * 10; fixed: two host
+  # copies 2 * 8 * 2000 * 10 and labels 32 * 2000. The most seeds: floor((memory - fixed) / a).
+  per_seed = 14 * 2000 * 10 * 8 + 4 * 2000 * 2 * 8 + 8 * 2000 * 10
+  fixed = 2 * 8 * 2000 * 10 + 32 * 2000
+  most = (16 * GIB - fixed) // per_seed
+  assert most == 6795
+  monkeypatch.setattr(geometry_memory, "device_available_bytes", lambda: 16 * GIB)
+  start = time.perf_counter()
+  code, _, err = _run(["solve", "--sizes", "1000,1000", "--dim", "10", "--loss", "ce",
+                       "--seeds", "100000000", "--out", str(tmp_path / "o")], capsys)
+  assert time.perf_counter() - start < 5, err
+  assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+  assert f"at most {most} seed(s) fit (--seeds {most})" in err
+  assert not (tmp_path / "o").exists()
+
+
+def test_the_seed_advice_under_the_solver_block_rule_matches_a_search_over_every_count():
+  # SCL with the block chosen per seed count (a rule that is not affine in the seeds): the
+  # advice is the largest count that fits, as an exhaustive search finds it.
+  def auto(rows, itemsize, seeds, memory_bytes):
+    return max(16, min(rows, (memory_bytes // 4) // (6 * rows * itemsize * seeds)))
+  args = dict(itemsize=8, memory=8 * GIB, auto_block=auto)
+  fits = [s for s in range(1, 3000)
+          if memory.estimate(200_000, 16, seeds=s, **args).total <= 8 * GIB]
+  assert fits and fits[-1] < 2999
+  with pytest.raises(ProblemError) as info:
+    memory.check_solve(200_000, 16, seeds=100_000_000, dtype="float64", memory=8 * GIB,
+                       auto_block=auto)
+  assert f"at most {fits[-1]} seed(s) fit (--seeds {fits[-1]})" in str(info.value)
+
+
+def test_a_billion_classes_are_refused_before_any_per_class_list(monkeypatch, capsys,
+                                                                 tmp_path):
+  from geometry import imbalance  # pylint: disable=g-import-not-at-top
+  from ufm import problem  # pylint: disable=g-import-not-at-top
+
+  def no_list(*args, **kwargs):
+    raise AssertionError("a per-class list was built")
+  monkeypatch.setattr(problem, "sizes_from_recipe", no_list)
+  monkeypatch.setattr(imbalance, "class_sizes", no_list)
+  monkeypatch.setattr(geometry_memory, "device_available_bytes", lambda: 16 * GIB)
+  for extra, fragment in ((["--no-relu"], "10_000_000_000 rows"),
+                          ([], "--dim 10 < K = 1000000000"),
+                          (["--no-relu", "--imbalance", "step:10"], "5_500_000_000 rows")):
+    start = time.perf_counter()
+    code, _, err = _run(["solve", "--classes", "1000000000", "--n-max", "10", "--dim", "10",
+                         *extra, "--out", str(tmp_path / "o")], capsys)
+    assert time.perf_counter() - start < 5, err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert fragment in err, err   # step:10: 5e8 classes of 10 and 5e8 of 1, by hand
+  assert not (tmp_path / "o").exists()
+
+
+def test_the_fewest_rows_of_a_recipe_by_hand():
+  assert memory.fewest_rows(4, "none", 1.0, 7, 0.5) == 28
+  assert memory.fewest_rows(5, "step", 10.0, 100, 0.5) == 2 * 100 + 3 * 10
+  # exp, K = 3, n_max 100, R = 4: sizes 100, 50, 25 (sum 175) >= 3 * 25.
+  assert memory.fewest_rows(3, "exp", 4.0, 100, 0.5) == 75
