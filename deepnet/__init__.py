@@ -6,17 +6,7 @@ ml_collections config in ``workdir`` and returns a `deepnet.train.RunResult` who
 so ``import deepnet`` stays light (no JAX).
 """
 
+from geometry import _lazy
 from geometry._version import __version__
 
-_API = ("train_and_evaluate", "RunResult")
-
-
-def __getattr__(name):
-  if name in _API:
-    from deepnet import train  # pylint: disable=g-import-not-at-top
-    return getattr(train, name)
-  raise AttributeError(f"module 'deepnet' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted([*globals(), *_API])
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, "deepnet.train", ("train_and_evaluate", "RunResult"))

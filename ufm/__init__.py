@@ -5,17 +5,7 @@ problem and returns a `ufm.api.Result` (the fields of result.json and the embedd
 `ufm.api`. It is loaded on first use, so ``import ufm`` stays light (no JAX).
 """
 
+from geometry import _lazy
 from geometry._version import __version__
 
-_API = ("solve", "Result")
-
-
-def __getattr__(name):
-  if name in _API:
-    from ufm import api  # pylint: disable=g-import-not-at-top
-    return getattr(api, name)
-  raise AttributeError(f"module 'ufm' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted([*globals(), *_API])
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, "ufm.api", ("solve", "Result"))

@@ -39,8 +39,9 @@ def _undecided_reason(cond: dict) -> str:
   lhs, rhs, noise = (_shown(cond["lhs"]), _shown(cond["rhs"]), _shown(cond.get("noise")))
   if finite_number(lhs) and finite_number(rhs) and finite_number(noise) and noise:
     bound = rhs * cond.get("factor", 1.0)
-    return (f"the seeds cannot tell: {lhs:.4g} +- {noise:.2g} (2 standard errors) lies on both "
-            f"sides of {cond['op']} {bound:.4g}")
+    z = cond["noise"].get("z", 2) if isinstance(cond["noise"], dict) else 2
+    return (f"the seeds cannot tell: {lhs:.4g} +- {noise:.2g} ({z:g} standard errors) lies on "
+            f"both sides of {cond['op']} {bound:.4g}")
   return "a number of the rule is missing (None / NaN)"
 
 
