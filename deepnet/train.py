@@ -257,6 +257,13 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
   config, workdir, steps = setup.config, setup.workdir, setup.steps_per_epoch
   main = _is_main_process()
   try:
+    # "Finished" is decided first, on reads only: rerunning a finished run's command writes
+    # nothing and needs no free space, so it succeeds on a full disk.
+    workdir_lib.check_config(workdir, config_lib.config_to_dict(config))
+    finished = workdir_lib.finished_record(workdir, setup.num_epochs)
+    if finished is not None:
+      _log(f"{workdir} finished already (epoch {setup.num_epochs}); nothing to do")
+      return RunResult(metrics=finished, workdir=workdir, epochs_run=0)
     workdir_lib.prepare(workdir, config_lib.config_to_dict(config), run_descriptor(setup),
                         main=main)
   except workdir_lib.WorkdirError as e:

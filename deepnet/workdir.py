@@ -236,6 +236,18 @@ def prepare(workdir: str, config: dict, descriptor: dict, *, main: bool) -> None
   fields of ``RESUME_IGNORED_KEYS`` aside), else raises WorkdirError naming
   the differing fields; then (``main``: the process that owns the files) writes config.json
   and ``run.json`` (``descriptor``, a ``geometry.runfiles.run_descriptor``)."""
+  check_config(workdir, config)
+  if main:
+    path = os.path.join(workdir, "config.json")
+    os.makedirs(workdir, exist_ok=True)
+    runfiles.write_json(path, config, indent=2, sort_keys=True)
+    runfiles.write_json(os.path.join(workdir, "run.json"), descriptor, indent=2,
+                        sort_keys=True)
+
+
+def check_config(workdir: str, config: dict) -> None:
+  """Raises WorkdirError when ``workdir/config.json`` exists and describes another run than
+  ``config`` (the fields of ``RESUME_IGNORED_KEYS`` aside). Writes nothing."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path):
     try:
@@ -248,11 +260,18 @@ def prepare(workdir: str, config: dict, descriptor: dict, *, main: bool) -> None
           f"workdir {workdir} holds a run with a different config (differs in: "
           f"{', '.join(diff[:6])}{', ...' if len(diff) > 6 else ''}); use another --workdir "
           "or remove that one")
-  if main:
-    os.makedirs(workdir, exist_ok=True)
-    runfiles.write_json(path, config, indent=2, sort_keys=True)
-    runfiles.write_json(os.path.join(workdir, "run.json"), descriptor, indent=2,
-                        sort_keys=True)
+
+
+def finished_record(workdir: str, num_epochs: int) -> dict | None:
+  """The last metrics line when ``workdir`` holds a finished run (its metrics.jsonl ends with
+  epoch ``num_epochs`` and embeddings_final.npz, written only after the last epoch, exists),
+  else None. Reads only: a finished run started again must succeed whatever the disk."""
+  if not os.path.exists(os.path.join(workdir, "embeddings_final.npz")):
+    return None
+  records = read_metrics(workdir)
+  if records and int(records[-1].get("epoch", -1)) == int(num_epochs):
+    return records[-1]
+  return None
 
 
 def save_embeddings(workdir: str, **arrays) -> None:
