@@ -14,13 +14,14 @@ import sys
 import numpy as np
 
 from geometry import runfiles
+from geometry.metrics import OF_THRESHOLD
 from ufm import __version__
 from ufm import outdir
 from ufm import advise as advise_lib
 from ufm import options as options_lib
 from ufm import problem as problem_lib
 from ufm.problem import ProblemError
-from ufm.result import OF_THRESHOLD, build_result  # noqa: F401  (the command's record)
+from ufm.result import build_result  # noqa: F401  (the command's record)
 
 DEFAULT_OUT = "runs/ufm"
 
@@ -66,11 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="step budget per seed, warm-up included (default 20000)")
   solve.add_argument("--tol", type=float, default=None,
                      help="stop when the projected-gradient RMS and the relative objective "
-                          "change over a chunk are both below it [default: 1e-9 for float64, "
-                          "1e-5 for float32]")
+                          "change over a chunk are both below it [default: "
+                          f"{options_lib.DEFAULT_TOL['float64']:g} for float64, "
+                          f"{options_lib.DEFAULT_TOL['float32']:g} for float32]")
   solve.add_argument("--lr", type=float, default=None,
                      help="Adam step size, halved when a chunk increases the objective "
-                          "[default: 1e-2 for scl, 5e-2 for ce]")
+                          f"[default: {options_lib.DEFAULT_LR['scl']:g} for scl, "
+                          f"{options_lib.DEFAULT_LR['ce']:g} for ce]")
   solve.add_argument("--seeds", type=int, default=1, help="number of seeds, solved together in one vmapped call (default 1)")
   solve.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
   solve.add_argument("--dtype", default="float64", choices=problem_lib.DTYPES,
@@ -237,7 +240,8 @@ def summary(result, out_dir) -> str:
       lines.append(f"  certified global minimizers: {result['num_certified']} of "
                    f"{result['num_seeds']} seeds")
     spread = result["spread"]
-    lines.append(f"  seeds {result['num_seeds']}: fraction reaching the OF (dist_of < 1e-3) "
+    lines.append(f"  seeds {result['num_seeds']}: fraction reaching the OF "
+                 f"(dist_of < {OF_THRESHOLD:g}) "
                  f"{result['fraction_of']:.2f}, dist_of {spread['dist_of_min']:.2e}.."
                  f"{spread['dist_of_max']:.2e}, loss {spread['loss_min']:.8g}.."
                  f"{spread['loss_max']:.8g}")

@@ -16,6 +16,12 @@ from ufm.problem import ProblemError
 from ufm.problem import SEED_MAX
 
 
+# The defaults of the convergence tolerance (by precision) and of Adam's step size (by loss),
+# read by `SolverOptions` and by the ``ufm solve`` help text.
+DEFAULT_TOL = {"float64": 1e-9, "float32": 1e-5}
+DEFAULT_LR = {"scl": 1e-2, "ce": 5e-2}
+
+
 def _by_dtype(value: float | None, dtype: str, *, float64: float, float32: float) -> float:
   """``value`` when given, else the default of the problem's precision."""
   if value is not None:
@@ -112,10 +118,10 @@ class SolverOptions:
   def resolved_lr(self, loss_kind: str) -> float:
     if self.learning_rate is not None:
       return float(self.learning_rate)
-    return 5e-2 if loss_kind == "ce" else 1e-2
+    return DEFAULT_LR["ce" if loss_kind == "ce" else "scl"]
 
   def resolved_tol(self, dtype: str) -> float:
-    return _by_dtype(self.tol, dtype, float64=1e-9, float32=1e-5)
+    return _by_dtype(self.tol, dtype, **DEFAULT_TOL)
 
   def resolved_geometry_tol(self, dtype: str) -> float:
     return _by_dtype(self.geometry_tol, dtype, float64=1e-6, float32=1e-4)

@@ -7,9 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from geometry import runfiles
+from geometry.metrics import OF_THRESHOLD
 from ufm import options as options_lib
-
-OF_THRESHOLD = 1e-3   # dist_of below this counts as "reached the OF" (fraction_of)
 
 
 def _setup_name(problem) -> str:

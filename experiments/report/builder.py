@@ -27,7 +27,7 @@ from experiments.report.labels import run_label, setup_text
 from experiments.report.numbers import (Numbers, finite_number, judge, margin, missing_reasons,
                                         outcome, value_of)
 from experiments.report.runs import ReportError, Run, read_runs, ufm_loss_kind
-from geometry import runfiles
+from geometry import metrics, runfiles
 
 def _shown(side):
   return value_of(side) if isinstance(side, dict) else side
@@ -48,9 +48,9 @@ def _undecided_reason(cond: dict) -> str:
 # Thresholds of the verdicts. They are stated beside every verdict; an experiment may
 # override them (``"report": {"thresholds": ...}``, or a check's ``thresholds`` option).
 THRESHOLDS = {
-    "ufm_of": 1e-3,          # a UFM solve "is an OF": dist_of below this (docs/contracts.md fraction_of)
+    "ufm_of": metrics.OF_THRESHOLD,     # a UFM solve "is an OF": dist_of below this
     "ufm_gap_rel": 1e-5,     # a UFM+ solve "attains the Thm 1/2 minimum": |gap| / |L*| below this
-    "ufm_etf": 1e-3,         # a UFM solve "is an ETF": dist_etf below this
+    "ufm_etf": metrics.ETF_THRESHOLD,   # a UFM solve "is an ETF": dist_etf below this
     "ufm_not": 0.1,          # a UFM solve "is not an OF / ETF": distance above this
     # A trained network "is an OF": final train dist_of < of_fraction x dist_of(ETF_K), the
     # distance of the simplex ETF from the OF at its K (0.096 at K = 10, 0.030 at K = 100),
