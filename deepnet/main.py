@@ -157,6 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     return 130
 
 
+def _override_path(argv: list[str], field: str) -> str:
+  """The dotted path of the --config.PATH=VALUE override whose last name is ``field``.
+
+  ml_collections names only the last part of a nested path (``no_such`` for
+  ``--config.data.no_such``); the whole path is what the user typed and can correct.
+  """
+  for arg in argv:
+    if arg.startswith("--config."):
+      path = arg[len("--config."):].split("=", 1)[0]
+      if path.rsplit(".", 1)[-1] == field:
+        return path
+  return field
+
+
 def _main(argv: list[str]) -> int:
   try:
     # ml_collections reports a bad override as AttributeError / KeyError / ValueError /
@@ -173,12 +187,12 @@ def _main(argv: list[str]) -> int:
       print(f"error: config file {_config_path(argv)} defines no "
             "get_config(); see experiments/configs/ for examples", file=sys.stderr)
       return 2
-    field = _one_line(e).strip("\"'")
+    field = _override_path(argv, _one_line(e).strip("\"'"))
     print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
           file=sys.stderr)
     return 2
   except KeyError as e:
-    field = _one_line(e).strip("\"'")
+    field = _override_path(argv, _one_line(e).strip("\"'"))
     print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
           file=sys.stderr)
     return 2

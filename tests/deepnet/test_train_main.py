@@ -44,6 +44,8 @@ def test_missing_tfds_dataset_fails_fast_with_the_preparation_hint(tmp_path):
     ("--config.nonexistent_field=1", "nonexistent_field"),
     ("--config.batch_size=fifty", "batch_size"),
     ("--config.data.n_max=1000", "n_max"),
+    ("--config.data.no_such=1", "'data.no_such'"),
+    ("--config.model.no_such_either=1", "'model.no_such_either'"),
 ])
 def test_bad_overrides_are_one_line_errors(tmp_path, override, fragment):
   proc, _ = _main(f"--config={DIGITS}", f"--workdir={tmp_path}", override)
