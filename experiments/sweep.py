@@ -202,7 +202,12 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
       summary["failed"].append(run["name"])
       summary["runs"][run["name"]] = {**entry, "status": "conflict"}
       continue
-    reason = reuse.mismatch(run, run_dir, run_overrides) if before == "done" else None
+    # An unfinished training folder that records another config is refused here, before a
+    # "resuming:" line promises what the trainer would then refuse.
+    started_elsewhere = (before == "resume" and run["kind"] == "train"
+                         and (run_dir / "config.json").exists())
+    reason = (reuse.mismatch(run, run_dir, run_overrides)
+              if before == "done" or started_elsewhere else None)
     if reason:
       log(f"{prefix}: FAILED: {run_dir} holds another run: {reason}; remove it (or use "
           "another output folder) to run this one")

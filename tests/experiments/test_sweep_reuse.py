@@ -98,6 +98,18 @@ def test_a_training_folder_of_another_config_is_not_reused(tmp_path, digits_conf
   assert summary["failed"] == ["t"] and "differs in: data.ratio, model.mlp_widths" in log
 
 
+def test_an_unfinished_training_folder_of_another_config_is_refused_before_resuming(
+    tmp_path, digits_config):
+  out = tmp_path / "sweep"
+  folder = out / "t"
+  _training_folder(folder, digits_config(**{"data.ratio": 100.0}))
+  (folder / "embeddings_final.npz").unlink()   # started, not finished: the sweep would resume
+  run = spec.train_run("t", DIGITS, {"data.ratio": 10.0})
+  summary, log = _sweep(_experiment(run), out)
+  assert summary["failed"] == ["t"] and "differs in: data.ratio" in log
+  assert "resuming" not in log and not (out / "logs" / "t.log").exists()
+
+
 def test_a_training_folder_of_the_same_config_is_reused(tmp_path, digits_config):
   out = tmp_path / "sweep"
   # The data folder is where the data lives, not what the run computes.
