@@ -235,6 +235,12 @@ def summary(result, out_dir) -> str:
                f"nc1 {result['nc1']:.2e}, mean_cos {result['mean_cos']:.4f}")
   lines.append(f"  {_status_words(result)} after {result['steps']} steps, "
                f"{result['seconds']:.1f} s")
+  unseen = (result.get("certificate") or {}).get("rows_in_no_batch", 0)
+  if unseen:
+    rows = sum(result["problem"]["sizes"])
+    lines.append(f"  note: {unseen} of {rows} rows are in no batch of the final "
+                 "epoch's schedule, so no loss term sees them: their embeddings are their "
+                 "starting points, and the certificate covers the other rows only")
   if result["num_seeds"] > 1:
     if result.get("num_certified") is not None:
       lines.append(f"  certified global minimizers: {result['num_certified']} of "

@@ -93,11 +93,15 @@ def build_result(problem, options, solution) -> dict:
         problem.num_classes), problem.temperature)
   if not problem.full_batch:
     from geometry import batching as batching_lib
-    cert = batching_lib.batch_certificate(problem.labels,
-                                          problem.epoch_batches(solution.final_epoch))
+    batches = problem.epoch_batches(solution.final_epoch)
+    cert = batching_lib.batch_certificate(problem.labels, batches)
+    # A row in no batch has no term in the objective: its embedding is wherever it started.
+    seen = np.zeros(problem.num_examples, bool)
+    seen[np.concatenate(batches)] = True
     result["certificate"] = {"c1_connected": {str(c): v for c, v in cert["c1_connected"].items()},
                              "c2_pairs_missing": cert["c2_pairs_missing"],
-                             "of_unique": cert["of_unique"]}
+                             "of_unique": cert["of_unique"],
+                             "rows_in_no_batch": int(np.sum(~seen))}
   dist = np.array([f["dist_of"] for f in per_seed])
   result["seeds"] = per_seed
   result["num_seeds"] = len(per_seed)

@@ -50,3 +50,20 @@ def test_the_largest_seed_solves(tmp_path, capsys):
                        "--dtype", "float32", "--seed", "2147473646", "--seeds", "2",
                        "--quiet", "--out", str(tmp_path / "o")], capsys)
   assert code == 0, err
+
+
+@pytest.mark.parametrize("batches, unseen", [
+    ([[0, 1, 2, 3]], 2),                 # rows 4 and 5 are in no batch
+    ([[0, 1, 2, 3], [2, 3, 4, 5]], 0),   # every row is in a batch
+])
+def test_rows_in_no_batch_are_counted_and_named(tmp_path, capsys, batches, unseen):
+  import json
+  path = tmp_path / "schedule.json"
+  path.write_text(json.dumps({"labels": [0, 0, 1, 1, 2, 2], "batches": batches}))
+  out_dir = tmp_path / "out"
+  code, out, err = _run(["solve", "--dim", "4", "--tau", "1", "--steps", "20", "--batching",
+                         f"fixed:{path}", "--out", str(out_dir)], capsys)
+  assert code == 0, err
+  result = json.loads((out_dir / "result.json").read_text())
+  assert result["certificate"]["rows_in_no_batch"] == unseen
+  assert (f"note: {unseen} of 6 rows are in no batch" in out) == bool(unseen), out
