@@ -26,6 +26,8 @@ import shutil
 import time
 from typing import Any, Callable
 
+from geometry import runfiles
+
 CHECKSUMS_NAME = "checksums.sha256"
 
 
@@ -122,11 +124,7 @@ def _check_space(manager, step: int, tree: Any) -> None:
   steps = sorted(manager.all_steps())
   need = (_folder_bytes(_step_dir(manager, steps[-1])) if steps else
           sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(tree)))
-  need = int(need * 1.25) + (64 << 10)
-  free = shutil.disk_usage(root).free
-  if free < need:
-    raise OSError(errno.ENOSPC, f"No space left on device for checkpoint {step} in {root} "
-                  f"(about {need / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)")
+  runfiles.check_free_space(root, int(need * 1.25) + (64 << 10), f"checkpoint {step}")
 
 
 def save(manager, step: int, tree: Any, *, write_sums: bool = True) -> None:

@@ -109,6 +109,21 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     f.write(text)
 
 
+def check_free_space(folder: str | os.PathLike, need: int, what: str) -> None:
+  """Raises OSError(ENOSPC) when ``folder``'s file system has fewer than ``need`` bytes free.
+
+  Checked before a write that would otherwise fail half-way (a checkpoint, a solve's
+  outputs), so that the work before it is not spent for nothing. The message names ``what``,
+  the folder and both sizes.
+  """
+  import errno  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  free = shutil.disk_usage(os.fspath(folder)).free
+  if free < need:
+    raise OSError(errno.ENOSPC, f"No space left on device for {what} in {os.fspath(folder)} "
+                  f"(about {need / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)")
+
+
 def read_json(path: str | os.PathLike) -> Any:
   """Reads a JSON file; a missing, unreadable or malformed file raises ``ValueError`` naming
   the file and the reason in one line."""

@@ -270,9 +270,28 @@ def _status_words(result) -> str:
           f"(step budget spent)")
 
 
+def _check_output_space(out: str, problem, num_seeds: int) -> None:
+  """Refuses a solve whose outputs (write_outputs) cannot fit on --out's disk, before solving.
+
+  The bytes: embeddings.npy (n x d of the best seed) and classifier.npy (K x d, CE), labels.npy
+  (n int64), result.json (about 2 KiB a seed plus the K x K cosines and Gram as text), and
+  gram.png and run.json (a few hundred KiB at most); a quarter more for the margin.
+  """
+  n, d, k = problem.num_examples, problem.dim, problem.num_classes
+  item = np.dtype(problem.dtype).itemsize
+  need = n * d * item + n * 8 + (k * d * item if problem.loss_kind == "ce" else 0)
+  need += num_seeds * 2048 + 2 * k * k * 32 + (320 << 10)
+  try:
+    runfiles.check_free_space(out, int(need * 1.25), "the results")
+  except OSError as e:
+    raise outdir.OutputError(f"{e.strerror}; free some space or choose another --out (nothing "
+                             f"was solved, nothing in {out} was changed)") from None
+
+
 def _cmd_solve(args) -> int:
   problem = _problem_from_args(args)
   lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
+  _check_output_space(args.out, problem, args.seeds)
   from ufm import api  # the solve and its record, as ufm.solve makes them
   options = _options_from_args(args)
   of_loss = problem.of_loss() if problem.loss_kind == "scl" else None
