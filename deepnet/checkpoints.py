@@ -241,6 +241,12 @@ def save_epoch(workdir: str, manager, epoch: int, state, *, main: bool) -> None:
     preempted.close()
 
 
+def epoch_saved(workdir: str, epoch: int) -> bool:
+  """Whether ``epoch``'s checkpoint in ``workdir`` was saved whole: its checksums file is
+  written last (`save`), so it exists only after every array is on disk. Reads only."""
+  return os.path.exists(os.path.join(workdir, EPOCHS_DIR, str(epoch), CHECKSUMS_NAME))
+
+
 def restore_epoch(manager, template, *, sharding, steps_per_epoch: int, log,
                   main: bool) -> tuple[int, Any]:
   """(epoch, state) of the newest epoch checkpoint that verifies, restores and holds step

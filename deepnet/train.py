@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import sys
 import time
 from typing import Any
@@ -262,11 +261,9 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
     # nothing and needs no free space, so it succeeds on a full disk.
     workdir_lib.check_config(workdir, config_lib.config_to_dict(config))
     finished = workdir_lib.finished_record(workdir, setup.num_epochs)
-    # The last epoch's checkpoint, saved whole (its checksums are written last), is the state
-    # a recomputation would start from; without it the run resumes as usual.
-    final_sums = os.path.join(workdir, checkpoints_lib.EPOCHS_DIR, str(setup.num_epochs),
-                              checkpoints_lib.CHECKSUMS_NAME)
-    if finished is not None and os.path.exists(final_sums):
+    # The last epoch's checkpoint, saved whole, is the state a recomputation would start
+    # from; without it the run resumes as usual.
+    if finished is not None and checkpoints_lib.epoch_saved(workdir, setup.num_epochs):
       _log(f"{workdir} finished already (epoch {setup.num_epochs}); nothing to do")
       return RunResult(metrics=finished, workdir=workdir, epochs_run=0)
     workdir_lib.prepare(workdir, config_lib.config_to_dict(config), run_descriptor(setup),
