@@ -176,7 +176,7 @@ class _Progress:
       return
     gap = "" if self.of_loss is None or not info["final"] else \
         f" gap {info['loss'] - self.of_loss:.3e}"
-    phase = "" if info["final"] else f" (warm-up {info['phase'] + 1})"
+    phase = "" if info["final"] else f" ({info['phase_name']})"
     self.stream.write(f"\rstep {info['step']:>7d}{phase} loss {info['loss']:.8g}{gap} "
                       f"dist_of {info['dist_of']:.3e} pg {info['pg']:.1e}   ")
     self.stream.flush()

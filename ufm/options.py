@@ -142,6 +142,13 @@ class Phase:
   final: bool = False
   rows: int = 0
 
+  @property
+  def name(self) -> str:
+    """What the phase is: "cut" (the warm-up on the problem cut to `rows` rows per class),
+    "warm-up" (on the whole problem) or "final" (the true problem, where convergence is
+    checked)."""
+    return "cut" if self.rows else "final" if self.final else "warm-up"
+
 
 def objective_statement(problem: Problem, options: SolverOptions) -> dict:
   """What a solve optimises, for result.json: the terms any phase adds to the objective.

@@ -166,13 +166,40 @@ def solve(problem: Problem, options: SolverOptions = SolverOptions(),
     return _solve(problem, options, progress)
 
 
+@dataclasses.dataclass
+class _Cursor:
+  """Where a solve is: the phase it runs (a field, not a range of step numbers), that phase's
+  place in the plan, the steps taken over all phases and the step at which the phase ends."""
+  phase: Phase
+  index: int
+  step: int
+  end: int
+
+  @property
+  def left(self) -> float:
+    """The fraction of the phase still to run (the warm-up's annealed terms scale with it)."""
+    return (self.end - self.step) / self.phase.steps
+
+
+def _chunk_lengths(chunk: int, lifted: bool):
+  """The lengths of a phase's chunks. A phase that starts from the cut problem's solve
+  (``lifted``) measures its start first (length 0), then runs a tenth of a chunk: a start that
+  is already certified and stationary stops there instead of after a whole chunk of the true
+  problem's (costly) steps."""
+  if lifted:
+    yield 0
+    yield max(chunk // 10, 1)
+  while True:
+    yield chunk
+
+
 def _solve_cut(problem: Problem, options: SolverOptions, phase: Phase, progress):
   """The whole solve (its own warm-up and certificate) of `problem` cut to the first
   min(n_c, phase.rows) rows of each class, in phase.steps steps: (rows kept, result)."""
   kept = _cut(problem.labels, phase.rows)
   cut = dataclasses.replace(problem, labels=problem.labels[kept])
   report = None if progress is None else (
-      lambda info: progress({**info, "phase": 0, "final": False}))
+      lambda info: progress({**info, "phase": 0, "phase_name": phase.name, "final": False}))
   return kept, _solve(cut, dataclasses.replace(options, steps=phase.steps, warmup_rows=0,
                                                block_size=None), report)
 
@@ -291,8 +318,8 @@ def _solve(problem, options, progress):
   step = final_epoch = 0
   rng = kernels_lib.key(10_000 + problem.seed)
   final = None
-  lifted = 0
-  for phase in phases:
+  lifted = False
+  for index, phase in enumerate(phases):
     if phase.rows:
       # Every row of class c starts the final phase at one of class c's rows of the cut
       # problem's solve, with fresh Adam moments.
@@ -301,36 +328,33 @@ def _solve(problem, options, progress):
       state = params, jax.vmap(kernels.opt.init)(params)
       step = int(cut.steps.max())
       steps_done[:] = cut.steps
-      lifted = 2
+      lifted = True
       continue
     if phase.final:
       final = _FinalPhase(problem, options, kernels, schedule, state, policy)
+    at = _Cursor(phase, index, step, step + phase.steps)
     weights = jnp.asarray(phase.mix * np.ones(k) + (1 - phase.mix) * balanced_weights, dtype)
     temperature = jnp.asarray(phase.temperature, dtype)
-    phase_end = step + phase.steps
     lr = np.full(num_seeds, base_lr)
-    while step < phase_end and policy.active.any():
-      # A final phase that starts from the cut problem's solve measures its start first, then
-      # runs a tenth of a chunk: a start that is already certified and stationary stops there
-      # instead of after a whole chunk of the true problem's (costly) steps.
-      length = min((0, max(options.chunk // 10, 1), options.chunk)[2 - lifted],
-                   phase_end - step)
-      lifted = max(lifted - 1, 0)
+    lengths = _chunk_lengths(options.chunk, lifted)
+    lifted = False
+    while at.step < at.end and policy.active.any():
+      length = min(next(lengths), at.end - at.step)
       if phase.final:
         lr = policy.lr
         sparsity = (options.kick_sparsity * policy.reward() if final_relu
                     else np.zeros(num_seeds))
       else:
-        sparsity = np.full(num_seeds, phase.sparsity * (phase_end - step) / phase.steps)
+        sparsity = np.full(num_seeds, phase.sparsity * at.left)
       if length:
         xs = None if schedule.full else tuple(
-            jnp.asarray(a) for a in schedule.steps(step, length))
+            jnp.asarray(a) for a in schedule.steps(at.step, length))
         state = kernels.run_chunk(state, jnp.asarray(policy.active), xs, labels, temperature,
                                   weights, jnp.asarray(sparsity, dtype),
                                   jnp.asarray(lr, dtype), length)
-      step += length
-      steps_done[policy.active] = step
-      final_epoch = max((step - 1) // schedule.num_batches, 0)
+      at.step += length
+      steps_done[policy.active] = at.step
+      final_epoch = max((at.step - 1) // schedule.num_batches, 0)
       e_idx = e_mask = None
       if not schedule.full:
         e_idx, e_mask = (jnp.asarray(a) for a in schedule.epoch(final_epoch))
@@ -346,17 +370,18 @@ def _solve(problem, options, progress):
       elif phase.noise > 0:
         # Warm-up noise, annealed over the phase; fresh Adam moments at its end.
         rng, sub = jax.random.split(rng)
-        ending = step >= phase_end
-        scale = 0.0 if ending else phase.noise * (phase_end - step) / phase.steps
+        ending = at.step >= at.end
+        scale = 0.0 if ending else phase.noise * at.left
         state = kernels.perturb(state, policy.active, sub, np.full(num_seeds, scale),
                                 np.full(num_seeds, ending), np.ones((num_seeds, k), bool),
                                 labels)
       if progress is not None:
         best = int(np.nanargmin(value))
         means, _ = metrics.class_means(np.asarray(measured[0]["H"][best]), problem.labels, k)
-        progress({"step": step, "phase": phases.index(phase), "final": phase.final,
-                  "loss": float(value[best]), "dist_of": metrics.dist_of(means),
-                  "pg": float(grad_rms[best])})
+        progress({"step": at.step, "phase": at.index, "phase_name": phase.name,
+                  "final": phase.final, "loss": float(value[best]),
+                  "dist_of": metrics.dist_of(means), "pg": float(grad_rms[best])})
+    step = at.step
   jax.block_until_ready(final.best_point)
   seconds = time.perf_counter() - start
   params = jax.device_get(final.best_point)

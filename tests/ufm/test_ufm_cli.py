@@ -105,7 +105,7 @@ def test_progress_line_only_on_a_terminal():
     def isatty(self):
       return True
 
-  info = {"step": 100, "phase": 0, "final": True, "loss": 5.0, "dist_of": 0.1, "pg": 1e-3}
+  info = {"step": 100, "phase": 0, "phase_name": "final", "final": True, "loss": 5.0, "dist_of": 0.1, "pg": 1e-3}
   tty, pipe = Tty(), io.StringIO()
   cli._Progress(None, 4.0, stream=tty)(info)
   cli._Progress(None, 4.0, stream=pipe)(info)

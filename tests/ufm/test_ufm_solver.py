@@ -157,3 +157,34 @@ def test_ce_balanced_gives_an_etf_for_classifier_and_means():
   assert metrics.dist_etf(sol.classifier[0]) < 1e-2
   cos = metrics.cosines(sol.classifier[0])[~np.eye(4, dtype=bool)]
   np.testing.assert_allclose(cos, -1 / 3, atol=1e-2)
+
+
+def _phase_reports(sizes, steps, chunk=50):
+  reports = []
+  problem = problem_lib.make_problem(sizes=sizes, dim=3, tau=0.5)
+  options = solver_lib.SolverOptions(steps=steps, seeds=1, chunk=chunk)
+  solver_lib.solve(problem, options, progress=reports.append)
+  return reports
+
+
+def test_the_warm_up_phase_ends_at_a_quarter_of_the_budget():
+  # docs of SolverOptions.warmup_steps: the warm-up takes min(warmup_steps, steps // 4) steps,
+  # 600 // 4 = 150 here; the final phase takes the rest.
+  reports = _phase_reports([6, 3, 2], steps=600)
+  names = [r["phase_name"] for r in reports]
+  assert names == sorted(names, key=["warm-up", "final"].index)   # warm-up first, then final
+  warm = [r["step"] for r in reports if r["phase_name"] == "warm-up"]
+  final = [r["step"] for r in reports if r["phase_name"] == "final"]
+  assert warm == [50, 100, 150]                                 # chunks of 50 up to step 150
+  assert final and final[0] == 200 and all(r["final"] == (r["phase_name"] == "final")
+                                           for r in reports)
+
+
+def test_a_phase_lifted_from_the_cut_solve_measures_its_start_first():
+  # sizes 40 > warmup_rows = 32: the warm-up solves the cut problem in steps // 2 = 300 steps;
+  # the final phase then reports its start (0 steps run), then a tenth of a chunk (5 steps).
+  reports = _phase_reports([40, 4, 4], steps=600)
+  cut = [r for r in reports if r["phase_name"] == "cut"]
+  final = [r["step"] for r in reports if r["phase_name"] == "final"]
+  assert cut and all(r["step"] <= 300 for r in cut)
+  assert final[:2] == [cut[-1]["step"], cut[-1]["step"] + 5]
