@@ -11,6 +11,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from geometry import memory
 
@@ -308,7 +309,8 @@ def supcon_loss(embeddings, labels, *, temperature=0.1, where=None, reduction="m
 
 
 def cross_entropy_loss(logits, labels, *, where=None, reduction="mean"):
-  r"""Softmax cross-entropy :math:`-\log \mathrm{softmax}(z_i)_{y_i}`, docs/theory.md#ce-ufm.
+  r"""Softmax cross-entropy :math:`-\log \mathrm{softmax}(z_i)_{y_i}`, docs/theory.md#ce-ufm
+  (``optax.softmax_cross_entropy_with_integer_labels`` per row, with a row mask).
 
   Args:
     logits: `[N, K]` logits (computed in float32 or better).
@@ -322,9 +324,8 @@ def cross_entropy_loss(logits, labels, *, where=None, reduction="mean"):
   logits = logits.astype(_compute_dtype(logits.dtype))
   labels = jnp.asarray(labels)
   valid = jnp.ones(logits.shape[:1], bool) if where is None else jnp.asarray(where, bool)
-  log_probs = jax.nn.log_softmax(logits, axis=-1)
-  nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-  nll = jnp.where(valid, nll, 0.0)
+  # optax's `where` masks classes, not rows: rows are masked here.
+  nll = jnp.where(valid, optax.softmax_cross_entropy_with_integer_labels(logits, labels), 0.0)
   if reduction == "none":
     return nll
   if reduction == "sum":
