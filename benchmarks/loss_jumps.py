@@ -122,15 +122,14 @@ def measure(config, out_path: str, epochs: int, eval_every: int, rescale=None):
   train_x, test_x = put(np.float32(setup.dataset.train_x)), put(np.float32(setup.dataset.test_x))
   train_y, seed = put(setup.train_y), put(np.uint32(int(config.seed)))
   row_mask = setup.row_mask()
-  step, p_embed = train_lib.compile_train_step(setup), evaluate_lib.compile_embed_step(setup)
+  step, p_eval = train_lib.compile_train_step(setup), evaluate_lib.compile_eval_step(setup)
   state = train_lib.initial_state(setup)
   os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
   with open(out_path, "w", encoding="utf-8") as out:
     for epoch in range(1, epochs + 1):
       if rescale is not None and epoch == rescale[0]:
-        state = train_lib.TrainState(
-            step=state.step, params=_rescaled(state.params, rescale[1], rescale[2]),
-            batch_stats=state.batch_stats,
+        state = state.replace(
+            params=_rescaled(state.params, rescale[1], rescale[2]),
             opt_state=_rescaled(state.opt_state, rescale[1], 1.0 / rescale[2]))
       schedule, padded = setup.padded_schedule(epoch)
       device_schedule = run_setup_lib.global_array(padded, setup.shardings.schedule)
@@ -140,7 +139,7 @@ def measure(config, out_path: str, epochs: int, eval_every: int, rescale=None):
                                seed)
       geometry = {}
       if epoch % eval_every == 0 or epoch == epochs:
-        geometry, _, _ = train_lib.evaluate(setup, p_embed, state, train_x, test_x)
+        geometry, _, _ = train_lib.evaluate(setup, p_eval, state, train_x, test_x)
       record = train_lib.metrics_record(setup, epoch, state,
                                         float(loss_sum) / setup.steps_per_epoch, schedule,
                                         geometry, {})

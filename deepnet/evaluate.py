@@ -22,7 +22,7 @@ from geometry import metrics as metrics_lib
 _GEOMETRY_KEYS = ("dist_of", "dist_etf", "nc1", "nc1_over_k", "mean_cos", "class_mean_norms")
 
 
-def embed_step(params, batch_stats, x_all, idx, *, setup: run_setup_lib.RunSetup):
+def eval_step(params, batch_stats, x_all, idx, *, setup: run_setup_lib.RunSetup):
   """Eval-mode ``setup.metric_output`` of the rows ``idx`` of ``x_all`` (pure; jit it)."""
   variables = {"params": params}
   if batch_stats:
@@ -32,15 +32,15 @@ def embed_step(params, batch_stats, x_all, idx, *, setup: run_setup_lib.RunSetup
   return out[setup.metric_output]
 
 
-def compile_embed_step(setup: run_setup_lib.RunSetup):
-  return jax.jit(lambda params, batch_stats, x_all, idx: embed_step(
+def compile_eval_step(setup: run_setup_lib.RunSetup):
+  return jax.jit(lambda params, batch_stats, x_all, idx: eval_step(
       params, batch_stats, x_all, idx, setup=setup), out_shardings=setup.shardings.replicated)
 
 
-def embeddings(setup: run_setup_lib.RunSetup, p_embed, state, x_all: jax.Array,
+def embeddings(setup: run_setup_lib.RunSetup, p_eval, state, x_all: jax.Array,
                rows) -> np.ndarray:
   """Outputs of the rows ``rows`` of ``x_all`` (an index array, or an int n for rows 0..n-1)
-  through the jitted ``p_embed``, in chunks of ``setup.eval_chunk`` (the last one padded,
+  through the jitted ``p_eval``, in chunks of ``setup.eval_chunk`` (the last one padded,
   never dropped)."""
   rows = np.arange(rows) if np.ndim(rows) == 0 else np.asarray(rows)
   num = len(rows)
@@ -49,7 +49,7 @@ def embeddings(setup: run_setup_lib.RunSetup, p_embed, state, x_all: jax.Array,
   for start in range(0, num, chunk):
     idx = np.zeros((chunk,), np.int32)
     idx[:min(chunk, num - start)] = rows[start:start + chunk]
-    chunks.append(p_embed(state.params, state.batch_stats, x_all,
+    chunks.append(p_eval(state.params, state.batch_stats, x_all,
                           run_setup_lib.global_array(idx, setup.shardings.rows)))
   # One transfer after every chunk is queued, so the device never waits on the host.
   return np.concatenate([np.asarray(c) for c in jax.device_get(chunks)], 0)[:num]

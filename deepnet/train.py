@@ -4,6 +4,7 @@
   state = create_train_state(setup, seed)            # params, batch_stats, opt_state, step
   state, loss_sum = train_step(state, loss_sum, schedule, row_mask, train_x, train_y, seed,
                                setup=setup)          # pure; jitted with donation by the loop
+  emb = evaluate.eval_step(state.params, state.batch_stats, x_all, idx, setup=setup)  # eval mode
   train_and_evaluate(config, workdir)                # the whole run, resumable
 
 One run does, for epochs e = 1 .. E:
@@ -46,16 +47,17 @@ import time
 from typing import Any
 
 import flax
+from flax.training import train_state
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from deepnet import checkpoints as checkpoints_lib
 from deepnet import config as config_lib
 from deepnet import evaluate as evaluate_lib
 from deepnet import interrupts
 from deepnet import models
+from deepnet import monitor
 from deepnet import run_setup as run_setup_lib
 from deepnet import tensorboard_events
 from deepnet import workdir as workdir_lib
@@ -64,6 +66,7 @@ from geometry import losses
 from geometry import runfiles
 
 ConfigError = config_lib.ConfigError
+Diverged = monitor.Diverged
 PREEMPTED_DIR = checkpoints_lib.PREEMPTED_DIR
 RunSetup = run_setup_lib.RunSetup
 setup_run = run_setup_lib.setup_run
@@ -72,18 +75,11 @@ setup_run = run_setup_lib.setup_run
 TIMING_KEYS = ("seconds", "images_per_second", "train_seconds", "eval_seconds")
 
 
-class Diverged(RuntimeError):
-  """The loss, the parameters or the embeddings became non-finite; nothing of that epoch was
-  saved."""
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training; a pytree of replicated arrays."""
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
+class TrainState(train_state.TrainState):
+  """Flax's train state (``step``, ``params``, ``opt_state``; ``apply_fn`` and ``tx`` static)
+  plus the BatchNorm statistics; a pytree of replicated arrays. Checkpoints hold its
+  ``flax.serialization.to_state_dict``: ``step``, ``params``, ``batch_stats``, ``opt_state``."""
+  batch_stats: Any = None
 
 
 @dataclasses.dataclass
@@ -97,10 +93,11 @@ class RunResult:
 def create_train_state(setup: RunSetup, seed) -> TrainState:
   """The state at step 0: ``model.init`` with ``key(seed)`` and the optimiser's state."""
   variables = setup.init_variables(seed)
-  params = variables["params"]
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get("batch_stats", {}),
-                    opt_state=setup.tx.init(params))
+  state = TrainState.create(apply_fn=setup.model.apply, params=variables["params"],
+                            tx=setup.tx, batch_stats=variables.get("batch_stats", {}))
+  # A strongly typed step: a checkpoint's int32 step then matches it, so a resumed run reuses
+  # the compiled train step.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def initial_state(setup: RunSetup) -> TrainState:
@@ -149,10 +146,7 @@ def train_step(state: TrainState, loss_sum, schedule, row_mask, train_x, train_y
     return float(config.loss_scale) * loss, updates.get("batch_stats", {})
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   return new_state, loss_sum + loss.astype(jnp.float32)
 
 
@@ -171,55 +165,19 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-# Between logged epochs, a progress line at most this often (seconds): long runs (CPU) say
-# how far they are and how long is left, short ones print no more than their logged epochs.
-PROGRESS_EVERY_S = 30.0
-
-
-def time_left(elapsed: float, epochs_done: int, epochs_left: int) -> str:
-  """The time left as ``"ETA 1h02m"``: the mean epoch time of this session,
-  elapsed / epochs_done, times epochs_left (evaluations included, as they recur). Under a
-  minute ``"ETA 42s"``, under an hour ``"ETA 12m05s"``."""
-  seconds = round(elapsed / max(epochs_done, 1) * max(epochs_left, 0))
-  if seconds < 60:
-    return f"ETA {seconds}s"
-  if seconds < 3600:
-    return f"ETA {seconds // 60}m{seconds % 60:02d}s"
-  return f"ETA {seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _health(state: TrainState, loss_sum) -> str | None:
-  """None while the epoch's loss and every parameter are finite, else what is not."""
-  loss, params_ok = jax.device_get(_finite(state.params, loss_sum))
-  if not math.isfinite(float(loss)):
-    return f"loss {float(loss)}"
-  return None if bool(params_ok) else "parameters not finite"
-
-
-@jax.jit
-def _finite(params, loss_sum):
-  return loss_sum, jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p))
-                                        for p in jax.tree.leaves(params)]))
-
-
-def _diverged(setup: RunSetup, epoch: int, problem: str, last_saved: str) -> Diverged:
-  return Diverged(f"diverged at epoch {epoch} ({problem}); nothing of epoch {epoch} was "
-                  f"saved: {setup.workdir} keeps {last_saved} and the metrics before epoch "
-                  f"{epoch}; lower lr (now {setup.config.lr})")
-
-
-def evaluate(setup: RunSetup, p_embed, state: TrainState, train_x, test_x, *,
+def evaluate(setup: RunSetup, p_eval, state: TrainState, train_x, test_x, *,
              final: bool = True):
   """(geometry dict, train embeddings, test embeddings) of ``state`` (``deepnet.evaluate``):
   every train example, and every test example when ``final`` (else ``setup.eval_test_rows``);
   raises Diverged when finite parameters still give non-finite embeddings (a huge lr without
   BatchNorm overflows the forward pass)."""
   test_rows = np.arange(len(setup.test_y)) if final else setup.eval_test_rows
-  train_emb = evaluate_lib.embeddings(setup, p_embed, state, train_x, setup.num_train)
-  test_emb = evaluate_lib.embeddings(setup, p_embed, state, test_x, test_rows)
+  train_emb = evaluate_lib.embeddings(setup, p_eval, state, train_x, setup.num_train)
+  test_emb = evaluate_lib.embeddings(setup, p_eval, state, test_x, test_rows)
   if not (np.isfinite(train_emb).all() and np.isfinite(test_emb).all()):
     epoch = int(state.step) // setup.steps_per_epoch
-    raise _diverged(setup, epoch, "embeddings not finite", "its last checkpoint")
+    raise monitor.diverged(setup.workdir, setup.config.lr, epoch, "embeddings not finite",
+                           "its last checkpoint")
   return (evaluate_lib.geometry(setup, train_emb, test_emb, setup.test_y[test_rows]),
           train_emb, test_emb)
 
@@ -254,8 +212,74 @@ def run(setup: RunSetup, p_train_step=None) -> RunResult:
 
 
 def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResult:
-  config, workdir, steps = setup.config, setup.workdir, setup.steps_per_epoch
-  main = _is_main_process()
+  finished = _start(setup)
+  if finished is not None:
+    return finished
+  data = _device_data(setup)
+  p_eval = evaluate_lib.compile_eval_step(setup)
+  certificates = evaluate_lib.Certificates(setup)
+  manager = checkpoints_lib.create_manager(f"{setup.workdir}/{checkpoints_lib.EPOCHS_DIR}")
+  state, start_epoch, resume = _restore(setup, manager)
+  events = tensorboard_events.TrainingEvents.for_run(setup, start_epoch)
+  clock = monitor.Clock(start_epoch=start_epoch, num_epochs=setup.num_epochs, log=_log)
+  last_saved = start_epoch
+  record, train_emb, test_emb = None, None, None
+  for epoch in range(start_epoch + 1, setup.num_epochs + 1):
+    epoch_start = time.time()
+    schedule, padded = setup.padded_schedule(epoch)
+    first_step, loss_sum = resume if epoch == start_epoch + 1 else (0, None)
+    state, loss_sum = train_epoch(setup, p_train_step, state, loss_sum, padded, data, epoch,
+                                  first_step, stop)
+    problem = monitor.health(state.params, loss_sum)
+    if problem is not None:
+      raise monitor.diverged(setup.workdir, setup.config.lr, epoch, problem,
+                             f"the checkpoint of epoch {last_saved}")
+    if epoch in setup.log_epochs:
+      record, train_emb, test_emb = _log_epoch(setup, p_eval, state, loss_sum, schedule, data,
+                                               epoch, epoch_start, clock, certificates)
+    else:  # monitor.health has waited for the epoch's steps
+      clock.train_seconds += time.time() - epoch_start
+      clock.progress(epoch, float(loss_sum) / setup.steps_per_epoch)
+    if events is not None:
+      events.epoch(epoch, loss_sum, record if epoch in setup.log_epochs else None)
+    if (epoch % int(setup.config.checkpoint_every_epochs) == 0 or epoch == setup.num_epochs
+        or stop.requested):
+      checkpoints_lib.save_epoch(setup.workdir, manager, epoch, state,
+                                 main=_is_main_process())
+      last_saved = epoch
+    if stop.requested and epoch < setup.num_epochs:
+      _stop(setup, stop.signum, epoch, None, None, setup.steps_per_epoch)
+  manager.close()
+  if events is not None:
+    events.close()
+  return _finish(setup, p_eval, state, data, record, train_emb, test_emb,
+                 epochs_run=setup.num_epochs - start_epoch)
+
+
+@dataclasses.dataclass
+class _DeviceData:
+  """The arrays every step and evaluation reads, put on the devices once (replicated)."""
+  train_x: jax.Array
+  train_y: jax.Array
+  test_x: jax.Array
+  row_mask: jax.Array
+  seed: jax.Array
+
+
+def _device_data(setup: RunSetup) -> _DeviceData:
+  replicated = setup.shardings.replicated
+  put = lambda a: run_setup_lib.global_array(a, replicated)
+  return _DeviceData(train_x=put(np.asarray(setup.dataset.train_x, np.float32)),
+                     train_y=put(setup.train_y),
+                     test_x=put(np.asarray(setup.dataset.test_x, np.float32)),
+                     row_mask=setup.row_mask(),
+                     seed=put(np.asarray(int(setup.config.seed), np.uint32)))
+
+
+def _start(setup: RunSetup) -> RunResult | None:
+  """Checks the workdir against the config; the RunResult of a run that finished already,
+  else None after writing config.json and run.json."""
+  config, workdir = setup.config, setup.workdir
   try:
     # "Finished" is decided first, on reads only: rerunning a finished run's command writes
     # nothing and needs no free space, so it succeeds on a full disk.
@@ -267,139 +291,124 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
       _log(f"{workdir} finished already (epoch {setup.num_epochs}); nothing to do")
       return RunResult(metrics=finished, workdir=workdir, epochs_run=0)
     workdir_lib.prepare(workdir, config_lib.config_to_dict(config), run_descriptor(setup),
-                        main=main)
+                        main=_is_main_process())
   except workdir_lib.WorkdirError as e:
     raise ConfigError(str(e)) from None
-  replicated = setup.shardings.replicated
-  train_x = run_setup_lib.global_array(np.asarray(setup.dataset.train_x, np.float32),
-                                       replicated)
-  train_y = run_setup_lib.global_array(setup.train_y, replicated)
-  test_x = run_setup_lib.global_array(np.asarray(setup.dataset.test_x, np.float32), replicated)
-  row_mask = setup.row_mask()
-  p_embed = evaluate_lib.compile_embed_step(setup)
-  certificates = evaluate_lib.Certificates(setup)
+  return None
 
-  manager = checkpoints_lib.create_manager(f"{workdir}/{checkpoints_lib.EPOCHS_DIR}")
+
+def _restore(setup: RunSetup, manager):
+  """(state, start_epoch, (first step, loss sum) of the first epoch): from the newest epoch
+  checkpoint, or the newer mid-epoch one, else from scratch; metrics.jsonl is cut back to the
+  restored epoch."""
+  workdir, steps, main = setup.workdir, setup.steps_per_epoch, _is_main_process()
+  replicated = setup.shardings.replicated
   state = initial_state(setup)
   start_epoch, state = checkpoints_lib.restore_epoch(
       manager, state, sharding=replicated, steps_per_epoch=steps, log=_log, main=main)
-  resume_offset, resume_loss = 0, None
+  resume = (0, None)
   preempted = checkpoints_lib.restore_preempted(workdir, state, sharding=replicated,
                                                 after_step=start_epoch * steps, log=_log,
                                                 main=main)
   if preempted is not None:
-    state, resume_loss = preempted
-    start_epoch, resume_offset = divmod(int(state.step), steps)
+    state, loss_sum = preempted
+    start_epoch, offset = divmod(int(state.step), steps)
+    resume = (offset, loss_sum if offset else None)
     _log(f"resuming {workdir} from the mid-epoch checkpoint of epoch {start_epoch + 1} "
-         f"step {resume_offset}/{steps}")
+         f"step {offset}/{steps}")
   elif start_epoch:
     _log(f"resuming {workdir} from the checkpoint of epoch {start_epoch}")
   if main:
     workdir_lib.truncate_metrics(workdir, start_epoch)
-  last_saved = start_epoch
   if start_epoch >= setup.num_epochs:
     _log(f"{workdir} finished all {setup.num_epochs} epochs; recomputing the final "
          "embeddings")
   else:
     _log(f"training {setup.dataset.name} ({setup.num_train} train examples, K="
-         f"{setup.num_classes}) with {config.loss}, {steps} steps/epoch of "
+         f"{setup.num_classes}) with {setup.config.loss}, {steps} steps/epoch of "
          f"{setup.num_views} x {setup.rows_per_batch} rows on {setup.num_devices} device(s), "
          f"epochs {start_epoch + 1}..{setup.num_epochs} -> {workdir}")
+  return state, start_epoch, resume
 
-  events = tensorboard_events.TrainingEvents.for_run(setup, start_epoch)
-  seed = run_setup_lib.global_array(np.asarray(int(config.seed), np.uint32), replicated)
-  show_bar = main and sys.stderr.isatty()
-  run_start = last_line = time.time()
-  train_seconds = eval_seconds = 0.0
-  record, train_emb, test_emb = None, None, None
-  rows_per_step = setup.num_views * setup.rows_per_batch
-  for epoch in range(start_epoch + 1, setup.num_epochs + 1):
-    epoch_start = time.time()
-    schedule, padded = setup.padded_schedule(epoch)
-    device_schedule = run_setup_lib.global_array(padded, setup.shardings.schedule)
-    first_step = resume_offset if epoch == start_epoch + 1 else 0
-    loss_sum = (resume_loss if first_step else
-                run_setup_lib.global_array(np.zeros((), np.float32), replicated))
-    bar = None
-    if show_bar:
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      bar = tqdm(total=steps, initial=first_step, desc=f"epoch {epoch}/{setup.num_epochs}",
-                 leave=False, file=sys.stderr)
-    refresh = max(1, steps // 10)
-    for i in range(first_step, steps):
-      state, loss_sum = p_train_step(state, loss_sum, device_schedule, row_mask, train_x,
-                                     train_y, seed)
-      if stop.requested and i + 1 < steps:
-        _stop(setup, stop.signum, epoch, state, loss_sum, i + 1)
-      if bar is not None:
-        bar.update(1)
-        if (i + 1) % refresh == 0 or i + 1 == steps:
-          rate = (i + 1) * rows_per_step / (time.time() - epoch_start)
-          bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", img_s=f"{rate:.0f}")
+
+def train_epoch(setup: RunSetup, p_train_step, state: TrainState, loss_sum, padded, data,
+                epoch: int, first_step: int, stop: interrupts.StopSignals):
+  """(state, loss sum) after steps ``first_step`` .. S - 1 of ``epoch`` (``padded``: its
+  [S, G_pad] schedule; ``loss_sum`` None starts the sum at 0). A stop request saves a
+  mid-epoch checkpoint and raises; a terminal shows a progress bar."""
+  steps = setup.steps_per_epoch
+  device_schedule = run_setup_lib.global_array(padded, setup.shardings.schedule)
+  if loss_sum is None:
+    loss_sum = run_setup_lib.global_array(np.zeros((), np.float32), setup.shardings.replicated)
+  bar = None
+  if _is_main_process() and sys.stderr.isatty():
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    bar = tqdm(total=steps, initial=first_step, desc=f"epoch {epoch}/{setup.num_epochs}",
+               leave=False, file=sys.stderr)
+  epoch_start, refresh = time.time(), max(1, steps // 10)
+  for i in range(first_step, steps):
+    state, loss_sum = p_train_step(state, loss_sum, device_schedule, data.row_mask,
+                                   data.train_x, data.train_y, data.seed)
+    if stop.requested and i + 1 < steps:
+      _stop(setup, stop.signum, epoch, state, loss_sum, i + 1)
     if bar is not None:
-      bar.close()
-    problem = _health(state, loss_sum)
-    if problem is not None:
-      raise _diverged(setup, epoch, problem, f"the checkpoint of epoch {last_saved}")
+      bar.update(1)
+      if (i + 1) % refresh == 0 or i + 1 == steps:
+        rate = (i + 1) * setup.num_views * setup.rows_per_batch / (time.time() - epoch_start)
+        bar.set_postfix(loss=f"{float(loss_sum) / (i + 1):.4f}", img_s=f"{rate:.0f}")
+  if bar is not None:
+    bar.close()
+  return state, loss_sum
 
-    eta = functools.partial(time_left, epochs_done=epoch - start_epoch,
-                            epochs_left=setup.num_epochs - epoch)   # of the time so far
-    if epoch in setup.log_epochs:
-      train_loss = float(loss_sum) / steps  # syncs: the epoch is done
-      epoch_seconds = time.time() - epoch_start
-      train_seconds += epoch_seconds
-      eval_start = time.time()
-      geometry, train_emb, test_emb = evaluate(setup, p_embed, state, train_x, test_x,
-                                               final=epoch == setup.num_epochs)
-      record = metrics_record(setup, epoch, state, train_loss, schedule, geometry,
-                               certificates(epoch, schedule))
-      eval_seconds += time.time() - eval_start
-      record["seconds"] = time.time() - run_start
-      record["images_per_second"] = steps * rows_per_step / max(epoch_seconds, 1e-9)
-      # Of this session: the training steps (compilation in the first) and the evaluations,
-      # so that a run's overhead is seconds - train_seconds (docs/performance.md).
-      record["train_seconds"] = train_seconds
-      record["eval_seconds"] = eval_seconds
-      if main:
-        workdir_lib.append_metrics(workdir, record)
-      floor = record["optimal_loss"]
-      _log(f"epoch {epoch:4d} loss {train_loss:.4f}"
-           + ("" if floor is None else f" (OF floor {floor:.4f})")
-           + f" dist_of {record['dist_of']:.4f} nc1 {record['nc1']:.3g}"
-           f" ncc train/test {record['ncc_acc_train']:.4f}/{record['ncc_acc_test']:.4f}"
-           f" {record['images_per_second']:.0f} img/s {eta(time.time() - run_start)}")
-      last_line = time.time()
-    else:  # _health has waited for the epoch's steps
-      train_seconds += time.time() - epoch_start
-    if epoch not in setup.log_epochs and time.time() - last_line >= PROGRESS_EVERY_S:
-      _log(f"epoch {epoch:4d}/{setup.num_epochs} loss {float(loss_sum) / steps:.4f} "
-           f"{eta(time.time() - run_start)}")
-      last_line = time.time()
-    if events is not None:
-      events.epoch(epoch, loss_sum, record if epoch in setup.log_epochs else None)
-    if (epoch % int(config.checkpoint_every_epochs) == 0 or epoch == setup.num_epochs
-        or stop.requested):
-      checkpoints_lib.save_epoch(workdir, manager, epoch, state, main=main)
-      last_saved = epoch
-    if stop.requested and epoch < setup.num_epochs:
-      _stop(setup, stop.signum, epoch, None, None, steps)
 
+def _log_epoch(setup: RunSetup, p_eval, state: TrainState, loss_sum, schedule, data, epoch: int,
+               epoch_start: float, clock: monitor.Clock, certificates):
+  """Evaluates a logged epoch, appends its metrics.jsonl line and prints it; returns
+  (record, train embeddings, test embeddings)."""
+  steps = setup.steps_per_epoch
+  train_loss = float(loss_sum) / steps  # syncs: the epoch is done
+  epoch_seconds = time.time() - epoch_start
+  clock.train_seconds += epoch_seconds
+  eval_start = time.time()
+  geometry, train_emb, test_emb = evaluate(setup, p_eval, state, data.train_x, data.test_x,
+                                           final=epoch == setup.num_epochs)
+  record = metrics_record(setup, epoch, state, train_loss, schedule, geometry,
+                          certificates(epoch, schedule))
+  clock.eval_seconds += time.time() - eval_start
+  record["seconds"] = clock.seconds
+  record["images_per_second"] = (steps * setup.num_views * setup.rows_per_batch
+                                 / max(epoch_seconds, 1e-9))
+  record["train_seconds"] = clock.train_seconds
+  record["eval_seconds"] = clock.eval_seconds
+  if _is_main_process():
+    workdir_lib.append_metrics(setup.workdir, record)
+  floor = record["optimal_loss"]
+  clock.line(f"epoch {epoch:4d} loss {train_loss:.4f}"
+             + ("" if floor is None else f" (OF floor {floor:.4f})")
+             + f" dist_of {record['dist_of']:.4f} nc1 {record['nc1']:.3g}"
+             f" ncc train/test {record['ncc_acc_train']:.4f}/{record['ncc_acc_test']:.4f}"
+             f" {record['images_per_second']:.0f} img/s {clock.eta(epoch)}")
+  return record, train_emb, test_emb
+
+
+def _finish(setup: RunSetup, p_eval, state: TrainState, data, record, train_emb, test_emb, *,
+            epochs_run: int) -> RunResult:
+  """Saves the final embeddings (recomputed when the run was finished already) and returns
+  the last metrics line."""
+  workdir = setup.workdir
   if record is None:  # a finished run started again: recompute the final outputs
-    geometry, train_emb, test_emb = evaluate(setup, p_embed, state, train_x, test_x)
+    geometry, train_emb, test_emb = evaluate(setup, p_eval, state, data.train_x, data.test_x)
     records = workdir_lib.read_metrics(workdir)
     record = records[-1] if records else geometry
-  if main:
+  if _is_main_process():
     workdir_lib.save_embeddings(workdir, train_embeddings=train_emb, train_labels=setup.train_y,
                                 test_embeddings=test_emb, test_labels=setup.test_y,
                                 output=np.asarray(setup.metric_output))
-  manager.close()
-  if events is not None:
-    events.close()
   _log(f"done: epoch {setup.num_epochs}, dist_of {record['dist_of']:.4f}, nc1 "
        f"{record['nc1']:.3g}, NCC acc train {record['ncc_acc_train']:.4f} test "
        f"{record['ncc_acc_test']:.4f}; files in {workdir} (metrics.jsonl, "
        "embeddings_final.npz, checkpoints/, config.json)")
-  return RunResult(metrics=record, workdir=workdir, epochs_run=setup.num_epochs - start_epoch)
+  return RunResult(metrics=record, workdir=workdir, epochs_run=epochs_run)
 
 
 def setup_line(config) -> str:

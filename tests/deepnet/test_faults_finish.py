@@ -43,7 +43,7 @@ def test_finished_run_rerun_with_no_free_space_writes_nothing(tmp_path, monkeypa
   monkeypatch.setattr(checkpoints.shutil, "disk_usage",
                       lambda _p: type("U", (), {"free": 0, "total": 1, "used": 1})())
   monkeypatch.setattr(runfiles, "atomic_open", no_space)
-  monkeypatch.setattr(train.evaluate_lib, "compile_embed_step", no_space)
+  monkeypatch.setattr(train.evaluate_lib, "compile_eval_step", no_space)
   capsys.readouterr()
   again = train.train_and_evaluate(helper.tiny_config(), workdir)
   captured = capsys.readouterr()

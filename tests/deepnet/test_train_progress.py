@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from deepnet import monitor
 from deepnet import train as train_lib
 from experiments.configs import digits_mlp
 
@@ -20,11 +21,11 @@ from experiments.configs import digits_mlp
     (5.0, 0, 10, "ETA 50s"),          # no epoch done yet: elapsed taken as one epoch
 ])
 def test_time_left_by_hand(elapsed, done, left, text):
-  assert train_lib.time_left(elapsed, done, left) == text
+  assert monitor.time_left(elapsed, done, left) == text
 
 
 def test_every_epoch_says_the_time_left_when_lines_are_due(tmp_path, monkeypatch, capsys):
-  monkeypatch.setattr(train_lib, "PROGRESS_EVERY_S", 0.0)   # as if each epoch took long
+  monkeypatch.setattr(monitor, "PROGRESS_EVERY_S", 0.0)   # as if each epoch took long
   config = digits_mlp.get_config()
   config.model.mlp_widths, config.num_epochs = (16, 8), 3
   config.log_epochs, config.checkpoint_every_epochs = (1,), 3

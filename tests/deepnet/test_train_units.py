@@ -178,3 +178,52 @@ def test_bad_config_values_are_config_errors(field, value):
   config[field] = value
   with pytest.raises(train.ConfigError):
     config_lib.validate_config(config)
+
+
+def test_train_state_is_flax_train_state_and_one_step_is_sgd_by_hand():
+  from deepnet_train_helper import tiny_config  # pylint: disable=g-import-not-at-top
+  from flax.training import train_state  # pylint: disable=g-import-not-at-top
+  import flax  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from geometry import losses  # pylint: disable=g-import-not-at-top
+  config = tiny_config({"grad_clip_norm": 0.0, "model.mlp_norm": "all"})
+  setup = run_setup.setup_run(config, tempfile.mkdtemp())
+  state = train.initial_state(setup)
+  assert isinstance(state, train_state.TrainState)
+  # The checkpoint layout: exactly these four entries, and a strongly typed int32 step.
+  assert set(flax.serialization.to_state_dict(state)) == {"step", "params", "batch_stats",
+                                                          "opt_state"}
+  assert state.step.dtype == jnp.int32 and not state.step.weak_type
+  assert jax.tree.leaves(state.batch_stats), "the MLP recipe has BatchNorm statistics"
+
+  schedule, padded = setup.padded_schedule(1)
+  train_x = jnp.asarray(setup.dataset.train_x, jnp.float32)
+  train_y = jnp.asarray(setup.train_y)
+  seed = jnp.asarray(int(config.seed), jnp.uint32)
+  new, loss_sum = train.train_step(state, jnp.zeros((), jnp.float32), jnp.asarray(padded),
+                                   setup.row_mask(), train_x, train_y, seed, setup=setup)
+  assert int(new.step) == 1
+
+  # The same step by hand: the loss of row 0's batch, then PyTorch's first SGD step
+  # p - lr (g + wd p) (the momentum buffer starts at g + wd p).
+  idx = np.asarray(schedule[0])
+  key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 1), 0)
+  x = setup.make_views(train_x[idx], key)
+  y = jnp.tile(train_y[idx], setup.num_views)
+
+  def loss_fn(params):
+    out, updates = models.apply_model(
+        setup.model, {"params": params, "batch_stats": state.batch_stats}, x, train=True)
+    loss = losses.supcon_loss(out["embedding"], y, temperature=float(config.temperature))
+    return float(config.loss_scale) * loss, updates["batch_stats"]
+
+  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  lr, wd = float(setup.lr_schedule(0)), float(config.weight_decay)
+  want = jax.tree.map(lambda p, g: p - lr * (g + wd * p), state.params, grads)
+  np.testing.assert_allclose(float(loss_sum), float(loss), rtol=1e-5)
+  for got_leaf, want_leaf in zip(jax.tree.leaves(new.params), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(got_leaf), np.asarray(want_leaf), rtol=1e-5,
+                               atol=1e-6)
+  for got_leaf, want_leaf in zip(jax.tree.leaves(new.batch_stats), jax.tree.leaves(stats)):
+    np.testing.assert_allclose(np.asarray(got_leaf), np.asarray(want_leaf), rtol=1e-5,
+                               atol=1e-6)
