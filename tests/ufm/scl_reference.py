@@ -84,8 +84,20 @@ def minimize(labels, dim: int, tau: float, *, relu: bool, batches=None, starts: 
     if best is None or res.fun < best.fun:
       best = res
   h, _ = _rows(best.x.reshape(n, dim), relu)
+  if relu:
+    h = _snap_to_boundary(h, loss_and_grad(h, labels, tau, batches)[1])
   value, g = loss_and_grad(h, labels, tau, batches)
   return value, h, feasible_grad_norm(h, g, relu)
+
+
+def _snap_to_boundary(h: np.ndarray, grad: np.ndarray, small: float = 1e-4) -> np.ndarray:
+  """UFM+: the entries that head for 0 (small, with a tangent gradient that pushes them down)
+  set to 0 and the rows renormalised. Under h = v**2 such an entry only decays like 1/t, so
+  L-BFGS stops (on the objective's relative change) while it is still ~1e-6; setting it to
+  the limit it approaches identifies the active constraints, as a KKT check needs."""
+  g = grad - np.sum(grad * h, axis=1, keepdims=True) * h
+  h = np.where((h < small) & (g > 0), 0.0, h)
+  return h / np.linalg.norm(h, axis=1, keepdims=True)
 
 
 def class_mean_cosines(h: np.ndarray, labels: np.ndarray) -> np.ndarray:
