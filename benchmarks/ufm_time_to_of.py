@@ -88,8 +88,8 @@ def time_one(ratio: int, n_max: int, seed: int, dtype: str, steps: int, dim: int
   imbalance = "none" if ratio == 1 else f"{kind}:{ratio}"
   problems = getattr(solver, "problem_module", problem_lib)
   problem = problems.make_problem(
-      sizes=problems.sizes_from_recipe(classes, imbalance, n_max), dim=dim, tau=tau,
-      relu=True, dtype=dtype, seed=seed)
+      sizes=problems.sizes_from_recipe(classes, imbalance, n_max), dim=dim, temperature=tau,
+      final_relu=True, dtype=dtype, seed=seed)
   hit: dict = {}
   start = time.perf_counter()
 

@@ -3,7 +3,8 @@ returns a `Result` holding what the command writes (the fields of result.json an
 embeddings), from the same code (`run`, which the command calls too).
 
   import ufm
-  result = ufm.solve(sizes=[4, 4, 4], dim=3, tau=0.5, relu=True, batching="full", seeds=2)
+  result = ufm.solve(sizes=[4, 4, 4], dim=3, temperature=0.5, final_relu=True, batching="full",
+                     seeds=2)
   result.dist_of, result.loss, result.of_loss, result["fraction_of"], result.embeddings
 
 JAX is imported by the solve itself, not by ``import ufm``.
@@ -12,6 +13,7 @@ JAX is imported by the solve itself, not by ``import ufm``.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -75,13 +77,14 @@ def run(problem: problem_lib.Problem, options: options_lib.SolverOptions,
                 seed_embeddings=np.asarray(solution.embeddings), solution=solution)
 
 
-def solve(*, sizes: Sequence[int] | None = None, dim: int, tau: float = 0.1, relu: bool = True,
+def solve(*, sizes: Sequence[int] | None = None, dim: int, temperature: float = 0.1,
+          final_relu: bool = True,
           batching: str = "full", seeds: int = 1, seed: int = 0, loss: str = "scl",
           binding: int = 0, steps: int = 20000, tol: float | None = None,
           lr: float | None = None, dtype: str = "float64", block_size: int | None = None,
           continuation: bool = True, lambda_h: float = 5e-4,
-          lambda_w: float = 5e-4) -> Result:
-  r"""Solves the UFM+ (``relu=True``) or UFM (``relu=False``) problem of ``ufm solve``.
+          lambda_w: float = 5e-4, tau: float | None = None, relu: bool | None = None) -> Result:
+  r"""Solves the UFM+ (``final_relu=True``) or UFM (``final_relu=False``) problem of ``ufm solve``.
 
   The SCL objective (docs/theory.md#scl-loss), summed over the anchors of each batch and the
   batches of one epoch, minimised over unit rows h_i (and h_i >= 0 for UFM+):
@@ -92,12 +95,13 @@ def solve(*, sizes: Sequence[int] | None = None, dim: int, tau: float = 0.1, rel
   sum_c n_c log(n_c - 1 + (N - n_c) exp(-1/tau)) (``result.of_loss``), whatever the sizes.
 
   Args: the keywords of ``ufm solve``'s flags (docs/contracts.md#ufm-solve): ``sizes`` the
-    class sizes, ``dim`` d, ``tau`` the temperature, ``relu`` UFM+ or UFM, ``batching``
+    class sizes, ``dim`` d, ``temperature`` tau, ``final_relu`` UFM+ or UFM, ``batching``
     ("full", "shuffle:B", "fixed:B" or "fixed:FILE", whose labels replace ``sizes``),
     ``seeds`` how many seeds are solved together (seed, seed + 1, ...), ``loss`` "scl" or "ce"
     (ridge weights ``lambda_h``, ``lambda_w``), ``binding`` examples per class added to every
     batch, ``steps``, ``tol``, ``lr``, ``dtype``, ``block_size`` and ``continuation`` the
-    solver's knobs (`ufm.options.SolverOptions`).
+    solver's knobs (`ufm.options.SolverOptions`). ``tau`` and ``relu`` are the old names of
+    ``temperature`` and ``final_relu``, accepted for one release with a DeprecationWarning.
 
   Returns:
     A `Result` (result.json's fields and the embeddings).
@@ -105,9 +109,17 @@ def solve(*, sizes: Sequence[int] | None = None, dim: int, tau: float = 0.1, rel
   Raises:
     ufm.problem.ProblemError: bad input, with the one-line message of the command.
   """
+  if tau is not None:
+    warnings.warn("ufm.solve(tau=...) is deprecated, use temperature=", DeprecationWarning,
+                  stacklevel=2)
+    temperature = tau
+  if relu is not None:
+    warnings.warn("ufm.solve(relu=...) is deprecated, use final_relu=", DeprecationWarning,
+                  stacklevel=2)
+    final_relu = relu
   problem = problem_lib.make_problem(
-      sizes=sizes, dim=dim, tau=tau, relu=relu, loss=loss, lambda_h=lambda_h,
-      lambda_w=lambda_w, batching=batching, binding=binding, seed=seed, dtype=dtype)
+      sizes=sizes, dim=dim, temperature=temperature, final_relu=final_relu, loss=loss,
+      lambda_h=lambda_h, lambda_w=lambda_w, batching=batching, binding=binding, seed=seed, dtype=dtype)
   options = options_lib.SolverOptions(steps=steps, tol=tol, learning_rate=lr,
                                       block_size=block_size, continuation=continuation,
                                       seeds=seeds)

@@ -1,6 +1,6 @@
 """The `ufm` command: solve a UFM / UFM+ problem, or certify a batch schedule (docs/contracts.md).
 
-  ufm solve --classes 10 --imbalance step:10 --n-max 40 --dim 10 --tau 0.1 --seeds 4 --out runs/ufm
+  ufm solve --classes 10 --imbalance step:10 --n-max 40 --dim 10 --temperature 0.1 --seeds 4 --out runs/ufm
   ufm check-batches experiments/schedules/c1_violation.json --binding 1
   ufm advise --classes 10 --imbalance step:100 --n-max 5000 --batch-size 128
 """
@@ -37,6 +37,21 @@ class _Parser(argparse.ArgumentParser):
     self.exit(2, f"{self.prog}: error: {message}; {usage}\n")
 
 
+class _Renamed(argparse.Action):
+  """A flag's old name, accepted for one release with one deprecation line on stderr; the
+  help lists only the new name. ``const`` makes it a switch (``--relu`` / ``--no-relu``)."""
+
+  def __init__(self, option_strings, dest, new: str, const=None, **kwargs):
+    super().__init__(option_strings, dest, nargs=0 if const is not None else None, const=const,
+                     help=argparse.SUPPRESS, **kwargs)
+    self.new = new
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    print(f"{parser.prog}: {option_string} is deprecated, use {self.new} (the old name is "
+          "accepted until the next release)", file=sys.stderr)
+    setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
 def _build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="ufm", description=(
       "Solve the unconstrained-features model (UFM / UFM+) with supervised-contrastive or "
@@ -52,9 +67,15 @@ def _build_parser() -> argparse.ArgumentParser:
   solve.add_argument("--n-max", type=int, help="size of the largest class for --classes")
   solve.add_argument("--rho", type=float, default=0.5, help="fraction of majority classes for step imbalance (default 0.5)")
   solve.add_argument("--dim", type=int, required=True, help="embedding dimension d")
-  solve.add_argument("--tau", type=float, default=0.1, help="temperature (default 0.1)")
-  solve.add_argument("--relu", action=argparse.BooleanOptionalAction, default=True,
-                     help="UFM+ (non-negative unit rows, the default); --no-relu is the UFM (unit rows)")
+  solve.add_argument("--temperature", type=float, default=0.1,
+                     help="the temperature tau of the loss (default 0.1)")
+  solve.add_argument("--final-relu", action=argparse.BooleanOptionalAction, default=True,
+                     help="UFM+ (non-negative unit rows: features after a final ReLU, the "
+                          "default); --no-final-relu is the UFM (unit rows)")
+  solve.add_argument("--tau", dest="temperature", type=float, action=_Renamed, new="--temperature")
+  solve.add_argument("--relu", dest="final_relu", action=_Renamed, const=True, new="--final-relu")
+  solve.add_argument("--no-relu", dest="final_relu", action=_Renamed, const=False,
+                     new="--no-final-relu")
   solve.add_argument("--loss", default="scl", choices=problem_lib.LOSSES,
                      help="scl (default), or ce: ridge-regularised CE-UFM with a free classifier")
   solve.add_argument("--lambda-h", type=float, default=5e-4, help="CE ridge weight on H (default 5e-4)")
@@ -117,7 +138,8 @@ def _problem_from_args(args) -> problem_lib.Problem:
     # Before the labels exist: 10^9 rows would take seconds and gigabytes to build.
     _check_memory(args, sum(sizes), len(sizes))
   problem = problem_lib.make_problem(
-      sizes=sizes, dim=args.dim, tau=args.tau, relu=args.relu, loss=args.loss,
+      sizes=sizes, dim=args.dim, temperature=args.temperature,
+      final_relu=args.final_relu, loss=args.loss,
       lambda_h=args.lambda_h, lambda_w=args.lambda_w, batching=args.batching,
       binding=args.binding, seed=args.seed, dtype=args.dtype)
   if sizes is None:
@@ -137,7 +159,8 @@ def _check_recipe_size(args) -> None:
     raise ProblemError(f"--n-max must be a positive integer, got {args.n_max}")
   kind, ratio = problem_lib.parse_imbalance(args.imbalance)
   if args.dim >= 1:
-    problem_lib.check_dim(args.dim, args.classes, relu=args.relu, loss=args.loss)
+    problem_lib.check_dim(args.dim, args.classes, final_relu=args.final_relu,
+                          loss=args.loss)
     _check_memory(args, memory.fewest_rows(args.classes, kind, ratio, args.n_max, args.rho),
                   args.classes)
 

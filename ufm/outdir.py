@@ -41,7 +41,8 @@ OUTPUT_FILES = (MARKER, "run.json", "embeddings.npy", "labels.npy", "classifier.
                 "gram.png")
 _STAGING = ".staging-"
 # The problem fields a refusal names when they differ (the rest are summarised).
-_SHOWN = ("loss", "sizes", "dim", "tau", "relu", "batching", "binding", "seed", "dtype")
+_SHOWN = ("loss", "sizes", "dim", "temperature", "final_relu", "batching", "binding", "seed",
+          "dtype")
 
 
 class OutputError(Exception):

@@ -146,9 +146,11 @@ class Problem:
   Attributes:
     labels: `[n]` labels; `sizes[c]` = number of rows with label c.
     dim: d, the embedding dimension.
-    temperature: tau (the `--tau` flag, the `tau` key of result.json).
-    final_relu: True for UFM+ (H >= 0 and unit rows), False for UFM (unit rows) (the
-      `--relu/--no-relu` flags, the `relu` key).
+    temperature: the temperature tau (the `--temperature` flag, the `temperature` key of
+      result.json, the trainer's `temperature` field).
+    final_relu: True for UFM+ (H >= 0 and unit rows: the features after a network's final
+      ReLU), False for UFM (unit rows) (the `--final-relu/--no-final-relu` flags, the
+      `final_relu` key, the trainer's `model.final_relu` field).
     loss_kind: "scl" or "ce" (ridge-regularised CE-UFM with free classifier W,
       docs/theory.md#ce-ufm) (the `--loss` flag, the `loss` key of the problem definition).
     lambda_h, lambda_w: CE ridge weights.
@@ -219,8 +221,8 @@ class Problem:
   def describe(self) -> dict:
     """The problem definition as JSON-ready fields (written into result.json)."""
     return {"sizes": self.sizes, "num_classes": self.num_classes,
-            "num_examples": self.num_examples, "dim": self.dim, "tau": self.temperature,
-            "relu": self.final_relu, "loss": self.loss_kind,
+            "num_examples": self.num_examples, "dim": self.dim,
+            "temperature": self.temperature, "final_relu": self.final_relu, "loss": self.loss_kind,
             "lambda_h": self.lambda_h if self.loss_kind == "ce" else None,
             "lambda_w": self.lambda_w if self.loss_kind == "ce" else None,
             "batching": self.batching, "batch_size": self.batch_size, "binding": self.binding,
@@ -241,15 +243,15 @@ def _check_number(name: str, value, *, positive=False, nonneg=False):
   return value
 
 
-def check_dim(dim: int, num_classes: int, *, relu: bool, loss: str) -> None:
+def check_dim(dim: int, num_classes: int, *, final_relu: bool, loss: str) -> None:
   """UFM+ SCL needs d >= K: K orthogonal non-negative unit vectors need K coordinates."""
-  if relu and loss == "scl" and dim < num_classes:
+  if final_relu and loss == "scl" and dim < num_classes:
     _error(f"--dim {dim} < K = {num_classes}: an orthogonal frame of non-negative unit vectors "
-           f"needs d >= K under --relu (use --dim {num_classes} or more, or --no-relu)")
+           f"needs d >= K under --final-relu (use --dim {num_classes} or more, or --no-final-relu)")
 
 
-def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, tau: float = 0.1,
-                 relu: bool = True, loss: str = "scl", lambda_h: float = 5e-4,
+def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int,
+                 temperature: float = 0.1, final_relu: bool = True, loss: str = "scl", lambda_h: float = 5e-4,
                  lambda_w: float = 5e-4, batching: str = "full", binding: int = 0,
                  seed: int = 0, dtype: str = "float64") -> Problem:
   """Builds and validates a problem (raises `ProblemError` with a one-line message).
@@ -257,7 +259,7 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, t
   Give either `sizes` (rows ordered by class) or, for `batching="fixed:FILE"`, nothing: the
   file's labels define the sizes.
   """
-  tau = _check_number("--tau", tau, positive=True)
+  temperature = _check_number("--temperature", temperature, positive=True)
   lambda_h = _check_number("--lambda-h", lambda_h, nonneg=True)
   lambda_w = _check_number("--lambda-w", lambda_w, nonneg=True)
   if loss not in LOSSES:
@@ -289,14 +291,15 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, t
     _error(f"need at least 2 classes, got {num_classes}")
   if not isinstance(dim, (int, np.integer)) or dim < 1:
     _error(f"--dim must be a positive integer, got {dim}")
-  check_dim(dim, num_classes, relu=relu, loss=loss)
+  check_dim(dim, num_classes, final_relu=final_relu, loss=loss)
   if kind in ("fixed", "shuffle") and batch_size > len(labels):
     _error(f"batch size {batch_size} exceeds the {len(labels)} examples")
   counts = np.bincount(labels, minlength=num_classes)
   if binding and counts.min() < binding:
     _error(f"--binding {binding}: class {int(counts.argmin())} has only {int(counts.min())} "
            "example(s)")
-  return Problem(labels=labels, dim=int(dim), temperature=tau, final_relu=bool(relu),
+  return Problem(labels=labels, dim=int(dim), temperature=temperature,
+                 final_relu=bool(final_relu),
                  loss_kind=loss,
                  lambda_h=lambda_h, lambda_w=lambda_w, batching=batching, kind=kind,
                  batch_size=batch_size,

@@ -120,7 +120,7 @@ def build_result(problem, options, solution) -> dict:
                       "dist_of_median": float(np.median(dist))}
   result["solver"] = {"steps_budget": options.steps, "tol": options.resolved_tol(problem.dtype),
                       "learning_rate": options.resolved_lr(problem.loss_kind),
-                      "continuation": [dict(tau=p.temperature, mix=p.mix, steps=p.steps,
+                      "continuation": [dict(temperature=p.temperature, mix=p.mix, steps=p.steps,
                                             final=p.final, rows=p.rows or None)
                                        for p in solution.phases],
                       "objective": options_lib.objective_statement(problem, options),

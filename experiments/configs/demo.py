@@ -18,7 +18,7 @@ from experiments.spec import check, train_run, ufm_run
 
 DIGITS = "experiments/configs/digits_mlp.py"
 UFM_PROBLEM = ("--classes", 10, "--imbalance", "step:10", "--n-max", 20, "--dim", 16,
-               "--tau", 0.1)
+               "--temperature", 0.1)
 
 
 SEEDS = 3
@@ -29,8 +29,8 @@ def get_experiment(preset="cpu", num_epochs=None, seeds=SEEDS):
   extra = {} if num_epochs is None else {"num_epochs": int(num_epochs)}
   base = {**extra, "data.imbalance": "step", "data.ratio": 10.0}
   runs = [
-      ufm_run("ufm_plus", *UFM_PROBLEM, "--relu"),
-      ufm_run("ufm", *UFM_PROBLEM, "--no-relu"),
+      ufm_run("ufm_plus", *UFM_PROBLEM, "--final-relu"),
+      ufm_run("ufm", *UFM_PROBLEM, "--no-final-relu"),
       train_run("digits_relu", DIGITS, {**base, "model.final_relu": True}),
       train_run("digits_norelu", DIGITS, {**base, "model.final_relu": False}),
       train_run("digits_ce", DIGITS, {**base, "loss": "ce"}),

@@ -38,9 +38,9 @@ def get_experiment(preset="cpu"):
     if ratio < 100 or preset == "paper":
       n_max, seeds = (20, 2) if ratio < 100 else (200, 8)
       common = ("--classes", 10, "--imbalance", f"step:{int(ratio)}", "--n-max", n_max,
-                "--dim", 16, "--tau", 0.1, "--seeds", seeds)
-      runs.append(ufm_run(f"ufm_plus_{r}", *common, "--relu"))
-      runs.append(ufm_run(f"ufm_{r}", *common, "--no-relu"))
+                "--dim", 16, "--temperature", 0.1, "--seeds", seeds)
+      runs.append(ufm_run(f"ufm_plus_{r}", *common, "--final-relu"))
+      runs.append(ufm_run(f"ufm_{r}", *common, "--no-final-relu"))
     base = {"data.imbalance": "step", "data.ratio": ratio}
     runs.append(train_run(f"relu_{r}", config, {**base, "model.final_relu": True}))
     runs.append(train_run(f"norelu_{r}", config, {**base, "model.final_relu": False}))

@@ -26,21 +26,21 @@ from experiments.spec import check, ufm_run
 
 def get_experiment(preset="cpu"):
   seeds = ("--seeds", 1 if preset == "cpu" else 8)
-  balanced = ("--classes", 4, "--imbalance", "none", "--n-max", 5, "--dim", 8, "--tau", 1)
-  runs = [ufm_run("balanced_ufm", *balanced, "--no-relu", *seeds),
-          ufm_run("balanced_ufm_plus", *balanced, "--relu", *seeds)]
+  balanced = ("--classes", 4, "--imbalance", "none", "--n-max", 5, "--dim", 8, "--temperature", 1)
+  runs = [ufm_run("balanced_ufm", *balanced, "--no-final-relu", *seeds),
+          ufm_run("balanced_ufm_plus", *balanced, "--final-relu", *seeds)]
   for temperature in (1.0, 0.5):
     t = f"tau{temperature:g}"
-    small = ("--sizes", "10,10,2,2", "--dim", 8, "--tau", temperature)
-    runs.append(ufm_run(f"imbalanced_ufm_plus_{t}", *small, "--relu", *seeds))
-    runs.append(ufm_run(f"imbalanced_ufm_{t}", *small, "--no-relu", *seeds))
+    small = ("--sizes", "10,10,2,2", "--dim", 8, "--temperature", temperature)
+    runs.append(ufm_run(f"imbalanced_ufm_plus_{t}", *small, "--final-relu", *seeds))
+    runs.append(ufm_run(f"imbalanced_ufm_{t}", *small, "--no-final-relu", *seeds))
   # K = 10 UFM+ has spurious stationary points (docs/theory.md#ufm): several seeds, of which the
   # lowest loss is reported. The centering numbers depend only on the size ratios.
   for ratio, n_max in ((10, 20), (100, 200)):
     if ratio == 100 and preset == "cpu":
       continue
     runs.append(ufm_run(f"centering_ufm_plus_R{ratio}", "--classes", 10, "--imbalance",
-                        f"step:{ratio}", "--n-max", n_max, "--dim", 10, "--tau", 1, "--relu",
+                        f"step:{ratio}", "--n-max", n_max, "--dim", 10, "--temperature", 1, "--final-relu",
                         "--seeds", 4 if preset == "cpu" else 8))
   refs = [
       {"run": "balanced_ufm", "key": "loss", "value": 41.473391, "tol": 1e-5,

@@ -27,8 +27,8 @@ C2 = "fixed:experiments/schedules/c2_violation.json"
 
 def get_experiment(preset="cpu"):
   seeds = ("--seeds", 4 if preset == "cpu" else 16, "--no-continuation")
-  toy = ("--dim", 8, "--tau", 1)
-  k10 = ("--classes", 10, "--imbalance", "step:10", "--n-max", 20, "--dim", 12, "--tau", 1)
+  toy = ("--dim", 8, "--temperature", 1)
+  k10 = ("--classes", 10, "--imbalance", "step:10", "--n-max", 20, "--dim", 12, "--temperature", 1)
   runs = [
       ufm_run("c1_violation", "--batching", C1, *toy, *seeds),
       ufm_run("c1_binding", "--batching", C1, "--binding", 1, *toy, *seeds),

@@ -201,7 +201,8 @@ class Builder:
 def _run_entry(run: Run, num: Numbers) -> dict:
   setup = (run.flat if run.kind == "train" else
            {"loss": ufm_loss_kind(run), **{k: run.get(k) for k in (
-               "sizes", "dim", "tau", "relu", "batching", "binding", "seed", "dtype")}})
+               "sizes", "dim", "temperature", "final_relu", "batching", "binding", "seed",
+               "dtype")}})
   return {"name": run.name, "kind": run.kind, "dir": num.rel(run.path), "label": run_label(run),
           "setup_text": setup_text(run), "setup": setup}
 

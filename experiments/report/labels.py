@@ -22,7 +22,7 @@ def fmt(value) -> str:
 def run_label(run: Run) -> str:
   """Short role label: UFM+ / UFM / CE-UFM, or SCL ReLU / SCL no ReLU / CE (+ binding)."""
   if run.kind == "ufm":
-    relu = bool(run.get("relu", True))
+    relu = bool(run.get("final_relu", True))
     if ufm_loss_kind(run) == "ce":
       return "CE-UFM+" if relu else "CE-UFM"
     return "UFM+" if relu else "UFM"
@@ -79,7 +79,7 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
   if run.kind == "ufm":
     parts = [run_label(run)]
     parts.append(f"loss {ufm_loss_kind(run)}")
-    for name, form in (("sizes", "class sizes {}"), ("dim", "d={}"), ("tau", "τ={}"),
+    for name, form in (("sizes", "class sizes {}"), ("dim", "d={}"), ("temperature", "τ={}"),
                        ("batching", "batching {}"),
                        ("binding", "binding {}/class"), ("seed", "seed {}"), ("dtype", "{}")):
       value = run.get(name)

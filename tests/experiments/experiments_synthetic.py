@@ -54,8 +54,8 @@ def write_ufm(folder: Path, *, sizes, dim, tau, relu, means, loss, of_loss, step
       "steps": steps, "seconds": 1.5, "gram": (np.asarray(means) @ np.asarray(means).T).tolist()}
   # As `ufm solve` writes it: the problem definition at the top level, except its loss kind
   # ("loss" is the objective there), and complete under "problem".
-  problem = {"sizes": list(sizes), "dim": dim, "tau": tau, "relu": relu, "loss": "scl",
-             "batching": "full", "binding": 0, "seed": 0, "dtype": "float64"}
+  problem = {"sizes": list(sizes), "dim": dim, "temperature": tau, "final_relu": relu,
+             "loss": "scl", "batching": "full", "binding": 0, "seed": 0, "dtype": "float64"}
   result.update({k: v for k, v in problem.items() if k != "loss"}, loss_fn="scl",
                 problem=problem)
   result.update(extra or {})

@@ -237,7 +237,7 @@ def test_combine_verdicts_counts_by_hand():
 def test_settings_and_seed_slices(tmp_path):
   def run(name, seed, **overrides):
     return report.Run(name, tmp_path / name, "train", training_config(**overrides, seed=seed))
-  ufm = report.Run("u", tmp_path / "u", "ufm", {"relu": True})
+  ufm = report.Run("u", tmp_path / "u", "ufm", {"final_relu": True})
   runs = [ufm, run("a_seed10", 10), run("a_seed2", 2), run("b_seed2", 2, lr=0.5),
           run("c", 0, lr=0.3)]
   settings = seeds.group_settings(runs)

@@ -31,7 +31,7 @@ TINY = {"model.mlp_widths": (32, 32), "data.imbalance": "step", "data.ratio": 10
 
 def get_experiment(preset="cpu"):
   return {"name": "tiny", "title": "tiny sweep", "seeds": [0, 1], "runs": [
-      ufm_run("ufm_plus", "--sizes", "10,10,2,2", "--dim", 8, "--tau", 1),
+      ufm_run("ufm_plus", "--sizes", "10,10,2,2", "--dim", 8, "--temperature", 1),
       train_run("short", "experiments/configs/digits_mlp.py",
                 {**TINY, "num_epochs": NUM_SHORT, "log_epochs": (1, NUM_SHORT)}),
       train_run("long", "experiments/configs/digits_mlp.py",

@@ -35,7 +35,7 @@ def train(name, root=Path("/nonexistent"), **curves):
 
 
 def ufm(name, root=Path("/nonexistent"), **fields):
-  data = {"sizes": [5, 5, 5], "dim": 4, "tau": 1.0, "relu": True, "loss_fn": "scl",
+  data = {"sizes": [5, 5, 5], "dim": 4, "temperature": 1.0, "final_relu": True, "loss_fn": "scl",
           "batching": "full", "binding": 0, "seed": 0, "dtype": "float64", **fields}
   return report.Run(name, root / name, "ufm", data)
 
@@ -159,7 +159,7 @@ def test_relu_symmetry_train_balanced(etf, expected):
 
 @pytest.mark.parametrize("etf, expected", [(9.9e-4, HOLDS), (1.01e-3, FAILS), (None, UNSURE)])
 def test_relu_symmetry_ufm_balanced(etf, expected):
-  runs = [ufm("u", relu=False, dist_etf=etf, dist_of=0.5)]
+  runs = [ufm("u", final_relu=False, dist_etf=etf, dist_of=0.5)]
   assert outcomes("relu_symmetry", runs, {"ufm_etf": 1e-3}) == [expected]
 
 
@@ -167,7 +167,7 @@ def test_relu_symmetry_ufm_balanced(etf, expected):
                                                       (0.0499, 50.1, [FAILS, FAILS]),
                                                       (None, None, [UNSURE, UNSURE])])
 def test_relu_symmetry_ufm_imbalanced(dist_etf, loss, expected):
-  runs = [ufm("u", relu=False, sizes=[10, 10, 2, 2], dist_of=0.1001, dist_etf=dist_etf,
+  runs = [ufm("u", final_relu=False, sizes=[10, 10, 2, 2], dist_of=0.1001, dist_etf=dist_etf,
               loss=loss, of_loss=50.0)]
   assert outcomes("relu_symmetry", runs, {"ufm_not": 0.1}) == expected
 
@@ -314,8 +314,8 @@ def test_references_compare_and_setting_names():
 @pytest.mark.parametrize("steps, expected", [((300, 200, 100), HOLDS), ((300, 301, 100), FAILS),
                                              ((300, None, 100), UNSURE)])
 def test_tau_steps(steps, expected):
-  runs = [ufm(f"u{tau}", tau=tau, steps=s) for tau, s in zip((0.1, 0.5, 1.0), steps)]
-  runs.append(ufm("other_problem", tau=0.5, dim=8, steps=1))   # a group of one: no verdict
+  runs = [ufm(f"u{tau}", temperature=tau, steps=s) for tau, s in zip((0.1, 0.5, 1.0), steps)]
+  runs.append(ufm("other_problem", temperature=0.5, dim=8, steps=1))   # a group of one: no verdict
   assert outcomes("tau_steps", runs) == [expected]
 
 
@@ -324,7 +324,7 @@ def test_tau_steps(steps, expected):
                                             ([[1.0, NAN], [NAN, 1.0]], UNSURE)])
 def test_gram_prediction(gram, expected):
   runs = [ufm("plus", sizes=[5, 5], gram=[[1.0, 0.0], [0.0, 1.0]]),
-          ufm("minus", sizes=[5, 5], relu=False, gram=[[1.0, -1.0], [-1.0, 1.0]]),
+          ufm("minus", sizes=[5, 5], final_relu=False, gram=[[1.0, -1.0], [-1.0, 1.0]]),
           train("r", dist_of=[0.5, 0.1], gram=[gram, gram])]
   assert outcomes("gram_prediction", runs) == [expected]
 

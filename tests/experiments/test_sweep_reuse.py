@@ -29,12 +29,12 @@ def _sweep(exp, out):
   return summary, "\n".join(lines)
 
 
-UFM_ARGS = ("--sizes", "3,3", "--dim", "2", "--tau", "1", "--steps", "30")
+UFM_ARGS = ("--sizes", "3,3", "--dim", "2", "--temperature", "1", "--steps", "30")
 
 
 def test_a_folder_of_another_problem_is_not_reused(tmp_path):
   out = tmp_path / "sweep"
-  _solve(out / "u", "--sizes", "4,2", "--dim", "3", "--tau", "0.5")     # made by hand
+  _solve(out / "u", "--sizes", "4,2", "--dim", "3", "--temperature", "0.5")     # made by hand
   before = (out / "u" / "result.json").read_bytes()
   summary, log = _sweep(_experiment(spec.ufm_run("u", *UFM_ARGS)), out)
   assert summary["failed"] == ["u"]
@@ -44,7 +44,7 @@ def test_a_folder_of_another_problem_is_not_reused(tmp_path):
 
 def test_a_folder_solved_with_other_settings_is_not_reused(tmp_path):
   out = tmp_path / "sweep"
-  _solve(out / "u", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--seeds", "2")
+  _solve(out / "u", "--sizes", "3,3", "--dim", "2", "--temperature", "1", "--seeds", "2")
   summary, log = _sweep(_experiment(spec.ufm_run("u", *UFM_ARGS)), out)
   assert summary["failed"] == ["u"] and "num_seeds 2 there, 1 asked" in log
 

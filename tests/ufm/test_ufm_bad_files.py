@@ -46,7 +46,7 @@ def test_seeds_out_of_range_are_one_line(argv, says, tmp_path, capsys):
 
 def test_the_largest_seed_solves(tmp_path, capsys):
   # float32 keys are int32: the last seed and the solver's own offset key must both fit.
-  code, _, err = _run(["solve", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--steps", "20",
+  code, _, err = _run(["solve", "--sizes", "3,3", "--dim", "2", "--temperature", "1", "--steps", "20",
                        "--dtype", "float32", "--seed", "2147473646", "--seeds", "2",
                        "--quiet", "--out", str(tmp_path / "o")], capsys)
   assert code == 0, err
@@ -61,7 +61,7 @@ def test_rows_in_no_batch_are_counted_and_named(tmp_path, capsys, batches, unsee
   path = tmp_path / "schedule.json"
   path.write_text(json.dumps({"labels": [0, 0, 1, 1, 2, 2], "batches": batches}))
   out_dir = tmp_path / "out"
-  code, out, err = _run(["solve", "--dim", "4", "--tau", "1", "--steps", "20", "--batching",
+  code, out, err = _run(["solve", "--dim", "4", "--temperature", "1", "--steps", "20", "--batching",
                          f"fixed:{path}", "--out", str(out_dir)], capsys)
   assert code == 0, err
   result = json.loads((out_dir / "result.json").read_text())

@@ -21,7 +21,7 @@ def _float64():
 
 
 def _solve(sizes):
-  problem = problem_lib.make_problem(sizes=sizes, dim=6, relu=False, loss="ce")
+  problem = problem_lib.make_problem(sizes=sizes, dim=6, final_relu=False, loss="ce")
   return problem, solver_lib.solve(problem, solver_lib.SolverOptions(steps=20000))
 
 

@@ -47,7 +47,7 @@ def test_a_tiny_budget_stops_at_a_point_that_is_not_certified(tmp_path, capsys):
 
 
 def test_a_solve_at_the_bound_is_certified(tmp_path, capsys):
-  code = cli.main(["solve", "--sizes", "10,10,2,2", "--dim", "8", "--tau", "1", "--seeds", "2",
+  code = cli.main(["solve", "--sizes", "10,10,2,2", "--dim", "8", "--temperature", "1", "--seeds", "2",
                    "--out", str(tmp_path)])
   out = capsys.readouterr().out
   assert code == 0
@@ -66,7 +66,7 @@ def test_a_solve_at_the_bound_is_certified(tmp_path, capsys):
 
 def test_no_certificate_without_a_bound(tmp_path):
   # The UFM without ReLU has no such bound: certified is null, not false.
-  code = cli.main(["solve", "--sizes", "5,5,5,5", "--dim", "4", "--tau", "1", "--no-relu",
+  code = cli.main(["solve", "--sizes", "5,5,5,5", "--dim", "4", "--temperature", "1", "--no-final-relu",
                    "--steps", "2000", "--out", str(tmp_path), "--quiet"])
   assert code == 0
   result = json.loads((tmp_path / "result.json").read_text())
@@ -82,7 +82,7 @@ def test_no_certificate_without_a_bound(tmp_path):
 def test_every_seed_is_certified_at_the_of_for_larger_k(classes, ratio, n_max, seeds):
   # Step imbalance, d = K, the paper's tau = 0.1, float32.
   sizes = problem_lib.sizes_from_recipe(classes, f"step:{ratio}", n_max)
-  problem = problem_lib.make_problem(sizes=sizes, dim=classes, tau=0.1, dtype="float32")
+  problem = problem_lib.make_problem(sizes=sizes, dim=classes, temperature=0.1, dtype="float32")
   solution = solver_lib.solve(problem, solver_lib.SolverOptions(seeds=seeds))
   bound = frames.scl_optimal_loss(sizes, 0.1)
   for s in range(seeds):

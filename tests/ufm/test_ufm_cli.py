@@ -29,11 +29,11 @@ def _run_main(argv, capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["solve", "--sizes", "5,5,5", "--dim", "2"],                       # d < K under --relu
-    ["solve", "--sizes", "5,5", "--dim", "2", "--tau", "0"],
-    ["solve", "--sizes", "5,5", "--dim", "2", "--tau", "-0.5"],
-    ["solve", "--sizes", "5,5", "--dim", "2", "--tau", "nan"],
-    ["solve", "--sizes", "5,5", "--dim", "2", "--tau", "inf"],
+    ["solve", "--sizes", "5,5,5", "--dim", "2"],                       # d < K under --final-relu
+    ["solve", "--sizes", "5,5", "--dim", "2", "--temperature", "0"],
+    ["solve", "--sizes", "5,5", "--dim", "2", "--temperature", "-0.5"],
+    ["solve", "--sizes", "5,5", "--dim", "2", "--temperature", "nan"],
+    ["solve", "--sizes", "5,5", "--dim", "2", "--temperature", "inf"],
     ["solve", "--sizes", "5", "--dim", "2"],                           # one class
     ["solve", "--classes", "1", "--n-max", "5", "--dim", "2"],
     ["solve", "--sizes", "5,2.5", "--dim", "2"],
@@ -72,11 +72,11 @@ def test_bad_schedule_files(tmp_path, content, capsys):
 
 
 def test_console_script_exit_codes(tmp_path):
-  bad = subprocess.run(UFM + ["solve", "--sizes", "5,5", "--dim", "2", "--tau", "0"],
+  bad = subprocess.run(UFM + ["solve", "--sizes", "5,5", "--dim", "2", "--temperature", "0"],
                        capture_output=True, text=True, cwd=ROOT)
   assert bad.returncode != 0
   assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
-  good = subprocess.run(UFM + ["solve", "--sizes", "4,4,2", "--dim", "3", "--tau", "1",
+  good = subprocess.run(UFM + ["solve", "--sizes", "4,4,2", "--dim", "3", "--temperature", "1",
                                "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
   assert good.returncode == 0, good.stderr
   assert "\r" not in good.stderr  # no progress line when stderr is not a terminal
@@ -88,10 +88,10 @@ def test_console_script_exit_codes(tmp_path):
   assert result["optimal_loss"] == result["of_loss"]
   assert abs(result["gap"]) < 1e-8 and result["dist_of"] < 1e-6 and result["converged"]
   for key in ("dist_etf", "nc1", "nc1_over_k", "mean_cos", "class_mean_norms", "steps",
-              "seconds", "sizes", "dim", "tau", "relu", "batching", "binding", "seed", "dtype",
+              "seconds", "sizes", "dim", "temperature", "final_relu", "batching", "binding", "seed", "dtype",
               "seeds", "fraction_of", "gram"):
     assert key in result, key
-  assert result["sizes"] == [4, 4, 2] and result["relu"] is True
+  assert result["sizes"] == [4, 4, 2] and result["final_relu"] is True
   assert result["problem"]["loss"] == "scl"
   emb = np.load(tmp_path / "embeddings.npy")
   labels = np.load(tmp_path / "labels.npy")
@@ -138,7 +138,7 @@ def test_check_batches_agrees_with_the_solver(path, tmp_path, capsys):
     out = tmp_path / f"b{binding}"
     cert = _certificate(["check-batches", path, "--binding", str(binding)], capsys)
     code, _, _ = _run_main(["solve", "--batching", f"fixed:{path}", "--binding", str(binding),
-                            "--dim", "8", "--tau", "1", "--seeds", "4", "--quiet",
+                            "--dim", "8", "--temperature", "1", "--seeds", "4", "--quiet",
                             "--out", str(out)], capsys)
     assert code == 0
     result = json.loads((out / "result.json").read_text())
@@ -162,10 +162,48 @@ def test_paper_temperature_k10_step10_reaches_the_of(tmp_path, capsys):
   elapsed = time.perf_counter() - start
   assert code == 0
   result = json.loads((tmp_path / "result.json").read_text())
-  assert result["tau"] == 0.1 and result["sizes"] == [40] * 5 + [4] * 5
+  assert result["temperature"] == 0.1 and result["sizes"] == [40] * 5 + [4] * 5
   assert result["fraction_of"] == 1.0
   for seed in result["seeds"]:
     assert seed["dist_of"] < 1e-3
     assert seed["loss"] == pytest.approx(result["of_loss"], rel=1e-6)
   print(f"K=10 R=10 tau=0.1: {elapsed:.1f} s for 3 seeds, steps "
         f"{[s['steps'] for s in result['seeds']]}")
+
+
+def test_old_flag_names_still_solve_the_same_problem_with_a_deprecation_line(tmp_path, capsys):
+  new_out, old_out = tmp_path / "new", tmp_path / "old"
+  common = ["solve", "--sizes", "4,4,2", "--dim", "3", "--steps", "200", "--quiet"]
+  code, _, err = _run_main([*common, "--temperature", "0.5", "--no-final-relu",
+                            "--out", str(new_out)], capsys)
+  assert code == 0 and "deprecated" not in err
+  code, _, err = _run_main([*common, "--tau", "0.5", "--no-relu", "--out", str(old_out)], capsys)
+  assert code == 0
+  lines = [l for l in err.splitlines() if "deprecated" in l]
+  assert lines == ["ufm solve: --tau is deprecated, use --temperature (the old name is accepted "
+                   "until the next release)",
+                   "ufm solve: --no-relu is deprecated, use --no-final-relu (the old name is "
+                   "accepted until the next release)"], err
+  new = json.loads((new_out / "result.json").read_text())
+  old = json.loads((old_out / "result.json").read_text())
+  assert new["problem"] == old["problem"]
+  assert new["temperature"] == 0.5 and new["final_relu"] is False
+  assert "tau" not in new and "relu" not in new
+  # --relu sets UFM+ again; the help lists only the new names.
+  args = cli._build_parser().parse_args([*common[:5], "--no-final-relu", "--relu"])  # pylint: disable=protected-access
+  assert args.final_relu is True
+  code, help_text, _ = _run_main(["solve", "--help"], capsys)
+  assert code == 0
+  assert "--temperature" in help_text and "--final-relu" in help_text
+  assert "--tau" not in help_text and "--relu " not in help_text
+
+
+def test_python_api_old_keywords_warn_and_mean_the_same():
+  import ufm  # pylint: disable=g-import-not-at-top
+  kwargs = dict(sizes=[3, 3], dim=2, steps=50, seeds=1)
+  new = ufm.solve(temperature=0.5, final_relu=False, **kwargs)
+  with pytest.warns(DeprecationWarning, match="temperature="):
+    with pytest.warns(DeprecationWarning, match="final_relu="):
+      old = ufm.solve(tau=0.5, relu=False, **kwargs)
+  assert old.fields["problem"] == new.fields["problem"]
+  assert old.loss == new.loss and new.temperature == 0.5 and new.final_relu is False

@@ -124,9 +124,9 @@ def test_a_billion_classes_are_refused_before_any_per_class_list(monkeypatch, ca
   monkeypatch.setattr(problem, "sizes_from_recipe", no_list)
   monkeypatch.setattr(imbalance, "class_sizes", no_list)
   monkeypatch.setattr(geometry_memory, "device_available_bytes", lambda: 16 * GIB)
-  for extra, fragment in ((["--no-relu"], "10_000_000_000 rows"),
+  for extra, fragment in ((["--no-final-relu"], "10_000_000_000 rows"),
                           ([], "--dim 10 < K = 1000000000"),
-                          (["--no-relu", "--imbalance", "step:10"], "5_500_000_000 rows")):
+                          (["--no-final-relu", "--imbalance", "step:10"], "5_500_000_000 rows")):
     start = time.perf_counter()
     code, _, err = _run(["solve", "--classes", "1000000000", "--n-max", "10", "--dim", "10",
                          *extra, "--out", str(tmp_path / "o")], capsys)

@@ -44,7 +44,7 @@ def test_the_warm_up_is_a_cut_solve_only_with_a_class_above_warmup_rows():
   assert [p.rows for p in options_lib.continuation_phases(batched, options)] == [0, 0]
   # No warm-up at all without continuation or without ReLU.
   for problem, opts in ((big, options_lib.SolverOptions(continuation=False)),
-                        (problem_lib.make_problem(sizes=[100, 40], dim=2, relu=False), options)):
+                        (problem_lib.make_problem(sizes=[100, 40], dim=2, final_relu=False), options)):
     assert [p.final for p in options_lib.continuation_phases(problem, opts)] == [True]
 
 
@@ -84,5 +84,5 @@ def test_a_reward_is_stated_when_it_is_on():
   assert statement["warmup_anchor_weights"] is None and statement["warmup_sparsity"] == 0.0
   assert len(statement["added_terms"]) == 1
   # The UFM without ReLU has neither.
-  plain = problem_lib.make_problem(sizes=[32, 3], dim=2, relu=False)
+  plain = problem_lib.make_problem(sizes=[32, 3], dim=2, final_relu=False)
   assert options_lib.objective_statement(plain, on)["added_terms"] == []

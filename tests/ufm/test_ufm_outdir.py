@@ -13,7 +13,7 @@ from ufm import cli
 from ufm_cli_helper import run_cli as _run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SMALL = ["solve", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--steps", "40", "--quiet"]
+SMALL = ["solve", "--sizes", "3,3", "--dim", "2", "--temperature", "1", "--steps", "40", "--quiet"]
 
 
 def _one_line(err):
@@ -145,7 +145,7 @@ def test_disk_full_while_writing_is_one_line_and_keeps_the_earlier_result(tmp_pa
   # 400 rows x 2 dims of float64 is 6.4 kB: a file-size limit of 4 kB makes embeddings.npy
   # fail the way a full disk does, after the solve.
   out = tmp_path / "run"
-  args = ["solve", "--sizes", "200,200", "--dim", "2", "--tau", "1", "--steps", "20",
+  args = ["solve", "--sizes", "200,200", "--dim", "2", "--temperature", "1", "--steps", "20",
           "--no-continuation", "--quiet", "--out", str(out)]
   argv = [sys.executable, "-m", "ufm.cli"] + args
   env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -193,7 +193,7 @@ def test_too_little_free_space_is_refused_before_the_solve(tmp_path, capsys, mon
   import shutil
   from ufm import api
   out = tmp_path / "run"
-  args = ["solve", "--sizes", "200,200", "--dim", "2", "--tau", "1", "--steps", "20",
+  args = ["solve", "--sizes", "200,200", "--dim", "2", "--temperature", "1", "--steps", "20",
           "--seeds", "3", "--no-continuation", "--quiet", "--out", str(out)]
   assert _run(args, capsys)[0] == 0
   files = {name: (out / name).read_bytes() for name in os.listdir(out)}

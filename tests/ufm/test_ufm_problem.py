@@ -27,16 +27,16 @@ def test_labels_are_ordered_by_class():
 
 def test_of_loss_full_batch_is_theorem_1():
   # docs/theory.md#ref-thm1: K = 4, n = (10, 10, 2, 2), tau = 1 -> 61.824906.
-  p = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, tau=1.0)
+  p = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, temperature=1.0)
   assert p.of_loss() == pytest.approx(61.824906, abs=1e-6)
 
 
 def test_schedule_file_and_binding_bounds():
   # docs/theory.md#ref-c1, #ref-binding: the C1-violating batches, and the same with one binding row per class.
-  p = problem_lib.make_problem(dim=8, tau=1.0, batching=f"fixed:{C1_FILE}")
+  p = problem_lib.make_problem(dim=8, temperature=1.0, batching=f"fixed:{C1_FILE}")
   assert p.sizes == [4, 4, 4] and p.kind == "file"
   assert p.of_loss() == pytest.approx(6.617337, abs=1e-6)
-  pb = problem_lib.make_problem(dim=8, tau=1.0, batching=f"fixed:{C1_FILE}", binding=1)
+  pb = problem_lib.make_problem(dim=8, temperature=1.0, batching=f"fixed:{C1_FILE}", binding=1)
   batches = pb.epoch_batches(0)
   assert [len(b) for b in batches] == [7, 7, 7]
   assert pb.of_loss() == pytest.approx(22.402654, abs=1e-6)
@@ -54,10 +54,10 @@ def test_shuffle_schedule_changes_per_epoch_fixed_does_not():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     (dict(sizes=[5, 5, 5], dim=2), "d >= K"),
-    (dict(sizes=[5, 5], dim=2, tau=0.0), "--tau"),
-    (dict(sizes=[5, 5], dim=2, tau=-1.0), "--tau"),
-    (dict(sizes=[5, 5], dim=2, tau=float("nan")), "--tau"),
-    (dict(sizes=[5, 5], dim=2, tau=float("inf")), "--tau"),
+    (dict(sizes=[5, 5], dim=2, temperature=0.0), "--temperature"),
+    (dict(sizes=[5, 5], dim=2, temperature=-1.0), "--temperature"),
+    (dict(sizes=[5, 5], dim=2, temperature=float("nan")), "--temperature"),
+    (dict(sizes=[5, 5], dim=2, temperature=float("inf")), "--temperature"),
     (dict(sizes=[5], dim=2), "at least 2 classes"),
     (dict(sizes=[5, 0], dim=2), "positive"),
     (dict(sizes=[5, -1], dim=2), "positive"),
@@ -74,7 +74,7 @@ def test_bad_inputs_raise_problem_error(kwargs, fragment):
 
 
 def test_no_relu_allows_small_dim():
-  assert problem_lib.make_problem(sizes=[5, 5, 5], dim=2, relu=False).dim == 2
+  assert problem_lib.make_problem(sizes=[5, 5, 5], dim=2, final_relu=False).dim == 2
 
 
 @pytest.mark.parametrize("text", ["5,x", "5,2.5", "5,0", "3"])

@@ -16,7 +16,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 def test_result_json_holds_the_versions_and_the_git_commit(tmp_path):
   out = tmp_path / "solve"
-  assert cli.main(["solve", "--sizes", "3,3", "--dim", "2", "--tau", "1", "--steps", "200",
+  assert cli.main(["solve", "--sizes", "3,3", "--dim", "2", "--temperature", "1", "--steps", "200",
                    "--out", str(out), "--quiet"]) == 0
   provenance = json.loads((out / "result.json").read_text())["provenance"]
   assert provenance["python"] == platform.python_version()

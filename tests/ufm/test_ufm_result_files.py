@@ -31,7 +31,7 @@ def _projected_gradient_rms(h, labels, tau):
 
 
 def _solve_and_write(out, steps, seeds=1, **options):
-  problem = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, tau=1.0)
+  problem = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, temperature=1.0)
   opts = solver_lib.SolverOptions(steps=steps, seeds=seeds, **options)
   solution = solver_lib.solve(problem, opts)
   result = cli.build_result(problem, opts, solution)
@@ -42,7 +42,7 @@ def _solve_and_write(out, steps, seeds=1, **options):
 def test_cli_reproduction_reports_the_saved_embeddings(tmp_path):
   # The reproduction of the reliability issue: result.json used to give the OF's loss while
   # embeddings.npy held a kicked state (SCL 62.039 against 61.825).
-  code = cli.main(["solve", "--sizes", "10,10,2,2", "--dim", "8", "--tau", "1", "--steps",
+  code = cli.main(["solve", "--sizes", "10,10,2,2", "--dim", "8", "--temperature", "1", "--steps",
                    "1700", "--out", str(tmp_path), "--quiet"])
   assert code == 0
   _check_files(tmp_path)

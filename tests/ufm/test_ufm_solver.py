@@ -41,7 +41,7 @@ def _means(problem, h):
     ([200, 2, 2], 3, 0.5),         # ratio 100, d = K
 ])
 def test_ufm_plus_reaches_an_of_for_any_sizes(sizes, dim, tau):
-  problem, sol = _solve(sizes=sizes, dim=dim, tau=tau)
+  problem, sol = _solve(sizes=sizes, dim=dim, temperature=tau)
   expected = frames.scl_optimal_loss(sizes, tau)  # Theorem 1
   for s in range(len(sol.seeds)):
     assert metrics.dist_of(_means(problem, sol.embeddings[s])) < 1e-4
@@ -54,14 +54,14 @@ def test_ufm_plus_reaches_an_of_for_any_sizes(sizes, dim, tau):
 
 def test_ufm_plus_paper_reference_value():
   # docs/theory.md#ref-thm1: K = 4, n = (10, 10, 2, 2), d = 8, tau = 1 -> 61.824906, dist_of < 1e-12.
-  problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, tau=1.0, seeds=1)
+  problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, temperature=1.0, seeds=1)
   assert sol.loss[0] == pytest.approx(61.824906, abs=1e-6)
   assert metrics.dist_of(_means(problem, sol.embeddings[0])) < 1e-10
 
 
 def test_ufm_balanced_gives_an_etf():
   # docs/theory.md#ref-ufm-balanced: K = 4, five per class, tau = 1 -> ETF, loss 20 log(4 + 15 e^{-4/3}).
-  problem, sol = _solve(sizes=[5, 5, 5, 5], dim=4, tau=1.0, relu=False)
+  problem, sol = _solve(sizes=[5, 5, 5, 5], dim=4, temperature=1.0, final_relu=False)
   expected = 20 * np.log(4 + 15 * np.exp(-4 / 3))
   for s in range(2):
     means = _means(problem, sol.embeddings[s])
@@ -75,7 +75,7 @@ def test_ufm_imbalanced_breaks_the_symmetry():
   # cos(min, min) = +0.280, dist_of 0.598: neither an OF nor an ETF. These are the minima of the
   # independent scipy L-BFGS solve (tests/ufm/scl_reference.py), which
   # test_ufm_uniqueness_reference.py recomputes.
-  problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, tau=1.0, relu=False)
+  problem, sol = _solve(sizes=[10, 10, 2, 2], dim=8, temperature=1.0, final_relu=False)
   of_value = frames.scl_optimal_loss([10, 10, 2, 2], 1.0)
   for s in range(2):
     means = _means(problem, sol.embeddings[s])
@@ -89,7 +89,7 @@ def test_ufm_imbalanced_breaks_the_symmetry():
 
 def test_c1_violation_reaches_the_bound_without_an_of():
   # docs/theory.md#ref-c1: minimum 6.617337, reached by non-OF solutions.
-  problem, sol = _solve(batching=f"fixed:{C1_FILE}", dim=8, tau=1.0, seeds=4)
+  problem, sol = _solve(batching=f"fixed:{C1_FILE}", dim=8, temperature=1.0, seeds=4)
   np.testing.assert_allclose(sol.loss, 6.617337, atol=1e-5)
   dist = [metrics.dist_of(_means(problem, h)) for h in sol.embeddings]
   assert max(dist) > 0.1
@@ -97,7 +97,7 @@ def test_c1_violation_reaches_the_bound_without_an_of():
 
 def test_c1_violation_with_binding_reaches_the_of():
   # docs/theory.md#ref-binding: with one binding row per class the minimum is 22.402654 and unique (OF).
-  problem, sol = _solve(batching=f"fixed:{C1_FILE}", binding=1, dim=8, tau=1.0, seeds=4)
+  problem, sol = _solve(batching=f"fixed:{C1_FILE}", binding=1, dim=8, temperature=1.0, seeds=4)
   np.testing.assert_allclose(sol.loss, 22.402654, atol=1e-5)
   for h in sol.embeddings:
     assert metrics.dist_of(_means(problem, h)) < 1e-6
@@ -105,20 +105,20 @@ def test_c1_violation_with_binding_reaches_the_of():
 
 def test_c2_violation_leaves_two_classes_unconstrained():
   # docs/theory.md#ref-c2: minimum 23.963646 with cos(mu_1, mu_2) clearly positive.
-  problem, sol = _solve(batching=f"fixed:{C2_FILE}", dim=8, tau=1.0, seeds=4)
+  problem, sol = _solve(batching=f"fixed:{C2_FILE}", dim=8, temperature=1.0, seeds=4)
   np.testing.assert_allclose(sol.loss, 23.963646, atol=1e-5)
   cos12 = [metrics.cosines(_means(problem, h))[1, 2] for h in sol.embeddings]
   assert max(cos12) > 0.1
 
 
 def test_reshuffled_batches_with_binding_reach_the_of():
-  problem, sol = _solve(sizes=[8, 8, 4], dim=3, tau=1.0, batching="shuffle:5", binding=1)
+  problem, sol = _solve(sizes=[8, 8, 4], dim=3, temperature=1.0, batching="shuffle:5", binding=1)
   for h in sol.embeddings:
     assert metrics.dist_of(_means(problem, h)) < 1e-4
 
 
 def test_streaming_path_gives_the_same_solution():
-  problem = problem_lib.make_problem(sizes=[6, 6, 2], dim=3, tau=0.5)
+  problem = problem_lib.make_problem(sizes=[6, 6, 2], dim=3, temperature=0.5)
   opts = dict(steps=200, tol=1e-30, continuation=False, chunk=50)
   dense = solver_lib.solve(problem, solver_lib.SolverOptions(**opts))
   streamed = solver_lib.solve(problem, solver_lib.SolverOptions(block_size=4, **opts))
@@ -142,7 +142,7 @@ def test_auto_block_size_on_cpu_streams_once_n_by_n_outgrows_the_cache():
 
 
 def test_float32_reaches_an_of():
-  problem, sol = _solve(sizes=[10, 10, 2, 2], dim=4, tau=1.0, dtype="float32")
+  problem, sol = _solve(sizes=[10, 10, 2, 2], dim=4, temperature=1.0, dtype="float32")
   assert sol.embeddings.dtype == np.float64  # returned as float64 NumPy
   for h in sol.embeddings:
     assert metrics.dist_of(_means(problem, h)) < 1e-3
@@ -150,7 +150,7 @@ def test_float32_reaches_an_of():
 
 def test_ce_balanced_gives_an_etf_for_classifier_and_means():
   # Balanced CE-UFM: neural collapse to a simplex ETF (docs/theory.md#ce-ufm), for W and the class means.
-  problem, sol = _solve(sizes=[5, 5, 5, 5], dim=6, relu=False, loss="ce", seeds=1,
+  problem, sol = _solve(sizes=[5, 5, 5, 5], dim=6, final_relu=False, loss="ce", seeds=1,
                         steps=6000)
   means = _means(problem, sol.embeddings[0])
   assert metrics.dist_etf(means) < 1e-2
@@ -161,7 +161,7 @@ def test_ce_balanced_gives_an_etf_for_classifier_and_means():
 
 def _phase_reports(sizes, steps, chunk=50):
   reports = []
-  problem = problem_lib.make_problem(sizes=sizes, dim=3, tau=0.5)
+  problem = problem_lib.make_problem(sizes=sizes, dim=3, temperature=0.5)
   options = solver_lib.SolverOptions(steps=steps, seeds=1, chunk=chunk)
   solver_lib.solve(problem, options, progress=reports.append)
   return reports

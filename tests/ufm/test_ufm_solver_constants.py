@@ -27,7 +27,7 @@ def test_no_label_constant_in_the_compiled_solver(monkeypatch):
   monkeypatch.setattr(jax, "jit", recording_jit)
   # 300 rows; the warm-up solves the problem cut to 32 + 32 = 64 rows, with its own programs.
   lengths = (300, 64)
-  problem = problem_lib.make_problem(sizes=[200, 100], dim=2, tau=1.0)
+  problem = problem_lib.make_problem(sizes=[200, 100], dim=2, temperature=1.0)
   solver.solve(problem, solver.SolverOptions(steps=20, chunk=10, seeds=1))
   assert len(programs) >= 3          # a chunk of steps, the objective, the noise
   for n in lengths:

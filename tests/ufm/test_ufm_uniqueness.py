@@ -31,7 +31,7 @@ def _float64():
 
 
 def _solve(**kwargs):
-  problem = problem_lib.make_problem(dim=8, tau=1.0, **kwargs)
+  problem = problem_lib.make_problem(dim=8, temperature=1.0, **kwargs)
   options = options_lib.SolverOptions(steps=6000, seeds=SEEDS)
   # The objective is unchanged in every phase: no reward term anywhere in the plan.
   assert options.kick_sparsity == 0.0

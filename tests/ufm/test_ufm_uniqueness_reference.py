@@ -54,7 +54,7 @@ def test_the_reference_finds_a_c2_minimizer_off_the_of_and_the_of_under_binding(
                                                 rel=1e-10)
   assert reference.class_mean_cosines(h, labels)[1, 2] > 0.1
   problem = problem_lib.make_problem(batching="fixed:experiments/schedules/c2_violation.json",
-                                     binding=1, dim=8, tau=1.0)
+                                     binding=1, dim=8, temperature=1.0)
   bound_batches = problem.epoch_batches(0)
   for seed in range(3):
     value, h, grad = reference.minimize(labels, 8, 1.0, relu=True, batches=bound_batches,
@@ -69,7 +69,7 @@ def test_the_no_relu_imbalanced_minimum_matches_the_reference(tau, documented):
   value, h, grad = reference.minimize(IMBALANCED, 8, tau, relu=False, starts=6)
   assert grad < GRAD
   assert value == pytest.approx(documented, abs=1e-6)      # docs/theory.md#ref-ufm-imbalanced
-  problem = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, tau=tau, relu=False)
+  problem = problem_lib.make_problem(sizes=[10, 10, 2, 2], dim=8, temperature=tau, final_relu=False)
   solution = solver_lib.solve(problem, solver_lib.SolverOptions(steps=6000, seeds=2))
   expected = reference.class_mean_cosines(h, IMBALANCED)
   for s in range(2):

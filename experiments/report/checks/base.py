@@ -18,7 +18,7 @@ def train_runs(runs) -> list:
 def ufm_scl_runs(runs, final_relu: bool) -> list:
   """The UFM+ (final_relu=True) or UFM (final_relu=False) solves of the SCL loss among `runs`."""
   return [r for r in runs if r.kind == "ufm" and ufm_loss_kind(r) == "scl"
-          and bool(r.get("relu", True)) == final_relu]
+          and bool(r.get("final_relu", True)) == final_relu]
 
 
 def curve_groups(runs) -> list:

@@ -41,17 +41,17 @@ def check(b, runs):
     key = json.dumps({k: run.get(k) for k in _SAME}, sort_keys=True, default=str)
     groups.setdefault(key, []).append(run)
   for group in groups.values():
-    temperatures = sorted({run.get("tau") for run in group if run.get("tau") is not None})
+    temperatures = sorted({run.get("temperature") for run in group if run.get("temperature") is not None})
     if len(temperatures) < 2:
       continue
-    group = sorted(group, key=lambda r: r.get("tau"))
+    group = sorted(group, key=lambda r: r.get("temperature"))
     steps = [_steps(b, r) for r in group]
     conds = [{"lhs": Numbers.derived("difference", [steps[i], steps[i + 1]],
                                      _difference(steps[i], steps[i + 1])),
               "op": ">", "rhs": 0, "noise": noise_of_difference(steps[i], steps[i + 1])}
              for i in range(len(group) - 1)]
     b.verdict("E6", "UFM+: a smaller τ needs more solver steps",
-              setup_text(group[0], skip=["tau"]) + "; τ = "
+              setup_text(group[0], skip=["temperature"]) + "; τ = "
               + ", ".join(fmt(t) for t in temperatures),
               conds, steps, "holds if the step count strictly decreases with τ (runs sorted by "
               "τ; over a solve's seeds: its mean, beyond 2 standard errors of the difference)",
