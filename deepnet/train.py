@@ -266,8 +266,8 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
     if finished is not None and checkpoints_lib.epoch_saved(workdir, setup.num_epochs):
       _log(f"{workdir} finished already (epoch {setup.num_epochs}); nothing to do")
       return RunResult(metrics=finished, workdir=workdir, epochs_run=0)
-    workdir_lib.prepare(workdir, config_lib.config_to_dict(config), run_descriptor(setup),
-                        main=main)
+    workdir_lib.prepare(workdir, config_lib.config_to_dict(config),
+                        run_descriptor(setup, batching_advice(setup)), main=main)
   except workdir_lib.WorkdirError as e:
     raise ConfigError(str(e)) from None
   replicated = setup.shardings.replicated
@@ -411,26 +411,42 @@ def setup_line(config) -> str:
           f" + binding {config.binding}, final_relu={bool(config.model.final_relu)}")
 
 
-def run_descriptor(setup: RunSetup) -> dict:
-  """The run's ``run.json`` (``geometry.runfiles.run_descriptor`` of kind "train")."""
+def batching_advice(setup: RunSetup) -> dict | None:
+  """The batching advisor's prediction for the run's own batching (docs/batching.md), for
+  run.json: a Monte Carlo of up to tens of seconds, run once per setting and cached
+  (``geometry.advisor.cached_advice_for_training``)."""
+  config = setup.config
+  return advisor_lib.cached_advice_for_training(
+      setup.dataset.class_sizes, int(config.batch_size), views=setup.num_views,
+      binding=int(config.binding), batching=config.batching, seed=int(config.seed),
+      num_epochs=setup.num_epochs)
+
+
+def run_descriptor(setup: RunSetup, advice: dict | None = None) -> dict:
+  """The run's ``run.json`` (``geometry.runfiles.run_record`` of kind "train"): the model's
+  own facts (``models.model_facts``), the data, loss and batching it was trained with, and
+  under ``extra`` the trainer's derived sizes and ``advice`` (`batching_advice`)."""
   config, dataset = setup.config, setup.dataset
-  return runfiles.run_descriptor(
-      "train", setup_line(config), config=config_lib.config_to_dict(config),
-      num_train=setup.num_train, num_test=len(setup.test_y), num_classes=setup.num_classes,
-      class_sizes=[int(s) for s in dataset.class_sizes],
-      majority=[int(c) for c in dataset.majority], embedding_dim=setup.embedding_dim,
-      steps_per_epoch=setup.steps_per_epoch, rows_per_batch=setup.rows_per_batch,
-      views=setup.num_views, binding_indices=setup.binding.tolist(),
-      log_epochs=setup.log_epochs, lr_decay_epochs=config_lib.resolve_lr_decay_epochs(config),
-      metric_output=setup.metric_output, num_devices=setup.num_devices,
-      num_processes=jax.process_count(), padded_rows=setup.padded_rows,
-      jax_version=jax.__version__, backend=jax.default_backend(),
-      data_source=dataset.data_source,
-      # what the batching advisor predicts for of_unique_so_far (docs/batching.md)
-      batching_advice=advisor_lib.advice_for_training(
-          dataset.class_sizes, int(config.batch_size), views=setup.num_views,
-          binding=int(config.binding), batching=config.batching, seed=int(config.seed),
-          num_epochs=setup.num_epochs))
+  return runfiles.run_record(
+      "train", setup_line(config),
+      data={"name": str(config.data.name), "source": dataset.data_source},
+      class_sizes=dataset.class_sizes, model=models.model_facts(config.model),
+      loss={"name": str(config.loss),
+            "temperature": float(config.temperature) if config.loss == "scl" else None},
+      batching={"scheme": str(config.batching), "batch_size": int(config.batch_size),
+                "binding": int(config.binding)},
+      seeds=[int(config.seed)],
+      # run.json is written before the first epoch: the epoch reached is metrics.jsonl's last.
+      epochs={"unit": "epochs", "planned": setup.num_epochs, "reached": None},
+      extra=dict(
+          config=config_lib.config_to_dict(config), num_train=setup.num_train,
+          num_test=len(setup.test_y), majority=[int(c) for c in dataset.majority],
+          steps_per_epoch=setup.steps_per_epoch, rows_per_batch=setup.rows_per_batch,
+          views=setup.num_views, binding_indices=setup.binding.tolist(),
+          log_epochs=setup.log_epochs, lr_decay_epochs=config_lib.resolve_lr_decay_epochs(config),
+          metric_output=setup.metric_output, num_devices=setup.num_devices,
+          num_processes=jax.process_count(), padded_rows=setup.padded_rows,
+          jax_version=jax.__version__, backend=jax.default_backend(), batching_advice=advice))
 
 
 def metrics_record(setup: RunSetup, epoch: int, state: TrainState, train_loss: float,

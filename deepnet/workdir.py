@@ -235,7 +235,7 @@ def prepare(workdir: str, config: dict, descriptor: dict, *, main: bool) -> None
   """Checks that an existing ``config.json`` describes the same run as ``config`` (the
   fields of ``RESUME_IGNORED_KEYS`` aside), else raises WorkdirError naming
   the differing fields; then (``main``: the process that owns the files) writes config.json
-  and ``run.json`` (``descriptor``, a ``geometry.runfiles.run_descriptor``)."""
+  and ``run.json`` (``descriptor``, a ``geometry.runfiles.run_record``)."""
   check_config(workdir, config)
   if main:
     path = os.path.join(workdir, "config.json")

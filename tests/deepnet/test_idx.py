@@ -274,7 +274,7 @@ def test_run_json_names_the_files_read(tmp_path):
   config.data.data_dir, config.data.imbalance, config.data.n_max = str(tmp_path / "data"), "none", 1
   config.batch_size = 5
   descriptor = train.run_descriptor(train.setup_run(config, str(tmp_path / "run")))
-  files = descriptor["data_source"]["files"]
+  files = descriptor["data"]["source"]["files"]
   assert [f["path"] for f in files] == [
       str(tmp_path / "data" / stem) for stem in ("train-images-idx3-ubyte",
                                                  "train-labels-idx1-ubyte",
