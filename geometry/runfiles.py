@@ -139,6 +139,31 @@ def read_json(path: str | os.PathLike) -> Any:
     raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_jsonl(path: str | os.PathLike) -> list[tuple[int, dict | None, str | None]]:
+  """``(line number, record, why)`` for each non-blank line of a JSON-lines file such as a
+  run's metrics.jsonl: ``record`` is the line's JSON object, or ``None`` with ``why`` when the
+  line is not JSON (a run killed mid-write cuts its last line) or not an object. The one
+  parser of these files; each reader decides what a bad line means to it. Bytes that are not
+  UTF-8 only spoil their line. A file that cannot be read raises ``OSError``
+  (``FileNotFoundError`` when there is none)."""
+  out = []
+  with open(os.fspath(path), encoding="utf-8", errors="replace") as f:
+    for number, raw in enumerate(f, 1):
+      raw = raw.strip()
+      if not raw:
+        continue
+      try:
+        record = json.loads(raw)
+      except json.JSONDecodeError:
+        out.append((number, None, "not JSON (cut short?)"))
+        continue
+      if isinstance(record, dict):
+        out.append((number, record, None))
+      else:
+        out.append((number, None, f"not a JSON object ({raw[:40]})"))
+  return out
+
+
 def _version(name: str) -> str | None:
   try:
     return importlib.metadata.version(name)
@@ -195,8 +220,13 @@ _EPOCH_UNITS = {"train": "epochs", "ufm": "steps"}
 
 
 class RunRecordError(ValueError):
-  """A run folder without a readable schema-2 run.json; the message is one line that names
-  the folder and how to get a new record."""
+  """A run folder without a readable schema-2 run.json; the message is one line naming the
+  file or folder and the fault."""
+
+
+class OldRunRecord(RunRecordError):
+  """A run folder from before schema-2 records (no run.json, or an older schema): not damage
+  but an old folder, so the message also says how to get a new record."""
 
 
 def run_record(kind: str, setup: str, *, data: dict, class_sizes, model: dict, loss: dict,
@@ -262,15 +292,15 @@ def _is_int(value) -> bool:
 def read_run(folder: str | os.PathLike) -> dict:
   """The validated run record of a run folder (``FOLDER/run.json``).
 
-  A folder without one, or with one from before schema 2, raises `RunRecordError` in one line
-  naming the folder and how to get a new record (re-run it, or ``scl-report --upgrade``); so
-  does a damaged or malformed one.
+  A folder without one, or with one from before schema 2, raises `OldRunRecord` in one line
+  naming the folder and how to get a new record (re-run it, or ``scl-report --upgrade``); a
+  damaged or malformed one raises `RunRecordError` naming the file and the fault.
   """
   folder = os.fspath(folder)
   path = os.path.join(folder, RUN_FILE)
   how = f"re-run it, or write one with `scl-report --upgrade {folder}`"
   if not os.path.exists(path):
-    raise RunRecordError(f"{folder}: no {RUN_FILE} (a run folder from before run records); "
+    raise OldRunRecord(f"{folder}: no {RUN_FILE} (a run folder from before run records); "
                          f"{how}")
   try:
     record = read_json(path)
@@ -278,7 +308,7 @@ def read_run(folder: str | os.PathLike) -> dict:
     raise RunRecordError(str(e)) from None
   schema = record.get("schema", 1) if isinstance(record, dict) else None
   if _is_int(schema) and schema < RUN_SCHEMA:
-    raise RunRecordError(f"{folder}: {RUN_FILE} has schema {schema}, older than the schema "
+    raise OldRunRecord(f"{folder}: {RUN_FILE} has schema {schema}, older than the schema "
                          f"{RUN_SCHEMA} this code reads; {how}")
   if schema != RUN_SCHEMA:
     raise RunRecordError(f"{path}: schema {schema!r} is not the schema {RUN_SCHEMA} this code "
