@@ -422,22 +422,31 @@ def batching_advice(setup: RunSetup) -> dict | None:
       num_epochs=setup.num_epochs)
 
 
-def run_descriptor(setup: RunSetup, advice: dict | None = None) -> dict:
-  """The run's ``run.json`` (``geometry.runfiles.run_record`` of kind "train"): the model's
-  own facts (``models.model_facts``), the data, loss and batching it was trained with, and
-  under ``extra`` the trainer's derived sizes and ``advice`` (`batching_advice`)."""
-  config, dataset = setup.config, setup.dataset
-  return runfiles.run_record(
-      "train", setup_line(config),
-      data={"name": str(config.data.name), "source": dataset.data_source},
-      class_sizes=dataset.class_sizes, model=models.model_facts(config.model),
+def record_facts(config) -> dict:
+  """The parts of a training run's run.json that its config fixes (`run_descriptor` adds what
+  the data and the setup found): the setup line, the model's own facts
+  (``models.model_facts``), loss and temperature, batching, seeds and planned epochs."""
+  return dict(
+      setup=setup_line(config), model=models.model_facts(config.model),
       loss={"name": str(config.loss),
             "temperature": float(config.temperature) if config.loss == "scl" else None},
       batching={"scheme": str(config.batching), "batch_size": int(config.batch_size),
                 "binding": int(config.binding)},
       seeds=[int(config.seed)],
       # run.json is written before the first epoch: the epoch reached is metrics.jsonl's last.
-      epochs={"unit": "epochs", "planned": setup.num_epochs, "reached": None},
+      epochs={"unit": "epochs", "planned": int(config.num_epochs), "reached": None})
+
+
+def run_descriptor(setup: RunSetup, advice: dict | None = None) -> dict:
+  """The run's ``run.json`` (``geometry.runfiles.run_record`` of kind "train"): `record_facts`,
+  the data and its class sizes, and under ``extra`` the trainer's derived sizes and ``advice``
+  (`batching_advice`)."""
+  config, dataset = setup.config, setup.dataset
+  facts = record_facts(config)
+  return runfiles.run_record(
+      "train", facts.pop("setup"),
+      data={"name": str(config.data.name), "source": dataset.data_source},
+      class_sizes=dataset.class_sizes, **facts,
       extra=dict(
           config=config_lib.config_to_dict(config), num_train=setup.num_train,
           num_test=len(setup.test_y), majority=[int(c) for c in dataset.majority],

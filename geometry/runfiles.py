@@ -230,21 +230,23 @@ class OldRunRecord(RunRecordError):
 
 
 def run_record(kind: str, setup: str, *, data: dict, class_sizes, model: dict, loss: dict,
-               batching: dict, seeds, epochs: dict, extra: dict) -> dict:
+               batching: dict, seeds, epochs: dict, extra: dict,
+               provenance_of: dict | None = None) -> dict:
   """The ``run.json`` of a run folder: one record, with the same keys for both halves.
 
   ``kind`` is ``"ufm"`` (a `ufm solve` folder) or ``"train"`` (a training workdir); ``setup``
   is the one-line name of the run. ``model`` holds the facts the model reports about itself
   (``deepnet.models.model_facts``, or the UFM problem's), so that no reader re-derives them
   from a config. ``extra`` holds what only this kind has. ``provenance`` (versions, device,
-  git commit) is added here, so every run folder records it the same way. Raises
+  git commit) is added here, so every run folder records it the same way; ``provenance_of``
+  replaces it for a record written after the run (an upgrade keeps the run's own). Raises
   ``ValueError`` when a part is missing or of the wrong type.
   """
   record = {"schema": RUN_SCHEMA, "kind": kind, "setup": str(setup), "data": dict(data),
             "class_sizes": [int(s) for s in class_sizes], "num_classes": len(class_sizes),
             "model": dict(model), "loss": dict(loss), "batching": dict(batching),
             "seeds": [int(s) for s in seeds], "epochs": dict(epochs), "extra": dict(extra),
-            "provenance": provenance()}
+            "provenance": provenance() if provenance_of is None else provenance_of}
   return to_json(check_record(record, "run record"))
 
 

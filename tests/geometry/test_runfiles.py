@@ -115,12 +115,12 @@ def test_run_record_has_the_same_keys_for_both_kinds(tmp_path):
 
 
 def test_read_run_names_an_old_folder_and_the_way_out(tmp_path):
-  with pytest.raises(runfiles.RunRecordError) as e:
+  with pytest.raises(runfiles.OldRunRecord) as e:
     runfiles.read_run(tmp_path)
   assert str(e.value) == (f"{tmp_path}: no run.json (a run folder from before run records); "
                           f"re-run it, or write one with `scl-report --upgrade {tmp_path}`")
   (tmp_path / "run.json").write_text(json.dumps({"kind": "train", "setup": "x"}))
-  with pytest.raises(runfiles.RunRecordError, match=r"run.json has schema 1, older than the "
+  with pytest.raises(runfiles.OldRunRecord, match=r"run.json has schema 1, older than the "
                      r"schema 2 this code reads; re-run it, or write one with `scl-report "
                      r"--upgrade"):
     runfiles.read_run(tmp_path)
@@ -128,7 +128,11 @@ def test_read_run_names_an_old_folder_and_the_way_out(tmp_path):
   with pytest.raises(runfiles.RunRecordError, match="run.json: no setup, data, class_sizes"):
     runfiles.read_run(tmp_path)
   (tmp_path / "run.json").write_text("{cut")
-  with pytest.raises(runfiles.RunRecordError, match="not valid JSON"):
+  with pytest.raises(runfiles.RunRecordError, match="not valid JSON") as e:
+    runfiles.read_run(tmp_path)
+  assert not isinstance(e.value, runfiles.OldRunRecord)   # damage, not an old folder
+  (tmp_path / "run.json").write_text(json.dumps({"schema": 3}))
+  with pytest.raises(runfiles.RunRecordError, match="schema 3 is not the schema 2"):
     runfiles.read_run(tmp_path)
 
 
@@ -142,3 +146,12 @@ def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
     os.umask(old)
   assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
   assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_read_jsonl_gives_every_line_its_number_and_fault(tmp_path):
+  path = tmp_path / "m.jsonl"
+  path.write_bytes(b'{"epoch": 1}\n\n[1, 2]\n{"epoch": \xff2}\n{"epoch": 3}\n{"epo')
+  assert runfiles.read_jsonl(path) == [
+      (1, {"epoch": 1}, None), (3, None, "not a JSON object ([1, 2])"),
+      (4, None, "not JSON (cut short?)"), (5, {"epoch": 3}, None),
+      (6, None, "not JSON (cut short?)")]
