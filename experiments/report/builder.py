@@ -200,8 +200,10 @@ class Builder:
 
 def _run_entry(run: Run, num: Numbers) -> dict:
   setup = (run.flat if run.kind == "train" else
-           {"loss": run.loss, **{k: run.get(k) for k in (
-               "sizes", "dim", "tau", "relu", "batching", "binding", "seed", "dtype")}})
+           {"loss": run.loss, "sizes": run.class_sizes,
+            "dim": run.record["model"]["embedding_dim"], "tau": run.temperature,
+            "relu": run.relu, "batching": run.batching, "binding": run.binding,
+            "seed": run.get("seed"), "dtype": run.record["extra"]["problem"].get("dtype")})
   return {"name": run.name, "kind": run.kind, "dir": num.rel(run.path), "label": run_label(run),
           "setup_text": setup_text(run), "setup": setup}
 

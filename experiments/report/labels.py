@@ -87,7 +87,7 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
     # The best seed is a result (result.json's seed), the rest facts of the run record.
     values = {"sizes": run.class_sizes, "dim": record["model"]["embedding_dim"],
               "tau": run.temperature, "batching": run.batching, "binding": run.binding,
-              "seed": run.get("seed"), "dtype": record["extra"]["problem"]["dtype"]}
+              "seed": run.get("seed"), "dtype": record["extra"]["problem"].get("dtype")}
     for name, form in (("sizes", "class sizes {}"), ("dim", "d={}"), ("tau", "τ={}"),
                        ("batching", "batching {}"),
                        ("binding", "binding {}/class"), ("seed", "seed {}"), ("dtype", "{}")):

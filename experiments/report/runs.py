@@ -189,7 +189,8 @@ def _is_epoch(value) -> bool:
 
 def unfinished(run: Run) -> str | None:
   """Why a training run's last logged epoch is not its final one, or None when it is: no
-  logged epoch, no integer ``num_epochs`` in its config, or last logged epoch < num_epochs."""
+  logged epoch, no integer planned epochs in its run.json (``epochs.planned``, the config's
+  num_epochs), or last logged epoch < num_epochs."""
   if run.kind != "train":
     return None
   total = run.record["epochs"]["planned"]
@@ -298,11 +299,8 @@ def read_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Run], list[str]]
 
 def load_run(name: str, path: Path) -> Run:
   """One run folder as a `Run`; a file that cannot be read raises `ValueError` naming it, a
-  folder from before schema-2 run records `ReportError` saying how to get one."""
-  try:
-    record = runfiles.read_run(path)
-  except runfiles.OldRunRecord as e:
-    raise ReportError(str(e)) from None
+  folder from before schema-2 run records `ReportError` saying how to get one (damage to the
+  run's own files is named first)."""
   if _is_ufm(path):
     run = Run(name, path, "ufm", runfiles.read_json(path / "result.json"))
   else:
@@ -325,6 +323,10 @@ def load_run(name: str, path: Path) -> Run:
                        f"({run.embeddings_file.name} exists)")
   if not isinstance(run.data, dict):
     raise ValueError(f"{run.data_file}: not a JSON object")
+  try:
+    record = runfiles.read_run(path)
+  except runfiles.OldRunRecord as e:
+    raise ReportError(str(e)) from None
   if record["kind"] != run.kind:
     raise ValueError(f"{path / runfiles.RUN_FILE}: kind {record['kind']!r}, but the folder "
                      f"holds a {run.kind} run")
