@@ -3,10 +3,10 @@
 Such a folder has the files the run's facts follow from: a solve's result.json (its problem
 definition), or a training run's config.json, with the first run.json format beside it where
 the trainer wrote one (its class sizes and data source). The record is built by the same
-functions the solver and the trainer write it with (`ufm.cli.run_record`,
-`deepnet.train.record_facts`, so the model's facts are `deepnet.models.model_facts`'), and it
-keeps the run's own provenance; ``extra.upgraded_from_schema`` says it was written afterwards
-(0: the folder had no run.json). Nothing else in the folder changes.
+functions the solver and the trainer write it with (`ufm.cli.run_record` and
+`deepnet.run_record.record_facts`, whose model facts are `deepnet.models.model_facts`), and
+it keeps the run's own provenance; ``extra.upgraded_from_schema`` says it was written
+afterwards (0: the folder had no run.json). Nothing else in the folder changes.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ def _old_record(folder: Path) -> dict:
 
 def _train_record(folder: Path, old: dict) -> dict:
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from deepnet import train  # pylint: disable=g-import-not-at-top
+  from deepnet import run_record  # pylint: disable=g-import-not-at-top
   config_dict = runfiles.read_json(folder / "config.json")
-  facts = train.record_facts(ml_collections.ConfigDict(config_dict))
+  facts = run_record.record_facts(ml_collections.ConfigDict(config_dict))
   sizes = old.get("class_sizes") or _sizes_from_embeddings(folder)
   return runfiles.run_record(
       "train", facts.pop("setup"),
