@@ -407,6 +407,29 @@ def embedding_dim(model_config, num_classes: int | None = None) -> int:
   return _backbone_width(fields["arch"], fields["width"], fields["mlp_widths"])
 
 
+def model_facts(model_config) -> dict:
+  """What the network built from ``model_config`` is, as run.json's ``model`` records it.
+
+  Read off the same fields that `create_model` builds the network from, so that no reader
+  re-derives them from a config: ``embedding_dim`` (d), ``before_embedding`` (the layer whose
+  output is normalised: ``"head_out"``, the last of ``linear_layers`` or ``"backbone"``),
+  ``relu_before_embedding`` (whether that output is a ReLU's, docs/theory.md#choice-no-relu),
+  ``backbone_dim`` and ``linear_layers`` ([{name, width, relu}] after the backbone).
+  """
+  fields = _model_fields(model_config)
+  layers = [{"name": n, "width": int(w), "relu": bool(r)} for n, w, r in fields["linear_layers"]]
+  if fields["head_dim"] > 0:
+    before, relu = "head_out", fields["final_relu"]
+  elif layers:
+    before, relu = layers[-1]["name"], layers[-1]["relu"]
+  else:
+    before, relu = "backbone", fields["final_relu"]
+  return {"name": fields["arch"], "embedding_dim": embedding_dim(model_config),
+          "relu_before_embedding": bool(relu), "before_embedding": before,
+          "backbone_dim": _backbone_width(fields["arch"], fields["width"], fields["mlp_widths"]),
+          "head_dim": fields["head_dim"], "linear_layers": layers}
+
+
 def create_model(model_config, num_classes: int, *, classifier: bool = False) -> nn.Module:
   """Builds the network described by ``model_config`` (the ``model`` ConfigDict).
 

@@ -58,12 +58,11 @@ from deepnet import evaluate as evaluate_lib
 from deepnet import interrupts
 from deepnet import models
 from deepnet import monitor
+from deepnet import run_record as run_record_lib
 from deepnet import run_setup as run_setup_lib
 from deepnet import tensorboard_events
 from deepnet import workdir as workdir_lib
-from geometry import advisor as advisor_lib
 from geometry import losses
-from geometry import runfiles
 
 ConfigError = config_lib.ConfigError
 Diverged = monitor.Diverged
@@ -290,8 +289,8 @@ def _start(setup: RunSetup) -> RunResult | None:
     if finished is not None and checkpoints_lib.epoch_saved(workdir, setup.num_epochs):
       _log(f"{workdir} finished already (epoch {setup.num_epochs}); nothing to do")
       return RunResult(metrics=finished, workdir=workdir, epochs_run=0)
-    workdir_lib.prepare(workdir, config_lib.config_to_dict(config), run_descriptor(setup),
-                        main=_is_main_process())
+    record = run_record_lib.run_descriptor(setup, run_record_lib.batching_advice(setup))
+    workdir_lib.prepare(workdir, config_lib.config_to_dict(config), record, main=_is_main_process())
   except workdir_lib.WorkdirError as e:
     raise ConfigError(str(e)) from None
   return None
@@ -409,37 +408,6 @@ def _finish(setup: RunSetup, p_eval, state: TrainState, data, record, train_emb,
        f"{record['ncc_acc_test']:.4f}; files in {workdir} (metrics.jsonl, "
        "embeddings_final.npz, checkpoints/, config.json)")
   return RunResult(metrics=record, workdir=workdir, epochs_run=epochs_run)
-
-
-def setup_line(config) -> str:
-  """The one-line name of a run: model / data and imbalance / batching / loss / final ReLU."""
-  data = config.data
-  imbalance = "balanced" if data.imbalance == "none" else f"{data.imbalance} R={data.ratio:g}"
-  return (f"{config.model.name} on {data.name} ({imbalance}), {config.loss} tau="
-          f"{float(config.temperature):g}, {config.batching} batches of {config.batch_size}"
-          f" + binding {config.binding}, final_relu={bool(config.model.final_relu)}")
-
-
-def run_descriptor(setup: RunSetup) -> dict:
-  """The run's ``run.json`` (``geometry.runfiles.run_descriptor`` of kind "train")."""
-  config, dataset = setup.config, setup.dataset
-  return runfiles.run_descriptor(
-      "train", setup_line(config), config=config_lib.config_to_dict(config),
-      num_train=setup.num_train, num_test=len(setup.test_y), num_classes=setup.num_classes,
-      class_sizes=[int(s) for s in dataset.class_sizes],
-      majority=[int(c) for c in dataset.majority], embedding_dim=setup.embedding_dim,
-      steps_per_epoch=setup.steps_per_epoch, rows_per_batch=setup.rows_per_batch,
-      views=setup.num_views, binding_indices=setup.binding.tolist(),
-      log_epochs=setup.log_epochs, lr_decay_epochs=config_lib.resolve_lr_decay_epochs(config),
-      metric_output=setup.metric_output, num_devices=setup.num_devices,
-      num_processes=jax.process_count(), padded_rows=setup.padded_rows,
-      jax_version=jax.__version__, backend=jax.default_backend(),
-      data_source=dataset.data_source,
-      # what the batching advisor predicts for of_unique_so_far (docs/batching.md)
-      batching_advice=advisor_lib.advice_for_training(
-          dataset.class_sizes, int(config.batch_size), views=setup.num_views,
-          binding=int(config.binding), batching=config.batching, seed=int(config.seed),
-          num_epochs=setup.num_epochs))
 
 
 def metrics_record(setup: RunSetup, epoch: int, state: TrainState, train_loss: float,

@@ -182,22 +182,15 @@ def append_metrics(workdir: str, record: dict) -> None:
 def read_metrics(workdir: str) -> list[dict]:
   """The records of ``WORKDIR/metrics.jsonl`` up to the first line that does not parse (a line
   cut by a kill); [] when there is no file."""
-  path = os.path.join(workdir, METRICS_NAME)
   records = []
   try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      for line in f:
-        if not line.strip():
-          continue
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          break
-        if not isinstance(record, dict):
-          break
-        records.append(record)
+    lines = runfiles.read_jsonl(os.path.join(workdir, METRICS_NAME))
   except FileNotFoundError:
     return []
+  for _, record, _ in lines:
+    if record is None:
+      break
+    records.append(record)
   return records
 
 
@@ -235,7 +228,7 @@ def prepare(workdir: str, config: dict, descriptor: dict, *, main: bool) -> None
   """Checks that an existing ``config.json`` describes the same run as ``config`` (the
   fields of ``RESUME_IGNORED_KEYS`` aside), else raises WorkdirError naming
   the differing fields; then (``main``: the process that owns the files) writes config.json
-  and ``run.json`` (``descriptor``, a ``geometry.runfiles.run_descriptor``)."""
+  and ``run.json`` (``descriptor``, a ``geometry.runfiles.run_record``)."""
   check_config(workdir, config)
   if main:
     path = os.path.join(workdir, "config.json")

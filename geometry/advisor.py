@@ -29,7 +29,10 @@ What is computed, and how (``docs/batching.md`` has the derivations):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -349,3 +352,53 @@ def advice_for_training(class_sizes: Sequence[int], batch_size: int, *, views: i
                   trials=trials, seed=seed, max_epochs=num_epochs)
   advice.pop("sizes")   # run.json has class_sizes
   return advice
+
+
+# Where `cached_advice_for_training` keeps its answers: $SCL_ADVICE_CACHE_DIR, else
+# $XDG_CACHE_HOME/scl-geometry/advice, else ~/.cache/scl-geometry/advice.
+ADVICE_CACHE_ENV = "SCL_ADVICE_CACHE_DIR"
+
+
+def advice_cache_dir() -> str:
+  """The folder of the advice cache, as an absolute path (see ``ADVICE_CACHE_ENV``)."""
+  chosen = os.environ.get(ADVICE_CACHE_ENV)
+  if not chosen:
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+    chosen = os.path.join(root, "scl-geometry", "advice")
+  return os.path.abspath(os.path.expanduser(chosen))
+
+
+def cached_advice_for_training(class_sizes: Sequence[int], batch_size: int, *, views: int,
+                               binding: int, batching: str, seed: int, num_epochs: int,
+                               trials: int = 100, cache_dir: str | None = None) -> dict | None:
+  """`advice_for_training`, computed once per setting and then read back from a JSON file.
+
+  The Monte Carlo behind the advice takes up to tens of seconds, and a sweep or a resumed run
+  asks for the same setting again; the answer is a pure function of the arguments (the
+  simulation is seeded), so it is stored under a key made of all of them and of this code's
+  version. A cache file that cannot be read is recomputed; one that cannot be written only
+  costs the saving.
+  """
+  from geometry import _version, runfiles  # pylint: disable=g-import-not-at-top
+  key = {"class_sizes": [int(s) for s in class_sizes], "batch_size": int(batch_size),
+         "views": int(views), "binding": int(binding), "batching": str(batching),
+         "seed": int(seed), "num_epochs": int(num_epochs), "trials": int(trials),
+         "version": _version.__version__}
+  text = json.dumps(key, sort_keys=True)
+  folder = cache_dir or advice_cache_dir()
+  path = os.path.join(folder, hashlib.sha256(text.encode()).hexdigest()[:24] + ".json")
+  try:
+    stored = runfiles.read_json(path)
+    if isinstance(stored, dict) and stored.get("key") == key and "advice" in stored:
+      return stored["advice"]
+  except ValueError:
+    pass
+  advice = advice_for_training(key["class_sizes"], key["batch_size"], views=key["views"],
+                               binding=key["binding"], batching=key["batching"],
+                               seed=key["seed"], num_epochs=key["num_epochs"], trials=trials)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    runfiles.write_json(path, {"key": key, "advice": advice})
+  except OSError:
+    pass
+  return runfiles.to_json(advice)

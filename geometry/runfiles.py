@@ -139,6 +139,31 @@ def read_json(path: str | os.PathLike) -> Any:
     raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
+def read_jsonl(path: str | os.PathLike) -> list[tuple[int, dict | None, str | None]]:
+  """``(line number, record, why)`` for each non-blank line of a JSON-lines file such as a
+  run's metrics.jsonl: ``record`` is the line's JSON object, or ``None`` with ``why`` when the
+  line is not JSON (a run killed mid-write cuts its last line) or not an object. The one
+  parser of these files; each reader decides what a bad line means to it. Bytes that are not
+  UTF-8 only spoil their line. A file that cannot be read raises ``OSError``
+  (``FileNotFoundError`` when there is none)."""
+  out = []
+  with open(os.fspath(path), encoding="utf-8", errors="replace") as f:
+    for number, raw in enumerate(f, 1):
+      raw = raw.strip()
+      if not raw:
+        continue
+      try:
+        record = json.loads(raw)
+      except json.JSONDecodeError:
+        out.append((number, None, "not JSON (cut short?)"))
+        continue
+      if isinstance(record, dict):
+        out.append((number, record, None))
+      else:
+        out.append((number, None, f"not a JSON object ({raw[:40]})"))
+  return out
+
+
 def _version(name: str) -> str | None:
   try:
     return importlib.metadata.version(name)
@@ -179,31 +204,118 @@ def provenance(*, device: bool = True) -> dict:
 
 
 RUN_KINDS = ("ufm", "train")
+# The version of the run.json record (docs/contracts.md#run-json). A folder whose run.json has
+# no `schema` (or an older one) was written before the record described both kinds alike.
+RUN_SCHEMA = 2
+RUN_FILE = "run.json"
+# Every key of a record, for both kinds; what only one kind has sits under "extra".
+RUN_KEYS = ("schema", "kind", "setup", "data", "class_sizes", "num_classes", "model", "loss",
+            "batching", "seeds", "epochs", "extra", "provenance")
+# The facts of `model` that every record has (the model may report more).
+MODEL_KEYS = ("name", "embedding_dim", "relu_before_embedding", "before_embedding")
+_PARTS = {"data": ("name", "source"), "loss": ("name", "temperature"),
+          "batching": ("scheme", "batch_size", "binding"),
+          "epochs": ("unit", "planned", "reached"), "model": MODEL_KEYS}
+_EPOCH_UNITS = {"train": "epochs", "ufm": "steps"}
 
 
-def run_descriptor(kind: str, setup: str, *, problem: dict | None = None,
-                   config: dict | None = None, **facts: Any) -> dict:
-  """The ``run.json`` of a run folder, one format for both halves of the project.
+class RunRecordError(ValueError):
+  """A run folder without a readable schema-2 run.json; the message is one line naming the
+  file or folder and the fault."""
 
-  ``kind`` is ``"ufm"`` (a `ufm solve` folder: ``problem`` is the problem definition that
-  result.json also holds) or ``"train"`` (a training workdir: ``config`` is the run's config,
-  as in config.json). ``setup`` is the one-line name of the run that summaries and the report
-  show. ``facts`` are kind-specific fields (a training run's class sizes, batching advice, ...).
-  ``provenance`` (versions, device, git commit) is added here, so every run folder records it
-  the same way.
+
+class OldRunRecord(RunRecordError):
+  """A run folder from before schema-2 records (no run.json, or an older schema): not damage
+  but an old folder, so the message also says how to get a new record."""
+
+
+def run_record(kind: str, setup: str, *, data: dict, class_sizes, model: dict, loss: dict,
+               batching: dict, seeds, epochs: dict, extra: dict,
+               provenance_of: dict | None = None) -> dict:
+  """The ``run.json`` of a run folder: one record, with the same keys for both halves.
+
+  ``kind`` is ``"ufm"`` (a `ufm solve` folder) or ``"train"`` (a training workdir); ``setup``
+  is the one-line name of the run. ``model`` holds the facts the model reports about itself
+  (``deepnet.models.model_facts``, or the UFM problem's), so that no reader re-derives them
+  from a config. ``extra`` holds what only this kind has. ``provenance`` (versions, device,
+  git commit) is added here, so every run folder records it the same way; ``provenance_of``
+  replaces it for a record written after the run (an upgrade keeps the run's own). Raises
+  ``ValueError`` when a part is missing or of the wrong type.
   """
-  if kind not in RUN_KINDS:
-    raise ValueError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
-  if (problem is None) == (config is None):
-    raise ValueError("a run descriptor has exactly one of problem (ufm) or config (train)")
-  if (kind == "ufm") != (problem is not None):
-    raise ValueError(f"a {kind!r} run is described by its "
-                     f"{'problem' if kind == 'ufm' else 'config'}")
-  descriptor = {"kind": kind, "setup": str(setup)}
-  descriptor["problem" if kind == "ufm" else "config"] = problem if kind == "ufm" else config
-  overlap = sorted(set(facts) & {"kind", "setup", "problem", "config", "provenance"})
-  if overlap:
-    raise ValueError(f"run descriptor facts may not redefine {overlap}")
-  descriptor.update(facts)
-  descriptor["provenance"] = provenance()
-  return descriptor
+  record = {"schema": RUN_SCHEMA, "kind": kind, "setup": str(setup), "data": dict(data),
+            "class_sizes": [int(s) for s in class_sizes], "num_classes": len(class_sizes),
+            "model": dict(model), "loss": dict(loss), "batching": dict(batching),
+            "seeds": [int(s) for s in seeds], "epochs": dict(epochs), "extra": dict(extra),
+            "provenance": provenance() if provenance_of is None else provenance_of}
+  return to_json(check_record(record, "run record"))
+
+
+def check_record(record: Any, where: str) -> dict:
+  """``record`` when it is a well-formed schema-2 run record, else ``ValueError`` naming
+  ``where`` and the first fault."""
+  def fail(why):
+    raise ValueError(f"{where}: {why}")
+
+  if not isinstance(record, dict):
+    fail("not a JSON object")
+  missing = [k for k in RUN_KEYS if k not in record]
+  if missing:
+    fail(f"no {', '.join(missing)}")
+  if record["kind"] not in RUN_KINDS:
+    fail(f"kind must be one of {RUN_KINDS}, got {record['kind']!r}")
+  for key, parts in _PARTS.items():
+    if not isinstance(record[key], dict) or any(p not in record[key] for p in parts):
+      fail(f"{key} must be an object with {', '.join(parts)}")
+  sizes = record["class_sizes"]
+  if not (isinstance(sizes, list) and sizes and all(_is_int(s) and s >= 0 for s in sizes)):
+    fail("class_sizes must be a non-empty list of counts")
+  if record["num_classes"] != len(sizes):
+    fail(f"num_classes {record['num_classes']} is not len(class_sizes) = {len(sizes)}")
+  model = record["model"]
+  if not isinstance(model["relu_before_embedding"], bool):
+    fail("model.relu_before_embedding must be true or false")
+  if not (_is_int(model["embedding_dim"]) and model["embedding_dim"] >= 1):
+    fail("model.embedding_dim must be a positive integer")
+  if record["loss"]["name"] not in ("scl", "ce"):
+    fail(f"loss.name must be scl or ce, got {record['loss']['name']!r}")
+  if record["epochs"]["unit"] != _EPOCH_UNITS[record["kind"]]:
+    fail(f"epochs.unit of a {record['kind']} run is {_EPOCH_UNITS[record['kind']]!r}")
+  if not (isinstance(record["seeds"], list) and all(_is_int(s) for s in record["seeds"])):
+    fail("seeds must be a list of integers")
+  if not isinstance(record["extra"], dict):
+    fail("extra must be an object")
+  return record
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def read_run(folder: str | os.PathLike) -> dict:
+  """The validated run record of a run folder (``FOLDER/run.json``).
+
+  A folder without one, or with one from before schema 2, raises `OldRunRecord` in one line
+  naming the folder and how to get a new record (re-run it, or ``scl-report --upgrade``); a
+  damaged or malformed one raises `RunRecordError` naming the file and the fault.
+  """
+  folder = os.fspath(folder)
+  path = os.path.join(folder, RUN_FILE)
+  how = f"re-run it, or write one with `scl-report --upgrade {folder}`"
+  if not os.path.exists(path):
+    raise OldRunRecord(f"{folder}: no {RUN_FILE} (a run folder from before run records); "
+                         f"{how}")
+  try:
+    record = read_json(path)
+  except ValueError as e:
+    raise RunRecordError(str(e)) from None
+  schema = record.get("schema", 1) if isinstance(record, dict) else None
+  if _is_int(schema) and schema < RUN_SCHEMA:
+    raise OldRunRecord(f"{folder}: {RUN_FILE} has schema {schema}, older than the schema "
+                         f"{RUN_SCHEMA} this code reads; {how}")
+  if schema != RUN_SCHEMA:
+    raise RunRecordError(f"{path}: schema {schema!r} is not the schema {RUN_SCHEMA} this code "
+                         "reads (written by a newer version?)")
+  try:
+    return check_record(record, path)
+  except ValueError as e:
+    raise RunRecordError(str(e)) from None

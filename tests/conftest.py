@@ -56,6 +56,20 @@ def fail_required_skip(report, environ) -> None:
                        f"(skip reason: {reason}); install it (make install, make data)")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _advice_cache(tmp_path_factory):
+  """The trainer's batching-advice cache in a folder of this session, so that no test reads
+  an answer that another session stored, nor writes into the home folder."""
+  from geometry import advisor  # pylint: disable=g-import-not-at-top
+  old = os.environ.get(advisor.ADVICE_CACHE_ENV)
+  os.environ[advisor.ADVICE_CACHE_ENV] = str(tmp_path_factory.mktemp("advice"))
+  yield
+  if old is None:
+    os.environ.pop(advisor.ADVICE_CACHE_ENV, None)
+  else:
+    os.environ[advisor.ADVICE_CACHE_ENV] = old
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
   outcome = yield

@@ -215,7 +215,7 @@ def write_outputs(out_dir, problem, solution, result) -> None:
   labels.npy, classifier.npy (CE), gram.png, then result.json, the completion marker, last
   (`ufm.outdir.commit_outputs`)."""
   best = int(np.nanargmin(solution.loss))
-  descriptor = runfiles.run_descriptor("ufm", result["setup"], problem=result["problem"])
+  descriptor = run_record(result)
   files = {"run.json": lambda f: f.write((runfiles.dumps(descriptor) + "\n").encode()),
            "embeddings.npy": lambda f: np.save(f, solution.embeddings[best]),
            "labels.npy": lambda f: np.save(f, problem.labels)}
@@ -223,6 +223,33 @@ def write_outputs(out_dir, problem, solution, result) -> None:
     files["classifier.npy"] = lambda f: np.save(f, solution.classifier[best])
   files["gram.png"] = lambda f: _plot_gram(f, result)
   outdir.commit_outputs(out_dir, files, result)
+
+
+def run_record(result, provenance_of: dict | None = None) -> dict:
+  """run.json of a solve (``geometry.runfiles.run_record`` of kind "ufm") from its result.json
+  (``result``): the problem's facts in the keys a training run has. The model is the free
+  features themselves, d of them per example, normalised; under UFM+ they are constrained
+  non-negative, as a ReLU's output is. ``epochs`` counts the solver's steps: its budget and
+  the best seed's."""
+  problem = result["problem"]
+  batching = str(problem["batching"])
+  schedule = batching[len("fixed:"):] if batching.startswith("fixed:") else None
+  return runfiles.run_record(
+      "ufm", result["setup"],
+      data={"name": "ufm", "source": {"kind": "class_sizes" if schedule is None else "schedule",
+                                      "file": schedule}},
+      class_sizes=problem["sizes"],
+      model={"name": "ufm+" if problem["final_relu"] else "ufm", "embedding_dim": problem["dim"],
+             "relu_before_embedding": bool(problem["final_relu"]),
+             "before_embedding": "free_features"},
+      loss={"name": problem["loss"],   # CE-UFM has no temperature (lambda_h, lambda_w)
+            "temperature": problem["temperature"] if problem["loss"] == "scl" else None},
+      batching={"scheme": batching, "batch_size": problem["batch_size"],
+                "binding": problem["binding"]},
+      seeds=[s["seed"] for s in result["seeds"]],
+      epochs={"unit": "steps", "planned": result["solver"]["steps_budget"],
+              "reached": result["steps"]},
+      extra={"problem": problem}, provenance_of=provenance_of)
 
 
 def _plot_gram(target, result) -> None:

@@ -1,7 +1,7 @@
 """The output folder of `ufm solve`: checked before the work, written as one transaction.
 
 A solve's folder holds `result.json`, `run.json` (the run descriptor of
-`geometry.runfiles.run_descriptor`), `embeddings.npy`, `labels.npy`, `gram.png` and, for the
+`geometry.runfiles.run_record`), `embeddings.npy`, `labels.npy`, `gram.png` and, for the
 CE-UFM, `classifier.npy`. `result.json` is the completion marker (the sweep runner skips a run
 whose marker exists), so the folder follows two rules:
 

@@ -69,7 +69,7 @@ def get_experiment(preset="cpu"):
       "runs": runs,
       "report": {"heatmaps": heatmaps},
       # proj_norelu_* keep the backbone's ReLU but their embedding is a linear map of it, so
-      # they count as "no final ReLU" (experiments.report.runs.embedding_relu).
+      # they count as "no final ReLU" (run.json's model.relu_before_embedding).
       "checks": [check("of_reached", runs=with_relu), check("etf_centered", runs=with_relu),
                  check("ufm_minimum", runs=named("ufm_plus_")),
                  check("relu_symmetry", runs=without),

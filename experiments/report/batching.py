@@ -13,8 +13,8 @@ from experiments.report.figures import Figure, plt_
 
 
 def _advice(run) -> dict | None:
-  """run.json's ``batching_advice`` (an unreadable run.json only loses this section)."""
-  advice = (run.info or {}).get("batching_advice")
+  """run.json's ``extra.batching_advice`` (a run without one has no row here)."""
+  advice = run.record.get("extra", {}).get("batching_advice")
   return advice if isinstance(advice, dict) else None
 
 
@@ -34,7 +34,7 @@ def observed_certification(builder, run) -> dict:
 
 def _record(builder, run, key: str, value) -> dict:
   return {"value": value, "source": builder.num.rel(run.path / "run.json"),
-          "key": "batching_advice." + key}
+          "key": "extra.batching_advice." + key}
 
 
 def add_batching(builder) -> None:

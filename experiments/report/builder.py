@@ -26,7 +26,7 @@ from experiments.report.checks import REGISTRY
 from experiments.report.labels import run_label, setup_text
 from experiments.report.numbers import (Numbers, finite_number, judge, margin, missing_reasons,
                                         outcome, value_of)
-from experiments.report.runs import ReportError, Run, read_runs, ufm_loss_kind
+from experiments.report.runs import ReportError, Run, read_runs
 from geometry import metrics, runfiles
 
 def _shown(side):
@@ -200,9 +200,10 @@ class Builder:
 
 def _run_entry(run: Run, num: Numbers) -> dict:
   setup = (run.flat if run.kind == "train" else
-           {"loss": ufm_loss_kind(run), **{k: run.get(k) for k in (
-               "sizes", "dim", "temperature", "final_relu", "batching", "binding", "seed",
-               "dtype")}})
+           {"loss": run.loss, "sizes": run.class_sizes,
+            "dim": run.record["model"]["embedding_dim"], "temperature": run.temperature,
+            "final_relu": run.relu, "batching": run.batching, "binding": run.binding,
+            "seed": run.get("seed"), "dtype": run.record["extra"]["problem"].get("dtype")})
   return {"name": run.name, "kind": run.kind, "dir": num.rel(run.path), "label": run_label(run),
           "setup_text": setup_text(run), "setup": setup}
 

@@ -3,6 +3,7 @@
   python -m experiments.report --out runs/report RUN_DIR [RUN_DIR ...]
   python -m experiments.report --experiment e2_relu --out OUT runs/sweeps/e2_relu
   make report RUNS="runs/demo/ufm_plus runs/demo/digits_relu_seed0" OUT=runs/report
+  python -m experiments.report --upgrade RUN_DIR [RUN_DIR ...]   # old folders: a new run.json
 
 With ``--experiment`` the report takes the experiment's title, description, figure hints and
 checks (``experiments.spec``); without it, the default checks of the run kinds given
@@ -34,9 +35,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--experiment", default=None,
                       help="experiment name: use its title, description, hints and checks")
   parser.add_argument("--preset", default="cpu", choices=spec.PRESETS)
+  parser.add_argument("--upgrade", action="store_true",
+                      help="write a schema-2 run.json into each run folder written before it "
+                           "(from its result.json or config.json), then stop; builds no report")
   args = parser.parse_args(argv)
   title, description, hints, checks = args.title, "", None, None
   try:
+    if args.upgrade:
+      from experiments.report import upgrade  # pylint: disable=g-import-not-at-top
+      for line in upgrade.upgrade_paths(args.runs):
+        print(line)
+      return 0
     if args.experiment:
       exp = spec.load_experiment(args.experiment, args.preset)
       title = exp.get("title", title)

@@ -16,7 +16,7 @@ import numpy as np
 from experiments import spec
 from experiments.report.labels import fmt, line_label, run_label, setup_text
 from experiments.report.numbers import Numbers, cosines_from_gram, value_of
-from experiments.report.runs import Run, embedding_relu, finite, group_runs, ratio_sorted
+from experiments.report.runs import Run, finite, group_runs, ratio_sorted
 
 Y_RANGES = {"dist_of": (0.0, 1.1), "dist_etf": (0.0, 1.1), "nc1": (2e-4, 2e2),
             "mean_cos": (0.0, 1.0)}
@@ -82,9 +82,7 @@ def heatmap_runs(b) -> list[Run]:
              group_runs(b.train, ["data.ratio"])]
 
   def train_rank(run):
-    f = run.flat
-    return (f.get("loss") == "ce", not embedding_relu(f),
-            bool(f.get("binding", 0)))
+    return (run.loss == "ce", not run.relu, bool(run.binding))
   return (ufm + sorted(train, key=train_rank))[:16]
 
 
@@ -231,13 +229,13 @@ def add_geometry_vs_ratio(b):
       ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     file = b.save(fig, f"fig_geometry_vs_R_{gi}")
-    scl = next((r for r in group if r.flat.get("loss", "scl") == "scl"), group[0])
+    scl = next((r for r in group if r.loss == "scl"), group[0])
     caption = ("Final train-set dist_of and dist_etf against the imbalance ratio R, one line "
                "per variant (" + "; ".join(
                    f"{run_label(v[0])}: R = " + ", ".join(
                        fmt(r.flat.get("data.ratio")) for r in v) for v in variants)
                + "). Shared setup: " + setup_text(scl, skip=vary)
                + (" (τ applies to the SCL variants)" if scl is not group[0] or any(
-                   r.flat.get("loss") == "ce" for r in group) else "") + ".")
+                   r.loss == "ce" for r in group) else "") + ".")
     b.figures.append(Figure(f"geometry_vs_R_{gi}", "Final geometry across R", caption,
                             file, data))

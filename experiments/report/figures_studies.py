@@ -53,7 +53,7 @@ def add_comparisons(b):
       axes[0].set_ylim(0, 1.1)
       axes[0].legend(fontsize=7)
       file = b.save(fig, f"fig_{stem}_{gi}")
-      scl = next((r for r in group if r.flat.get("loss", "scl") == "scl"), group[0])
+      scl = next((r for r in group if r.loss == "scl"), group[0])
       names = {"dist_of": "dist_of", "dist_etf": "dist_etf", "mean_cos": "mean cosine",
                "train_loss": "training loss"}
       caption = (f"{title}: " + ", ".join(names[p] for p in panels) + " against epoch. "
@@ -67,7 +67,7 @@ def add_loss_floor(b):
   plt = plt_()
   for gi, group in enumerate(group_runs(b.train, ["data.ratio"])):
     group = [r for r in ratio_sorted(group)
-             if r.flat.get("loss", "scl") == "scl" and r.metric_lines("optimal_loss")]
+             if r.loss == "scl" and r.metric_lines("optimal_loss")]
     if not group:
       continue
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))

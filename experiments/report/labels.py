@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from experiments.report.runs import Run, embedding_relu, ufm_loss_kind
+from experiments.report.runs import Run
 
 
 def fmt(value) -> str:
@@ -19,24 +19,29 @@ def fmt(value) -> str:
   return str(value)
 
 
+def _before_embedding(run: Run) -> str | None:
+  """"projection" or "extra_linear" when a linear layer of that name makes the embedding
+  (run.json's ``model.before_embedding``), else None."""
+  before = run.record["model"]["before_embedding"]
+  return before if before in ("projection", "extra_linear") else None
+
+
 def run_label(run: Run) -> str:
   """Short role label: UFM+ / UFM / CE-UFM, or SCL ReLU / SCL no ReLU / CE (+ binding)."""
   if run.kind == "ufm":
-    relu = bool(run.get("final_relu", True))
-    if ufm_loss_kind(run) == "ce":
-      return "CE-UFM+" if relu else "CE-UFM"
-    return "UFM+" if relu else "UFM"
-  flat = run.flat
-  if flat.get("loss", "scl") == "ce":
+    if run.loss == "ce":
+      return "CE-UFM+" if run.relu else "CE-UFM"
+    return "UFM+" if run.relu else "UFM"
+  if run.loss == "ce":
     label = "CE"
   else:
-    label = "SCL, ReLU" if embedding_relu(flat) else "SCL, no ReLU"
-    if flat.get("model.projection_dim", 0):
-      label += f" after a projection to {flat['model.projection_dim']}"
-    elif flat.get("model.extra_linear"):
+    label = "SCL, ReLU" if run.relu else "SCL, no ReLU"
+    if _before_embedding(run) == "projection":
+      label += f" after a projection to {run.record['model']['embedding_dim']}"
+    elif _before_embedding(run) == "extra_linear":
       label += " + linear"
-  if flat.get("binding", 0):
-    label += f", binding {flat['binding']}"
+  if run.binding:
+    label += f", binding {run.binding}"
   return label
 
 
@@ -59,11 +64,10 @@ def settings_text(group: Sequence[Run]) -> str:
     return "(no run)"
   text = "at R = " + (ratios[0] if len(ratios) == 1 else
                       ", ".join(ratios[:-1]) + " and " + ratios[-1])
-  flat = group[0].flat
-  if flat.get("binding", 0):
+  if group[0].binding:
     return text + " with binding"
-  return text + (" reshuffled" if flat.get("batching", "shuffle") == "shuffle" else
-                 f" ({flat.get('batching')} batches)")
+  return text + (" reshuffled" if group[0].batching == "shuffle" else
+                 f" ({group[0].batching} batches)")
 
 
 # Config fields of a training run's setup line, in order, with their text.
@@ -76,31 +80,41 @@ _SETUP_FIELDS = (("temperature", "τ={}"), ("data.imbalance", "imbalance {}"),
 
 def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
   """The exact setup of a run, for captions."""
+  record = run.record
   if run.kind == "ufm":
     parts = [run_label(run)]
-    parts.append(f"loss {ufm_loss_kind(run)}")
+    parts.append(f"loss {run.loss}")
+    # The best seed is a result (result.json's seed), the rest facts of the run record.
+    values = {"sizes": run.class_sizes, "dim": record["model"]["embedding_dim"],
+              "temperature": run.temperature, "batching": run.batching, "binding": run.binding,
+              "seed": run.get("seed"), "dtype": record["extra"]["problem"].get("dtype")}
     for name, form in (("sizes", "class sizes {}"), ("dim", "d={}"), ("temperature", "τ={}"),
                        ("batching", "batching {}"),
                        ("binding", "binding {}/class"), ("seed", "seed {}"), ("dtype", "{}")):
-      value = run.get(name)
+      value = values[name]
       if value is not None and name not in skip:
         parts.append(form.format(fmt(value)))
-    steps = run.get("steps")
+    steps = record["epochs"]["reached"]
     if steps is not None:
       parts.append(f"{steps} steps")
     return ", ".join(parts)
-  f = run.flat
+  # The config names the run; what it was (loss, temperature, batching, epochs) is the
+  # record's.
+  f = {**run.flat, "data.name": record["data"]["name"], "model.name": record["model"]["name"],
+       "loss": run.loss, "temperature": run.temperature,
+       "batch_size": record["batching"]["batch_size"], "batching": run.batching,
+       "binding": run.binding, "num_epochs": record["epochs"]["planned"]}
   model = f"{f.get('model.name')}" + (f" widths {fmt(f.get('model.mlp_widths'))}"
                                       if f.get("model.name") == "mlp"
                                       else f" width x{fmt(f.get('model.width', 1.0))}")
-  relu = "final ReLU" if embedding_relu(f) else "no final ReLU"
-  if f.get("model.projection_dim", 0):
-    relu += f" (after a linear projection to {fmt(f['model.projection_dim'])})"
-  elif f.get("model.extra_linear"):
+  relu = "final ReLU" if run.relu else "no final ReLU"
+  if _before_embedding(run) == "projection":
+    relu += f" (after a linear projection to {fmt(record['model']['embedding_dim'])})"
+  elif _before_embedding(run) == "extra_linear":
     relu += " (extra linear)"
   parts = []
   for name, text in (("data.name", "{}"), ("model.name", model), ("model.final_relu", relu),
-                     ("loss", str(f.get("loss", "scl")).upper()), *_SETUP_FIELDS,
+                     ("loss", run.loss.upper()), *_SETUP_FIELDS,
                      ("seed", seeds_text(f.get("seed")))):
     if name in skip or (name not in f and name not in ("model.final_relu", "loss")):
       continue
@@ -126,9 +140,9 @@ def line_label(run: Run, fields: Sequence[str]) -> str:
     elif f == "temperature":
       parts.append(f"τ={fmt(value)}")
     elif f == "model.final_relu":
-      parts.append("ReLU" if value else "no ReLU")
+      parts.append("ReLU" if run.relu else "no ReLU")
     elif f == "loss":
-      parts.append(str(value).upper())
+      parts.append(run.loss.upper())
     else:
       parts.append(f"{f}={fmt(value)}")
   return ", ".join(parts)

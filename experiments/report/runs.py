@@ -7,10 +7,15 @@ A run folder is recognised by its files (docs/contracts.md):
   ``loss_fn``);
 - ``metrics.jsonl`` + ``config.json`` (+ ``embeddings_final.npz`` with ``train_embeddings``
   and ``train_labels``): a training workdir (docs/contracts.md#metrics-jsonl);
-- either may hold ``run.json``, the run descriptor (``geometry.runfiles.run_descriptor``);
+- both hold ``run.json``, the run record (docs/contracts.md#run-json,
+  ``geometry.runfiles.read_run``): what the run was (class sizes, the model's own facts, loss,
+  temperature, batching, planned epochs), in the same keys for both kinds. The report takes
+  these facts from it and never re-derives them from a config; it reads the config only for
+  the identity of a run (grouping and pairing runs by their fields);
 - any other folder is searched one level down for such runs (so a sweep folder works).
 
-`load_run` reads each of these files once, by its contract key names.
+`load_run` reads each of these files once, by its contract key names. A folder without a
+schema-2 run.json stops the report with one line saying how to get one.
 """
 
 from __future__ import annotations
@@ -69,21 +74,6 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def embedding_relu(flat: dict) -> bool:
-  """Whether a training run's normalised embedding is the output of a ReLU
-  (docs/theory.md#choice-no-relu), from its flattened config: after a projection head
-  (``model.head_dim`` > 0) ``model.final_relu`` acts on the head's output; after a linear
-  projection (``model.projection_dim`` > 0) it is ``model.projection_relu``; after the extra
-  linear layer alone there is none; otherwise it is the backbone's ``model.final_relu``."""
-  if flat.get("model.head_dim", 0):
-    return bool(flat.get("model.final_relu", True))
-  if flat.get("model.projection_dim", 0):
-    return bool(flat.get("model.projection_relu", True))
-  if flat.get("model.extra_linear"):
-    return False
-  return bool(flat.get("model.final_relu", True))
-
-
 def finite(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -105,9 +95,36 @@ class Run:
   kind: str                                   # "ufm" | "train"
   data: dict = field(default_factory=dict)    # result.json (ufm) or config.json (train)
   metrics: list = field(default_factory=list)  # metrics.jsonl lines (train)
-  info: dict | None = None                    # run.json, when the folder has a readable one
+  record: dict = field(default_factory=dict)  # run.json (geometry.runfiles.read_run)
   warnings: list = field(default_factory=list)  # damage found while reading, one line each
   _emb_cache: Any = None
+
+  # -- facts of run.json ---------------------------------------------------------------------
+  @property
+  def relu(self) -> bool:
+    """Whether the normalised embedding is a ReLU's output (docs/theory.md#choice-no-relu)."""
+    return self.record["model"]["relu_before_embedding"]
+
+  @property
+  def loss(self) -> str:
+    """"scl" or "ce"."""
+    return self.record["loss"]["name"]
+
+  @property
+  def temperature(self):
+    return self.record["loss"]["temperature"]
+
+  @property
+  def batching(self) -> str:
+    return self.record["batching"]["scheme"]
+
+  @property
+  def binding(self) -> int:
+    return self.record["batching"]["binding"]
+
+  @property
+  def class_sizes(self) -> list:
+    return self.record["class_sizes"]
 
   # -- setup --------------------------------------------------------------------------------
   @property
@@ -172,23 +189,19 @@ def _is_epoch(value) -> bool:
 
 def unfinished(run: Run) -> str | None:
   """Why a training run's last logged epoch is not its final one, or None when it is: no
-  logged epoch, no integer ``num_epochs`` in its config, or last logged epoch < num_epochs."""
+  logged epoch, no integer planned epochs in its run.json (``epochs.planned``, the config's
+  num_epochs), or last logged epoch < num_epochs."""
   if run.kind != "train":
     return None
-  total = run.get("num_epochs")
+  total = run.record["epochs"]["planned"]
   last = run.last_epoch
   if last is None:
     return f"run {run.name}: no logged epoch"
   if not _is_epoch(total):
-    return f"run {run.name}: config.json has no num_epochs, so its last epoch is unknown"
+    return f"run {run.name}: run.json has no planned epochs, so its last epoch is unknown"
   if last < total:
     return f"run {run.name} is unfinished: last logged epoch {last} < num_epochs {total}"
   return None
-
-
-def ufm_loss_kind(run: Run) -> str:
-  """"scl" or "ce": a UFM result's ``loss_fn`` (its ``loss`` is the objective value)."""
-  return run.data.get("loss_fn", "scl")
 
 
 def load_embeddings(path: Path):
@@ -208,23 +221,14 @@ def load_embeddings(path: Path):
 
 
 def _read_jsonl(path: Path) -> tuple[list, list[str]]:
-  """(lines, warnings): each line of a metrics.jsonl as a dict; a line that is not JSON (a
-  run killed mid-write cuts its last line) or not a JSON object becomes {} (so the line
-  numbers of the provenance records stay those of the file) and one warning naming the file
-  and line (1-based)."""
+  """(lines, warnings): each line of a metrics.jsonl (``runfiles.read_jsonl``) as a dict; a
+  line that is not JSON (a run killed mid-write cuts its last line), not a JSON object or
+  without an integer epoch becomes {} (so the line numbers of the provenance records stay
+  those of the file) and one warning naming the file and line (1-based)."""
   lines, warnings = [], []
-  for number, raw in enumerate(path.read_text().splitlines(), 1):
-    raw = raw.strip()
-    if not raw:
-      continue
-    try:
-      line = json.loads(raw)
-    except json.JSONDecodeError:
-      line, why = {}, "not JSON (cut short?)"
-    else:
-      why = None if isinstance(line, dict) else f"not a JSON object ({raw[:40]})"
-      if why is None and "epoch" in line and not _is_epoch(line["epoch"]):
-        why = f"epoch {line['epoch']!r} is not an integer"
+  for number, line, why in runfiles.read_jsonl(path):
+    if why is None and "epoch" in line and not _is_epoch(line["epoch"]):
+      why = f"epoch {line['epoch']!r} is not an integer"
     if why is not None:
       warnings.append(f"{path}: line {number} {why}; left out")
       line = {}
@@ -232,10 +236,9 @@ def _read_jsonl(path: Path) -> tuple[list, list[str]]:
   return lines, warnings
 
 
-# The config fields the report judges a training run on: a config.json without one of them
-# is never read as the trainer's defaults.
-REPORT_FIELDS = ("loss", "num_epochs", "seed", "binding", "batching", "model.final_relu",
-                 "data.imbalance", "data.ratio")
+# The config fields that name a training run in the report (its seed and imbalance); its
+# facts come from run.json. A config.json without one of them is never read as defaults.
+REPORT_FIELDS = ("seed", "data.imbalance", "data.ratio")
 
 
 def _is_ufm(path: Path) -> bool:
@@ -294,29 +297,17 @@ def read_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Run], list[str]]
   return runs, warnings
 
 
-def _read_info(path: Path) -> tuple[dict | None, list[str]]:
-  """(run.json, warnings); None when absent or unreadable (it only feeds the batching
-  section), with one warning when unreadable."""
-  if not (path / "run.json").exists():
-    return None, []
-  try:
-    info = runfiles.read_json(path / "run.json")
-  except ValueError as e:
-    return None, [f"{path / 'run.json'}: cannot be read ({e}); not used"]
-  if not isinstance(info, dict):
-    return None, [f"{path / 'run.json'}: not a JSON object; not used"]
-  return info, []
-
-
 def load_run(name: str, path: Path) -> Run:
-  """One run folder as a `Run`; a file that cannot be read raises `ValueError` naming it."""
+  """One run folder as a `Run`; a file that cannot be read raises `ValueError` naming it, a
+  folder from before schema-2 run records `ReportError` saying how to get one (damage to the
+  run's own files is named first)."""
   if _is_ufm(path):
     run = Run(name, path, "ufm", runfiles.read_json(path / "result.json"))
   else:
     metrics_path = path / "metrics.jsonl"
     try:
       metrics, warnings = _read_jsonl(metrics_path)
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
       raise ValueError(f"{metrics_path}: cannot be read ({e})") from None
     run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics,
               warnings=warnings)
@@ -332,8 +323,14 @@ def load_run(name: str, path: Path) -> Run:
                        f"({run.embeddings_file.name} exists)")
   if not isinstance(run.data, dict):
     raise ValueError(f"{run.data_file}: not a JSON object")
-  run.info, info_warnings = _read_info(path)
-  run.warnings = run.warnings + info_warnings
+  try:
+    record = runfiles.read_run(path)
+  except runfiles.OldRunRecord as e:
+    raise ReportError(str(e)) from None
+  if record["kind"] != run.kind:
+    raise ValueError(f"{path / runfiles.RUN_FILE}: kind {record['kind']!r}, but the folder "
+                     f"holds a {run.kind} run")
+  run.record = record
   if run.embeddings_file is not None:
     # Header and size only (a memory map, the zip directory): the arrays load when drawn.
     try:
@@ -397,15 +394,5 @@ def angle_groups(runs: Sequence[Run]) -> list:
           for gi, g in enumerate(groups)]
 
 
-def num_classes(run: Run) -> int | None:
-  if run.kind == "ufm":
-    sizes = run.get("sizes")
-    if sizes:
-      return len(sizes)
-    norms = run.get("class_mean_norms")
-    return len(norms) if norms else None
-  line = run.final_line
-  if line is not None and "class_mean_norms" in run.metrics[line]:
-    return len(run.metrics[line]["class_mean_norms"])
-  loaded = run.embeddings()
-  return None if loaded is None else int(loaded[1].max()) + 1
+def num_classes(run: Run) -> int:
+  return run.record["num_classes"]

@@ -168,8 +168,10 @@ def make_group(members: Sequence[Run]) -> SeedGroup:
   # A group has no folder of its own (its path names none): a report section that reads a
   # run's own files finds none for it, and reads the seeds through `SeedNumbers`. Its config
   # is read from the first seed's (`data_file`).
+  record = copy.deepcopy(members[0].record)
+  record["seeds"] = [s for m in members for s in m.record["seeds"]]
   return SeedGroup(name=name, path=members[0].path.parent / f"{name} (seeds)", kind="train",
-                   data=data, metrics=metrics, members=list(members))
+                   data=data, metrics=metrics, record=record, members=list(members))
 
 
 def group_settings(runs: Sequence[Run]) -> list:

@@ -31,7 +31,7 @@ def accuracy_pairs(num, runs) -> list:
       off = [r for r in group if not r.flat.get(flag)]
       for a in on:
         for b in off:
-          if a.flat.get("loss", "scl") != "scl":
+          if a.loss != "scl":
             continue
           diffs = []
           for key in ACCURACY_KEYS[1:]:

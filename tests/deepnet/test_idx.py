@@ -266,6 +266,7 @@ def test_images_of_the_wrong_shape_are_refused():
 
 
 def test_run_json_names_the_files_read(tmp_path):
+  from deepnet import run_record  # pylint: disable=g-import-not-at-top
   from deepnet import train  # pylint: disable=g-import-not-at-top
   from experiments.configs import digits_mlp  # pylint: disable=g-import-not-at-top
   _tiny_split_files(tmp_path / "data", compress=False)
@@ -273,8 +274,8 @@ def test_run_json_names_the_files_read(tmp_path):
   config.data.name, config.data.source = "mnist", "idx"
   config.data.data_dir, config.data.imbalance, config.data.n_max = str(tmp_path / "data"), "none", 1
   config.batch_size = 5
-  descriptor = train.run_descriptor(train.setup_run(config, str(tmp_path / "run")))
-  files = descriptor["data_source"]["files"]
+  descriptor = run_record.run_descriptor(train.setup_run(config, str(tmp_path / "run")))
+  files = descriptor["data"]["source"]["files"]
   assert [f["path"] for f in files] == [
       str(tmp_path / "data" / stem) for stem in ("train-images-idx3-ubyte",
                                                  "train-labels-idx1-ubyte",

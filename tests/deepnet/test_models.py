@@ -248,3 +248,25 @@ def test_a_missing_model_field_is_one_config_error_naming_it(field):
       build()
     message = str(info.value)
     assert f"'model.{field}' is missing" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("changes, before", [
+    ({"final_relu": True}, "backbone"), ({"final_relu": False}, "backbone"),
+    ({"extra_linear": True}, "extra_linear"),
+    ({"projection_dim": 5, "projection_relu": True}, "projection"),
+    ({"projection_dim": 5, "projection_relu": False}, "projection"),
+    ({"head_dim": 3, "final_relu": True}, "head_out"),
+    ({"head_dim": 3, "final_relu": False}, "head_out")])
+def test_model_facts_are_what_the_built_network_does(changes, before):
+  # The facts are checked against the network's own output: its width, and whether the
+  # normalised features are non-negative (a ReLU's output) or take both signs.
+  config, shape = TINY["mlp"]
+  config = dict(config, **changes)
+  facts = models.model_facts(config)
+  _, _, out = _run(config, shape)
+  assert facts["before_embedding"] == before and facts["name"] == "mlp"
+  assert facts["embedding_dim"] == out["embedding"].shape[-1]
+  assert facts["backbone_dim"] == 12
+  assert facts["relu_before_embedding"] == bool((out["features"] >= 0).all())
+  if not facts["relu_before_embedding"]:
+    assert (out["features"] < 0).any()

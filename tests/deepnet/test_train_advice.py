@@ -35,7 +35,7 @@ def test_advice_in_run_json_predicts_of_unique_so_far(tmp_path):
   trainer = train.setup_run(config, str(tmp_path))
   train.run(trainer)
   with open(os.path.join(tmp_path, "run.json")) as f:
-    advice = json.load(f)["batching_advice"]
+    advice = json.load(f)["extra"]["batching_advice"]
   assert advice["batch_size"] == 4 and advice["views"] == 2 and advice["binding"] == 0
   assert advice["p_of_unique"] == 0.0 and advice["epochs_until_of_unique"]["max_epochs"] == epochs
   assert advice["binding_needed"] == 1
@@ -61,3 +61,42 @@ def _with_seed(config, seed):
   config = config.copy_and_resolve_references()
   config.seed = seed
   return config
+
+
+def test_advice_is_computed_once_per_setting(tmp_path, monkeypatch):
+  calls = []
+  real = advisor.simulate
+
+  def counted(*args, **kwargs):
+    calls.append(kwargs.get("seed"))
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(advisor, "simulate", counted)
+  monkeypatch.setenv(advisor.ADVICE_CACHE_ENV, str(tmp_path / "advice"))
+  setting = dict(views=2, binding=0, batching="shuffle", seed=3, num_epochs=15, trials=50)
+  first = advisor.cached_advice_for_training([12, 12, 6, 6], 4, **setting)
+  assert calls == [3] and len(list((tmp_path / "advice").iterdir())) == 1
+  again = advisor.cached_advice_for_training([12, 12, 6, 6], 4, **setting)
+  assert calls == [3] and again == first      # read back, no second Monte Carlo
+  # The answer is the uncached one; another seed is another setting.
+  assert first == json.loads(json.dumps(advisor.advice_for_training([12, 12, 6, 6], 4,
+                                                                    **setting)))
+  assert calls == [3, 3]
+  advisor.cached_advice_for_training([12, 12, 6, 6], 4, **dict(setting, seed=4))
+  assert calls == [3, 3, 4]
+  # A damaged cache file is recomputed (and rewritten).
+  for path in (tmp_path / "advice").iterdir():
+    path.write_text("{cut")
+  assert advisor.cached_advice_for_training([12, 12, 6, 6], 4, **setting) == first
+  assert calls == [3, 3, 4, 3]
+
+
+def test_the_advice_cache_folder_follows_the_environment(monkeypatch):
+  monkeypatch.delenv(advisor.ADVICE_CACHE_ENV, raising=False)
+  monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/xdg")
+  assert advisor.advice_cache_dir() == "/tmp/xdg/scl-geometry/advice"
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  monkeypatch.setenv("HOME", "/home/someone")
+  assert advisor.advice_cache_dir() == "/home/someone/.cache/scl-geometry/advice"
+  monkeypatch.setenv(advisor.ADVICE_CACHE_ENV, "/srv/advice")
+  assert advisor.advice_cache_dir() == "/srv/advice"

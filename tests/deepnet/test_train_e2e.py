@@ -16,6 +16,7 @@ from deepnet import train
 from experiments.configs import cifar10_resnet18
 from experiments.configs import digits_mlp
 from geometry import losses
+from geometry import runfiles
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -110,6 +111,14 @@ def test_mlp_scl_step_loss_floor_and_files(tmp_path):
   assert record["lr"] == pytest.approx(0.1)
   np.testing.assert_allclose(np.linalg.norm(npz["train_embeddings"], axis=1), 1.0, atol=1e-5)
   assert str(npz["output"]) == "embedding"
+  # run.json: the record's facts against what the run did (its embeddings, its data).
+  run = runfiles.read_run(tmp_path)
+  assert run["kind"] == "train" and run["class_sizes"] == [12, 12, 6, 6]
+  assert run["model"]["embedding_dim"] == npz["train_embeddings"].shape[1]
+  assert run["model"]["relu_before_embedding"] and (npz["train_embeddings"] >= 0).all()
+  assert run["loss"] == {"name": "scl", "temperature": 0.1}
+  assert run["epochs"] == {"unit": "epochs", "planned": 1, "reached": None}
+  assert run["batching"]["batch_size"] == config.batch_size
 
 
 def test_mlp_ce_step_measures_the_classifier_input(tmp_path):

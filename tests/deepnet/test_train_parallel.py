@@ -46,7 +46,7 @@ def test_eight_devices_equal_one(one_device_run, tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(os.path.join(workdir, "run.json")) as f:
-    info = json.load(f)
+    info = json.load(f)["extra"]
   # 10 + 4 binding rows padded to 16 over 8 devices: the padding path is exercised.
   assert info["num_devices"] == 8 and info["rows_per_batch"] == 14
   assert info["padded_rows"] == 16
@@ -77,7 +77,7 @@ def test_two_processes_equal_one(one_device_run, tmp_path):
   for proc, (_, err) in zip(procs, outputs):
     assert proc.returncode == 0, err[-3000:]
   with open(os.path.join(workdir, "run.json")) as f:
-    info = json.load(f)
+    info = json.load(f)["extra"]
   assert info["num_processes"] == 2 and info["num_devices"] == 4
   # Only process 0 reports; both processes trained (process 1 printed nothing).
   assert "done: epoch 2" in outputs[0][0] and "done:" not in outputs[1][0]

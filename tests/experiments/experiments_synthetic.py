@@ -1,9 +1,10 @@
 """Synthetic run folders that follow the file contracts of docs/contracts.md exactly.
 
 UFM folders: result.json (+ embeddings.npy, labels.npy); training workdirs: config.json (the
-training config as JSON), metrics.jsonl and embeddings_final.npz. The numbers are computed here
-with plain NumPy from exact frames (never with the code under test), so a report built from
-these folders can be checked against them.
+training config as JSON), metrics.jsonl and embeddings_final.npz; both run.json, the schema-2
+run record, written out by hand here. The numbers are computed here with plain NumPy from
+exact frames (never with the code under test), so a report built from these folders can be
+checked against them.
 """
 
 import json
@@ -36,6 +37,52 @@ def etf_means(k, d):
   return np.pad(c, ((0, 0), (0, d - k)))
 
 
+def write_run_json(folder: Path, kind: str, **facts):
+  """run.json (docs/contracts.md#run-json, schema 2) with the facts given (`run_record`)."""
+  record = run_record(kind, **facts)
+  (folder / "run.json").write_text(json.dumps(record))
+  return record
+
+
+def run_record(kind: str, *, class_sizes, dim, relu, loss, tau, batching, batch_size, binding,
+               seeds, planned, reached, extra):
+  """A schema-2 run record (docs/contracts.md#run-json) with the facts given."""
+  return {
+      "schema": 2, "kind": kind, "setup": f"synthetic {kind} run",
+      "data": {"name": "digits" if kind == "train" else "ufm", "source": None},
+      "class_sizes": list(class_sizes), "num_classes": len(class_sizes),
+      "model": {"name": "mlp" if kind == "train" else ("ufm+" if relu else "ufm"),
+                "embedding_dim": dim, "relu_before_embedding": relu,
+                "before_embedding": "backbone" if kind == "train" else "free_features"},
+      "loss": {"name": loss, "temperature": tau if loss == "scl" else None},
+      "batching": {"scheme": batching, "batch_size": batch_size, "binding": binding},
+      "seeds": list(seeds),
+      "epochs": {"unit": "epochs" if kind == "train" else "steps", "planned": planned,
+                 "reached": reached},
+      "extra": extra, "provenance": {"python": "3"}}
+
+
+def train_record(config: dict, class_sizes, dim: int = 16, extra=None) -> dict:
+  """The run record of a training run of `training_config` (an MLP whose last layer, with
+  final_relu, gives the embedding)."""
+  return run_record("train", class_sizes=list(class_sizes), dim=dim,
+                    relu=config["model"]["final_relu"], loss=config["loss"],
+                    tau=config["temperature"], batching=config["batching"],
+                    batch_size=config["batch_size"], binding=config["binding"],
+                    seeds=[config["seed"]], planned=config["num_epochs"], reached=None,
+                    extra=dict(extra or {}, config=config))
+
+
+def ufm_record(problem: dict, steps: int = 1000, seeds=(0,)) -> dict:
+  """The run record of a UFM solve of `problem` (result.json's definition: sizes, dim,
+  temperature, final_relu, loss or loss_fn, batching, binding)."""
+  return run_record("ufm", class_sizes=problem["sizes"], dim=problem["dim"],
+                    relu=problem["final_relu"], loss=problem.get("loss_fn", problem.get("loss")),
+                    tau=problem["temperature"], batching=problem["batching"], batch_size=None,
+                    binding=problem["binding"], seeds=list(seeds), planned=steps,
+                    reached=steps, extra={"problem": problem})
+
+
 def write_ufm(folder: Path, *, sizes, dim, tau, relu, means, loss, of_loss, steps=1000,
               extra=None):
   """A `ufm solve` result folder with collapsed embeddings at `means`."""
@@ -59,6 +106,9 @@ def write_ufm(folder: Path, *, sizes, dim, tau, relu, means, loss, of_loss, step
   result.update({k: v for k, v in problem.items() if k != "loss"}, loss_fn="scl",
                 problem=problem)
   result.update(extra or {})
+  record = ufm_record(dict(problem, batching=result["batching"]), steps,
+                      [s["seed"] for s in result.get("seeds", [{"seed": 0}])])
+  (folder / "run.json").write_text(json.dumps(record))
   (folder / "result.json").write_text(json.dumps(result))
   (folder / "gram.png").write_bytes(b"")
   return result
@@ -87,11 +137,13 @@ def training_config(**overrides):
 
 def write_train(folder: Path, config: dict, *, final_means, dist_of_curve, acc_curve,
                 test_acc=0.9, floor=3.0, loss_curve=None, epochs=(1, 3, 5, 10), per_class=6,
-                seed=0, nan_minority=False):
-  """A training workdir: config.json, metrics.jsonl and embeddings_final.npz."""
+                seed=0, nan_minority=False, extra=None):
+  """A training workdir: config.json, run.json, metrics.jsonl and embeddings_final.npz."""
   folder.mkdir(parents=True)
   (folder / "config.json").write_text(json.dumps(config))
   k = len(final_means)
+  record = train_record(config, [per_class] * k, final_means.shape[1], extra)
+  (folder / "run.json").write_text(json.dumps(record))
   rng = np.random.default_rng(seed)
   labels = np.repeat(np.arange(k), per_class)
   emb = np.asarray(final_means)[labels] + 0.01 * rng.standard_normal((len(labels),

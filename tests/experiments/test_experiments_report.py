@@ -396,10 +396,12 @@ def test_bad_input_is_one_line(tmp_path, capsys):
 def test_run_that_has_just_started(tmp_path):
   """A training workdir with a config but no logged epoch yet (a sweep in progress) is listed
   without curves or numbers; the report still builds."""
-  from experiments_synthetic import training_config
+  from experiments_synthetic import train_record, training_config
   started = tmp_path / "started"
   started.mkdir()
   (started / "config.json").write_text(json.dumps(training_config()))
+  # The trainer writes run.json with config.json, before the first epoch.
+  (started / "run.json").write_text(json.dumps(train_record(training_config(), [6] * 10)))
   (started / "metrics.jsonl").write_text("")
   write_ufm(tmp_path / "of", sizes=(3, 3), dim=2, tau=1.0, relu=True, means=np.eye(2),
             loss=1.0, of_loss=1.0)

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from experiments_synthetic import training_config, write_train, write_ufm
+from experiments_synthetic import train_record, training_config, write_train, write_ufm
 from experiments import report, spec
 from experiments.report import seeds
 import test_experiments_report as checks
@@ -236,7 +236,9 @@ def test_combine_verdicts_counts_by_hand():
 
 def test_settings_and_seed_slices(tmp_path):
   def run(name, seed, **overrides):
-    return report.Run(name, tmp_path / name, "train", training_config(**overrides, seed=seed))
+    config = training_config(**overrides, seed=seed)
+    return report.Run(name, tmp_path / name, "train", config,
+                      record=train_record(config, [6] * 10))
   ufm = report.Run("u", tmp_path / "u", "ufm", {"final_relu": True})
   runs = [ufm, run("a_seed10", 10), run("a_seed2", 2), run("b_seed2", 2, lr=0.5),
           run("c", 0, lr=0.3)]

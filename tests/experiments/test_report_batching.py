@@ -10,14 +10,12 @@ from tests.experiments.experiments_synthetic import training_config, write_train
 def _run(folder, so_far, advice):
   config = training_config(batch_size=5)
   write_train(folder, config, final_means=frames.orthogonal_frame(4, 4),
-              dist_of_curve=[0.9, 0.5, 0.2, 0.05], acc_curve=[0.5, 0.8, 1.0, 1.0])
+              dist_of_curve=[0.9, 0.5, 0.2, 0.05], acc_curve=[0.5, 0.8, 1.0, 1.0],
+              extra={"batching_advice": advice})
   lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
   for line, value in zip(lines, so_far):
     line["of_unique_so_far"] = value
   (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-  if advice is not None:
-    (folder / "run.json").write_text(json.dumps({"class_sizes": [6] * 4,
-                                                 "batching_advice": advice}))
 
 
 def test_table_and_figure_show_observed_and_predicted_epochs(tmp_path):
@@ -50,7 +48,8 @@ def test_table_and_figure_show_observed_and_predicted_epochs(tmp_path):
   assert "when the union first certified the OF" in html
 
 
-def test_unreadable_run_json_only_drops_the_section(tmp_path):
+def test_an_unreadable_run_json_drops_its_run_with_a_warning(tmp_path):
+  _run(tmp_path / "runs" / "kept", [False, True, True, True], None)
   _run(tmp_path / "runs" / "broken", [False, True, True, True], None)
   (tmp_path / "runs" / "broken" / "run.json").write_text("{not json")
   out = tmp_path / "report"
@@ -58,4 +57,6 @@ def test_unreadable_run_json_only_drops_the_section(tmp_path):
   data = json.loads((out / "report.json").read_text())
   assert not any(t["id"] == "batching_certification" for t in data["tables"])
   geometry = next(t for t in data["tables"] if t["id"] == "final_geometry")
-  assert [row[0] for row in geometry["rows"]] == ["broken"]
+  assert [row[0] for row in geometry["rows"]] == ["kept"]
+  html = (out / "index.html").read_text()
+  assert "broken left out:" in html and "broken/run.json: not valid JSON" in html

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from experiments_synthetic import make_synthetic_runs
+from experiments_synthetic import make_synthetic_runs, write_run_json
 from experiments import report
 
 
@@ -42,10 +42,33 @@ def test_no_readable_run_is_one_line_and_exit_2(tmp_path, capsys):
   run = tmp_path / "only"
   run.mkdir()
   (run / "result.json").write_text('{"loss": 1.0, "dim"')
+  write_run_json(run, "ufm", class_sizes=[2, 2], dim=2, relu=True, loss="scl", tau=1.0,
+                 batching="full", batch_size=None, binding=0, seeds=[0], planned=10, reached=10,
+                 extra={})
   code = report.main([str(run), "--out", str(tmp_path / "report")])
   _, err = capsys.readouterr()
   assert code == 2 and "Traceback" not in err
   assert err.strip().splitlines()[-1].startswith("report: error:")
   assert "only/result.json" in err
   assert not (tmp_path / "report" / "report.json").exists()
-  np.testing.assert_equal(sorted(p.name for p in run.iterdir()), ["result.json"])
+  np.testing.assert_equal(sorted(p.name for p in run.iterdir()), ["result.json", "run.json"])
+
+
+def test_a_folder_from_before_run_records_is_one_line_saying_how_to_get_one(tmp_path, capsys):
+  root = make_synthetic_runs(tmp_path)
+  old = root / "relu_R10"
+  (old / "run.json").unlink()
+  code = report.main([str(root), "--out", str(tmp_path / "report")])
+  _, err = capsys.readouterr()
+  assert code == 2 and "Traceback" not in err
+  assert err.strip().splitlines() == [
+      f"report: error: {old}: no run.json (a run folder from before run records); re-run it, "
+      f"or write one with `scl-report --upgrade {old}`"]
+  # A run.json of the first format (no schema) is as old.
+  (old / "run.json").write_text(json.dumps({"kind": "train", "setup": "x", "config": {}}))
+  code = report.main([str(root), "--out", str(tmp_path / "report")])
+  _, err = capsys.readouterr()
+  assert code == 2 and err.strip().splitlines() == [
+      f"report: error: {old}: run.json has schema 1, older than the schema 2 this code reads; "
+      f"re-run it, or write one with `scl-report --upgrade {old}`"]
+  assert not (tmp_path / "report" / "report.json").exists()

@@ -15,29 +15,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments_synthetic import training_config, write_ufm
+from experiments_synthetic import train_record, training_config, ufm_record, write_ufm
 from experiments import report, spec
 from experiments.report.checks import REGISTRY
 
 NAN = math.nan
 
 
-def train(name, root=Path("/nonexistent"), **curves):
+def train(name, root=Path("/nonexistent"), relu=None, before=None, **curves):
   """A training run with metrics lines at epochs 1, 2, ...: curves["dist_of"] = [...]; config
-  overrides are the keyword arguments with a dot or one of the config's top-level fields."""
+  overrides are the keyword arguments with a dot or one of the config's top-level fields;
+  `relu` and `before` set the run record's model.relu_before_embedding and before_embedding
+  (by default those of the config's MLP)."""
+  model = {"relu_before_embedding": relu, "before_embedding": before}
   config_keys = {k: curves.pop(k) for k in list(curves) if "." in k or k in (
       "loss", "binding", "batching", "batch_size", "lr", "temperature", "seed", "num_epochs")}
   n = max(len(v) for v in curves.values())
   config_keys.setdefault("num_epochs", n)   # the last line is the last epoch: finished
   lines = [{"epoch": e + 1, **{k: v[e] for k, v in curves.items() if e < len(v)}}
            for e in range(n)]
-  return report.Run(name, root / name, "train", training_config(**config_keys), lines)
+  config = training_config(**config_keys)
+  k = len(curves["class_mean_norms"][-1]) if "class_mean_norms" in curves else 10
+  record = train_record(config, [6] * k)
+  record["model"].update({k: v for k, v in model.items() if v is not None})
+  return report.Run(name, root / name, "train", config, lines, record=record)
 
 
 def ufm(name, root=Path("/nonexistent"), **fields):
   data = {"sizes": [5, 5, 5], "dim": 4, "temperature": 1.0, "final_relu": True, "loss_fn": "scl",
           "batching": "full", "binding": 0, "seed": 0, "dtype": "float64", **fields}
-  return report.Run(name, root / name, "ufm", data)
+  return report.Run(name, root / name, "ufm", data, record=ufm_record(data))
 
 
 def verdicts(name, runs, thresholds=None, **options):
@@ -136,18 +143,20 @@ def test_relu_symmetry_train_imbalanced(final, expected):
 
 
 @pytest.mark.parametrize("projection_relu", [True, False])
-def test_a_linear_projection_decides_whether_the_embedding_has_a_final_relu(projection_relu):
-  # The backbone keeps its ReLU (model.final_relu) in both runs; what is normalised is the
-  # projection's output, so only model.projection_relu says which claim the run is about.
-  runs = [train("p", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0], **{"model.final_relu": True,
-                                             "model.projection_dim": 128,
-                                             "model.projection_relu": projection_relu})]
+def test_the_run_record_decides_whether_the_embedding_has_a_final_relu(projection_relu):
+  # The config's model.final_relu is True in every run (the backbone keeps its ReLU); what
+  # is normalised is a projection's output, and only the run record's
+  # model.relu_before_embedding (what the trainer's model reports) says which claim the run
+  # is about: the report does not read it off the config.
+  runs = [train("p", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0], relu=projection_relu,
+                before="projection", **{"model.final_relu": True})]
   about_relu = outcomes("of_reached", runs, {"train_of": 0.1})
   about_no_relu = outcomes("relu_symmetry", runs, {"train_not_of": 0.1})
   assert (about_relu, about_no_relu) == (([FAILS], []) if projection_relu else ([], [HOLDS]))
-  linear = [train("l", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0],
-                  **{"model.extra_linear": True})]
+  linear = [train("l", dist_of=[0.9, 0.5], ncc_acc_train=[0.5, 1.0], relu=False,
+                  before="extra_linear", **{"model.final_relu": True})]
   assert outcomes("of_reached", linear) == [] and outcomes("relu_symmetry", linear) == [HOLDS]
+  assert report.run_label(linear[0]) == "SCL, no ReLU + linear"
 
 
 @pytest.mark.parametrize("etf, expected", [(0.0999, HOLDS), (0.1001, FAILS)])

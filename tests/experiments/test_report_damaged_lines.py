@@ -59,7 +59,8 @@ def test_an_empty_config_is_left_out_not_judged_on_defaults(tmp_path, capsys):
   (root / "b" / "config.json").write_text("{}")
   shown, page, _ = _report(tmp_path, capsys)
   [warning] = shown["warnings"]
-  assert warning.startswith("b left out:") and "b/config.json: no loss, num_epochs" in warning
+  assert warning.startswith("b left out:")
+  assert "b/config.json: no seed, data.imbalance, data.ratio" in warning
   assert "b left out" in page
   assert [r["name"] for r in shown["runs"]] == ["a"]
   [v] = shown["verdicts"]

@@ -81,22 +81,59 @@ def test_provenance_lists_the_stack():
   assert math.isfinite(info["device_count"])
 
 
-def test_run_descriptor_has_one_format_for_both_kinds():
-  ufm = runfiles.run_descriptor("ufm", "UFM+ SCL K=2", problem={"sizes": [2, 1]})
-  train = runfiles.run_descriptor("train", "digits R=10", config={"seed": 0}, num_train=11)
-  assert ufm["kind"] == "ufm" and ufm["problem"] == {"sizes": [2, 1]} and "config" not in ufm
-  assert train["kind"] == "train" and train["config"] == {"seed": 0} and train["num_train"] == 11
-  for d in (ufm, train):
-    assert set(d["provenance"]) >= {"python", "jax", "git"}
-    json.loads(runfiles.dumps(d))   # strict JSON throughout
-  with pytest.raises(ValueError, match="exactly one"):
-    runfiles.run_descriptor("ufm", "x")
-  with pytest.raises(ValueError, match="described by its problem"):
-    runfiles.run_descriptor("ufm", "x", config={})
-  with pytest.raises(ValueError, match="kind"):
-    runfiles.run_descriptor("solve", "x", problem={})
-  with pytest.raises(ValueError, match="redefine"):
-    runfiles.run_descriptor("train", "x", config={}, provenance={})
+def _record(kind="train", **changes):
+  parts = dict(
+      data={"name": "digits", "source": None}, class_sizes=[3, 1],
+      model={"name": "mlp", "embedding_dim": 4, "relu_before_embedding": True,
+             "before_embedding": "backbone"},
+      loss={"name": "scl", "temperature": 0.1},
+      batching={"scheme": "shuffle", "batch_size": 2, "binding": 0}, seeds=[0],
+      epochs={"unit": "epochs" if kind == "train" else "steps", "planned": 5, "reached": None},
+      extra={"num_train": 4})
+  parts.update(changes)
+  return runfiles.run_record(kind, "a run", **parts)
+
+
+def test_run_record_has_the_same_keys_for_both_kinds(tmp_path):
+  train, ufm = _record("train"), _record("ufm", seeds=[0, 1])
+  assert list(train) == list(ufm) == list(runfiles.RUN_KEYS)
+  assert train["schema"] == ufm["schema"] == 2
+  assert train["num_classes"] == 2 and ufm["seeds"] == [0, 1]
+  assert set(train["provenance"]) >= {"python", "jax", "git"}
+  json.loads(runfiles.dumps(train))   # strict JSON throughout
+  (tmp_path / "run.json").write_text(runfiles.dumps(ufm))
+  assert runfiles.read_run(tmp_path) == ufm
+  with pytest.raises(ValueError, match="kind must be one of"):
+    _record("solve")
+  with pytest.raises(ValueError, match="model must be an object with name, embedding_dim"):
+    _record(model={"name": "mlp"})
+  with pytest.raises(ValueError, match="relu_before_embedding must be true or false"):
+    _record(model={"name": "mlp", "embedding_dim": 4, "relu_before_embedding": 1,
+                   "before_embedding": "backbone"})
+  with pytest.raises(ValueError, match="epochs.unit of a ufm run is 'steps'"):
+    _record("ufm", epochs={"unit": "epochs", "planned": 5, "reached": None})
+
+
+def test_read_run_names_an_old_folder_and_the_way_out(tmp_path):
+  with pytest.raises(runfiles.OldRunRecord) as e:
+    runfiles.read_run(tmp_path)
+  assert str(e.value) == (f"{tmp_path}: no run.json (a run folder from before run records); "
+                          f"re-run it, or write one with `scl-report --upgrade {tmp_path}`")
+  (tmp_path / "run.json").write_text(json.dumps({"kind": "train", "setup": "x"}))
+  with pytest.raises(runfiles.OldRunRecord, match=r"run.json has schema 1, older than the "
+                     r"schema 2 this code reads; re-run it, or write one with `scl-report "
+                     r"--upgrade"):
+    runfiles.read_run(tmp_path)
+  (tmp_path / "run.json").write_text(json.dumps({"schema": 2, "kind": "train"}))
+  with pytest.raises(runfiles.RunRecordError, match="run.json: no setup, data, class_sizes"):
+    runfiles.read_run(tmp_path)
+  (tmp_path / "run.json").write_text("{cut")
+  with pytest.raises(runfiles.RunRecordError, match="not valid JSON") as e:
+    runfiles.read_run(tmp_path)
+  assert not isinstance(e.value, runfiles.OldRunRecord)   # damage, not an old folder
+  (tmp_path / "run.json").write_text(json.dumps({"schema": 3}))
+  with pytest.raises(runfiles.RunRecordError, match="schema 3 is not the schema 2"):
+    runfiles.read_run(tmp_path)
 
 
 def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
@@ -109,3 +146,12 @@ def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
     os.umask(old)
   assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
   assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_read_jsonl_gives_every_line_its_number_and_fault(tmp_path):
+  path = tmp_path / "m.jsonl"
+  path.write_bytes(b'{"epoch": 1}\n\n[1, 2]\n{"epoch": \xff2}\n{"epoch": 3}\n{"epo')
+  assert runfiles.read_jsonl(path) == [
+      (1, {"epoch": 1}, None), (3, None, "not a JSON object ([1, 2])"),
+      (4, None, "not JSON (cut short?)"), (5, {"epoch": 3}, None),
+      (6, None, "not JSON (cut short?)")]

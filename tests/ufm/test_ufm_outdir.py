@@ -96,8 +96,15 @@ def test_run_json_describes_the_run_and_a_refused_out_gets_none(tmp_path, capsys
   assert _run(SMALL + ["--out", str(out)], capsys)[0] == 0
   result = json.loads((out / "result.json").read_text())
   run = json.loads((out / "run.json").read_text())
-  assert run["kind"] == "ufm"
-  assert run["setup"] == result["setup"] and run["problem"] == result["problem"]
+  assert run["kind"] == "ufm" and run["schema"] == 2
+  assert run["setup"] == result["setup"] and run["extra"]["problem"] == result["problem"]
+  # The record's facts, in the keys a training run has, against the command line (SMALL).
+  assert run["class_sizes"] == [3, 3] and run["num_classes"] == 2
+  assert run["model"]["relu_before_embedding"] == result["final_relu"]
+  assert run["model"]["embedding_dim"] == 2
+  assert run["loss"] == {"name": "scl", "temperature": 1.0}
+  assert run["epochs"] == {"unit": "steps", "planned": 40, "reached": result["steps"]}
+  assert run["seeds"] == [s["seed"] for s in result["seeds"]]
   assert set(run["provenance"]) == set(result["provenance"])
   # A folder holding a file (an unusable --out) is refused before the solve: no run.json.
   blocked = tmp_path / "blocked"

@@ -13,12 +13,12 @@ import numpy as np
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import Numbers
-from experiments.report.runs import angle_groups, embedding_relu
+from experiments.report.runs import angle_groups
 
 
 def check(b, runs):
   for _, group in angle_groups(base.train_runs(runs)):
-    if not (embedding_relu(group[0].flat) and group[0].flat.get("loss", "scl") == "scl"):
+    if not (group[0].relu and group[0].loss == "scl"):
       continue
     recs = [b.num.computed(r, "angle_values") for r in group]
     medians = [Numbers.derived("median", [r], float(np.median(r["value"]))) for r in recs]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.report.runs import (embedding_relu, group_runs, ratio_sorted, ufm_loss_kind,
-                                    unfinished)
+from experiments.report.runs import group_runs, ratio_sorted, unfinished
 from experiments.report.numbers import relative_threshold
 from geometry import batching as gb
 
@@ -17,21 +16,21 @@ def train_runs(runs) -> list:
 
 def ufm_scl_runs(runs, final_relu: bool) -> list:
   """The UFM+ (final_relu=True) or UFM (final_relu=False) solves of the SCL loss among `runs`."""
-  return [r for r in runs if r.kind == "ufm" and ufm_loss_kind(r) == "scl"
-          and bool(r.get("final_relu", True)) == final_relu]
+  return [r for r in runs if r.kind == "ufm" and r.loss == "scl"
+          and r.relu == final_relu]
 
 
 def curve_groups(runs) -> list:
   """SCL training runs grouped by everything but R, in increasing R, each with a logged
-  dist_of: [(runs, whether their embedding is a ReLU's output, ``runs.embedding_relu``)]."""
+  dist_of: [(runs, whether their embedding is a ReLU's output, run.json's ``model.relu_before_embedding``)]."""
   out = []
   for group in group_runs(train_runs(runs), ["data.ratio"]):
     group = ratio_sorted(group)
     if not any(r.metric_lines("dist_of") for r in group):
       continue
-    if group[0].flat.get("loss", "scl") != "scl":
+    if group[0].loss != "scl":
       continue
-    out.append((group, embedding_relu(group[0].flat)))
+    out.append((group, group[0].relu))
   return out
 
 
@@ -68,13 +67,14 @@ def threshold_text(b, absolute: str, fraction: str) -> str:
 def certificate(run):
   """Whether a UFM solve's batching makes the OF the unique UFM+ minimizer
   (docs/theory.md#c1-c2): result.json's ``certificate.of_unique``, else full batches or
-  binding (always unique), else a schedule file's certificate; None when unknown."""
+  binding (always unique, run.json's ``batching``), else a schedule file's certificate; None
+  when unknown."""
   if run.field_key("certificate.of_unique"):
     return bool(run.get("certificate.of_unique"))
-  batching = str(run.get("batching", "full"))
+  batching = str(run.batching)
   if batching == "full":
     return True
-  if run.get("binding", 0):
+  if run.binding:
     return True
   if batching.startswith("fixed:") and not batching[6:].isdigit():
     path = Path(batching[6:])

@@ -15,7 +15,7 @@ from __future__ import annotations
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import value_of
-from experiments.report.runs import embedding_relu, study_groups
+from experiments.report.runs import study_groups
 
 FIELDS = ("binding", "batching")
 
@@ -25,11 +25,10 @@ def pairs(runs):
   out = []
   for _, group in study_groups(base.train_runs(runs), FIELDS):
     for run in group:
-      if not run.flat.get("binding", 0) or run.flat.get("loss", "scl") != "scl":
+      if not run.binding or run.loss != "scl":
         continue
-      partner = next((r for r in group if not r.flat.get("binding", 0)
-                      and r.flat.get("batching") == run.flat.get("batching")), None)
-      if partner is not None and embedding_relu(run.flat):
+      partner = next((r for r in group if not r.binding and r.batching == run.batching), None)
+      if partner is not None and run.relu:
         out.append((run, partner))
   return out
 

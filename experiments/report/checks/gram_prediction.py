@@ -12,7 +12,6 @@ from __future__ import annotations
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import Numbers, gram_distance
-from experiments.report.runs import embedding_relu
 
 
 def check(b, runs):
@@ -21,7 +20,7 @@ def check(b, runs):
   if not plus or not minus:
     return
   for run in base.train_runs(runs):
-    if run.flat.get("loss", "scl") != "scl" or not embedding_relu(run.flat):
+    if run.loss != "scl" or not run.relu:
       continue
     g_run = b.num.gram_record(run)
     if g_run is None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 from experiments.report.checks import base
 from experiments.report.labels import setup_text
 from experiments.report.numbers import Numbers, floor_gap
-from experiments.report.runs import embedding_relu, group_runs, ratio_sorted
+from experiments.report.runs import group_runs, ratio_sorted
 
 
 def check(b, runs):
   for group in group_runs(base.train_runs(runs), ["data.ratio"]):
     group = [r for r in ratio_sorted(group)
-             if r.flat.get("loss", "scl") == "scl" and r.metric_lines("optimal_loss")]
-    if not group or not embedding_relu(group[0].flat):
+             if r.loss == "scl" and r.metric_lines("optimal_loss")]
+    if not group or not group[0].relu:
       continue
     gaps = [floor_gap(b.num, r) for r in group]
     missing = base.incomplete(group) + [

@@ -41,10 +41,10 @@ def check(b, runs):
     key = json.dumps({k: run.get(k) for k in _SAME}, sort_keys=True, default=str)
     groups.setdefault(key, []).append(run)
   for group in groups.values():
-    temperatures = sorted({run.get("temperature") for run in group if run.get("temperature") is not None})
+    temperatures = sorted({run.temperature for run in group if run.temperature is not None})
     if len(temperatures) < 2:
       continue
-    group = sorted(group, key=lambda r: r.get("temperature"))
+    group = sorted(group, key=lambda r: r.temperature)
     steps = [_steps(b, r) for r in group]
     conds = [{"lhs": Numbers.derived("difference", [steps[i], steps[i + 1]],
                                      _difference(steps[i], steps[i + 1])),
