@@ -96,5 +96,6 @@ def test_accuracy_over_seeds_allows_for_their_spread(with_relu, without, expecte
 
 
 def test_a_tie_is_not_more_steps():
-  runs = [ufm(f"u{tau}", tau=tau, steps=s) for tau, s in zip((0.1, 0.5, 1.0), (300, 300, 100))]
+  runs = [ufm(f"u{tau}", temperature=tau, steps=s)
+          for tau, s in zip((0.1, 0.5, 1.0), (300, 300, 100))]
   assert outcomes("tau_steps", runs) == [FAILS]
