@@ -8,4 +8,6 @@ problem and returns a `ufm.api.Result` (the fields of result.json and the embedd
 from geometry import _lazy
 from geometry._version import __version__
 
-__getattr__, __dir__ = _lazy.lazy_attributes(__name__, "ufm.api", ("solve", "Result"))
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, {
+    "ufm.api": ("solve", "Result"),
+    "ufm.cli": ("load_config",)})

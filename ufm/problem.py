@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -251,11 +252,13 @@ def check_dim(dim: int, num_classes: int, *, relu: bool, loss: str) -> None:
 def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, tau: float = 0.1,
                  relu: bool = True, loss: str = "scl", lambda_h: float = 5e-4,
                  lambda_w: float = 5e-4, batching: str = "full", binding: int = 0,
-                 seed: int = 0, dtype: str = "float64") -> Problem:
+                 seed: int = 0, dtype: str = "float64",
+                 base_dir: str | os.PathLike | None = None) -> Problem:
   """Builds and validates a problem (raises `ProblemError` with a one-line message).
 
   Give either `sizes` (rows ordered by class) or, for `batching="fixed:FILE"`, nothing: the
-  file's labels define the sizes.
+  file's labels define the sizes. A relative FILE is read from `base_dir` (default: the
+  working directory); the problem's `batching` keeps FILE as it was given.
   """
   tau = _check_number("--tau", tau, positive=True)
   lambda_h = _check_number("--lambda-h", lambda_h, nonneg=True)
@@ -272,7 +275,9 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int, t
   if kind == "file":
     if sizes is not None or labels is not None:
       _error("a schedule FILE defines the labels: do not give --sizes/--classes with it")
-    file_labels, file_batches = load_schedule(batching.split(":", 1)[1])
+    file_labels, file_batches = load_schedule(
+        os.path.join(base_dir, batching.split(":", 1)[1]) if base_dir is not None
+        else batching.split(":", 1)[1])
     labels = file_labels
   elif labels is None:
     if sizes is None:
