@@ -323,7 +323,18 @@ def _check_output_space(out: str, problem, num_seeds: int) -> None:
 def _cmd_solve(args) -> int:
   problem, options = _config_from_args(args)
   lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
-  _check_output_space(args.out, problem, args.seeds)
+  try:
+    result = _solve_into(args.out, problem, options)
+  finally:
+    lock.release()
+  if not args.quiet:
+    print(summary(result, args.out))
+  return 0
+
+
+def _solve_into(out: str, problem, options) -> dict:
+  """Solves `problem` and writes its files into the locked folder `out`; its result.json."""
+  _check_output_space(out, problem, options.seeds)
   from ufm import api  # the solve and its record, as ufm.solve makes them
   of_loss = problem.of_loss() if problem.loss_kind == "scl" else None
   progress = _Progress(problem, of_loss if problem.final_relu else None)
@@ -332,12 +343,8 @@ def _cmd_solve(args) -> int:
     solved = api.run(problem, options, progress=progress if progress.enabled else None)
   finally:
     progress.close()
-  result = solved.fields
-  write_outputs(args.out, problem, solved.solution, result)
-  lock.release()
-  if not args.quiet:
-    print(summary(result, args.out))
-  return 0
+  write_outputs(out, problem, solved.solution, solved.fields)
+  return solved.fields
 
 
 def _cmd_check_batches(args) -> int:
