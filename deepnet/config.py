@@ -1,4 +1,6 @@
-"""The training config: the fields the trainer reads, their checks, and the epoch lists.
+"""The training config: how a config file and its overrides are loaded (`load_config`, the one
+path of ``scl-train`` and the sweep), the fields the trainer reads, their checks, and the epoch
+lists.
 
 The defaults live in the config files only (``experiments/configs/cifar10_resnet18.py`` is
 the base every recipe derives from): the trainer reads each field as ``config.FIELD`` after
@@ -187,6 +189,22 @@ def override_text(value) -> str:
   if value is None:
     return "None"
   return str(value)
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+  """A command line without its ``--config.FIELD=VALUE`` overrides, and the overrides for
+  `load_config` (the last of a field wins, as for any flag); ``--config.FIELD`` and
+  ``--noconfig.FIELD`` are ``True`` and ``False``, as ml_collections reads them."""
+  rest, overrides = [], {}
+  for arg in argv:
+    if arg.startswith(("--config.", "--noconfig.")):
+      name, sep, value = arg.partition("=")
+      field = name.split(".", 1)[1]
+      overrides.pop(field, None)
+      overrides[field] = value if sep else str(not name.startswith("--no"))
+    else:
+      rest.append(arg)
+  return rest, overrides
 
 
 def load_config(config_file: str | os.PathLike, overrides: Mapping[str, Any] | None = None,

@@ -157,25 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     return 130
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-  """``argv`` without its ``--config.FIELD=VALUE`` overrides, and the overrides (the last of a
-  field wins, as on any command line); ``--config.FIELD`` and ``--noconfig.FIELD`` are
-  ``True`` and ``False``."""
-  rest, overrides = [], {}
-  for arg in argv:
-    if arg.startswith(("--config.", "--noconfig.")):
-      name, sep, value = arg.partition("=")
-      field = name.split(".", 1)[1]
-      overrides.pop(field, None)
-      overrides[field] = value if sep else str(not name.startswith("--no"))
-    else:
-      rest.append(arg)
-  return rest, overrides
-
-
 def _main(argv: list[str]) -> int:
   from deepnet import config as config_lib  # pylint: disable=g-import-not-at-top
-  argv, overrides = _split_overrides(argv)
+  argv, overrides = config_lib.split_overrides(argv)
   try:
     flags.FLAGS(argv)
     if not _CONFIG.value:

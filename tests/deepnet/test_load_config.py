@@ -71,3 +71,13 @@ def test_a_config_file_that_does_not_load_is_named(tmp_path):
 def test_override_text_is_what_the_command_line_carries():
   assert [config_lib.override_text(v) for v in (True, 0.1, (8, 4), (3,), None, "/a b")] == [
       "True", "0.1", "(8,4)", "(3,)", "None", "/a b"]
+
+
+def test_split_overrides_takes_the_config_fields_out_of_a_command_line():
+  argv = ["scl-train", "--config=c.py", "--config.lr=0.5", "--workdir=w", "--config.seed=1",
+          "--config.lr=0.25", "--config.model.final_relu", "--noconfig.tensorboard"]
+  rest, overrides = config_lib.split_overrides(argv)
+  assert rest == ["scl-train", "--config=c.py", "--workdir=w"]
+  assert overrides == {"seed": "1", "lr": "0.25", "model.final_relu": "True",
+                       "tensorboard": "False"}
+  assert list(overrides) == ["seed", "lr", "model.final_relu", "tensorboard"]
