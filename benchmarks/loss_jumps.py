@@ -33,7 +33,8 @@ import types
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
+
+from deepnet import config as config_lib
 
 FIT_GAP = 0.002
 JUMP_NEAR = 0.05
@@ -157,7 +158,8 @@ def _define_flags():
   """The command's flags, defined only when it runs as a command: importing this module (the
   tests do, beside deepnet.main) must not define a second --config."""
   return types.SimpleNamespace(
-      config=config_flags.DEFINE_config_file("config", None, "Training config file."),
+      config=flags.DEFINE_string("config", None, "Training config file; --config.FIELD=VALUE "
+                                 "overrides a field (deepnet.load_config)."),
       out=flags.DEFINE_string("out", None, "metrics file (JSON lines) to write"),
       epochs=flags.DEFINE_integer("epochs", None, "epochs to train (default: the config's)"),
       eval_every=flags.DEFINE_integer("eval_every", 4, "epochs between dist_of measurements"),
@@ -170,7 +172,7 @@ def _define_flags():
                                       "module whose norm --plot draws"))
 
 
-def main(argv, opts):
+def main(argv, opts, overrides=None):
   if opts.summary.value:
     runs = {}
     for path in argv[1:]:
@@ -195,7 +197,11 @@ def main(argv, opts):
     print(f"loss_jumps: --rescale must be EPOCH:MODULE:C with EPOCH >= 1 and C > 0, got "
           f"{opts.rescale.value!r}", file=sys.stderr)
     return 2
-  config = opts.config.value
+  try:
+    config = config_lib.load_config(opts.config.value, overrides)
+  except config_lib.ConfigError as e:
+    print(f"loss_jumps: {e}", file=sys.stderr)
+    return 2
   measure(config, opts.out.value, int(opts.epochs.value or config.num_epochs),
           opts.eval_every.value, rescale)
   return 0
@@ -203,4 +209,5 @@ def main(argv, opts):
 
 if __name__ == "__main__":
   _FLAGS = _define_flags()
-  app.run(lambda argv: sys.exit(main(argv, _FLAGS)))
+  _ARGV, _OVERRIDES = config_lib.split_overrides(sys.argv)
+  app.run(lambda argv: sys.exit(main(argv, _FLAGS, _OVERRIDES)), argv=_ARGV)

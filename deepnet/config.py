@@ -1,4 +1,6 @@
-"""The training config: the fields the trainer reads, their checks, and the epoch lists.
+"""The training config: how a config file and its overrides are loaded (`load_config`, the one
+path of ``scl-train`` and the sweep), the fields the trainer reads, their checks, and the epoch
+lists.
 
 The defaults live in the config files only (``experiments/configs/cifar10_resnet18.py`` is
 the base every recipe derives from): the trainer reads each field as ``config.FIELD`` after
@@ -8,9 +10,11 @@ lacks one fails with one ConfigError naming it, before any work.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
-from typing import Sequence
+import os
+from typing import Any, Mapping, Sequence
 
 # The paper's recipe (docs/theory.md#training-protocol): a 350-epoch run, decays after epochs
 # 116 and 232, and the epochs at which the released code logs.
@@ -172,3 +176,115 @@ def config_to_dict(config) -> dict:
   if hasattr(config, "to_json_best_effort"):
     return json.loads(config.to_json_best_effort(sort_keys=True))
   return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def override_text(value) -> str:
+  """A Python value as the VALUE text of a ``--config.FIELD=VALUE`` override (what the
+  trainer's command line would carry): ``True``, ``0.1``, ``(8,4)``, ``None``, a path."""
+  if isinstance(value, bool):
+    return "True" if value else "False"
+  if isinstance(value, (list, tuple)):
+    return ("(" + ",".join(override_text(v) for v in value) + ("," if len(value) == 1 else "")
+            + ")")
+  if value is None:
+    return "None"
+  return str(value)
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+  """A command line without its ``--config.FIELD=VALUE`` overrides, and the overrides for
+  `load_config` (the last of a field wins, as for any flag); ``--config.FIELD`` and
+  ``--noconfig.FIELD`` are ``True`` and ``False``, as ml_collections reads them."""
+  rest, overrides = [], {}
+  for arg in argv:
+    if arg.startswith(("--config.", "--noconfig.")):
+      name, sep, value = arg.partition("=")
+      field = name.split(".", 1)[1]
+      overrides.pop(field, None)
+      overrides[field] = value if sep else str(not name.startswith("--no"))
+    else:
+      rest.append(arg)
+  return rest, overrides
+
+
+def load_config(config_file: str | os.PathLike, overrides: Mapping[str, Any] | None = None,
+                *, base_dir: str | os.PathLike | None = None):
+  """The run of ``scl-train --config=CONFIG_FILE --config.FIELD=VALUE ...``: the file's
+  ``get_config()`` with ``overrides`` applied, validated (`validate_config`).
+
+  Args:
+    config_file: an ml_collections config file; a relative path is taken from ``base_dir``
+      (default: the working directory).
+    overrides: dotted field -> value. Text is parsed as the command line parses
+      ``--config.FIELD=VALUE`` (ml_collections' parser of the field's type, so ``"0.1"`` for a
+      float, ``"(8,4)"`` for a tuple, ``"True"`` for a bool, a path as it is); any other value
+      is first written as that text (`override_text`), so a value and its text give one config.
+    base_dir: the folder relative config paths start from.
+
+  Returns:
+    The locked ``ml_collections.ConfigDict``.
+
+  Raises:
+    ConfigError: one line naming the file or the field (a file that does not load, an unknown
+      field, a value of the wrong type, a value that cannot describe a run).
+  """
+  path = os.fspath(config_file)
+  if base_dir is not None and not os.path.isabs(path):
+    path = os.path.join(os.fspath(base_dir), path)
+  config = _config_from_file(path, os.fspath(config_file))
+  overrides = dict(overrides or {})
+  for field in overrides:
+    if not _has(config, field):
+      raise ConfigError(f"unknown config field {field!r} in a --config.FIELD=VALUE override")
+  config = _with_overrides(config, overrides)
+  validate_config(config)
+  return config
+
+
+def _config_from_file(path: str, shown: str):
+  """``get_config()`` of the file at ``path`` (named ``shown`` in errors), loaded as a module
+  of its own: two files never share one module object."""
+  if not os.path.isfile(path):
+    raise ConfigError(f"config file {shown} cannot be read (no such file)")
+  name = "_scl_config_" + "".join(c if c.isalnum() else "_" for c in os.path.abspath(path))
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  if module_spec is None or module_spec.loader is None:
+    raise ConfigError(f"config file {shown} is not a Python file")
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    # Whatever a config file raises while it is executed (SyntaxError, NameError, ...).
+    raise ConfigError(f"config file {shown} does not load: {type(e).__name__}: "
+                      f"{_one_line(e)}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError(f"config file {shown} defines no get_config(); see experiments/configs/ "
+                      "for examples")
+  try:
+    return module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"config file {shown}: get_config() fails: {type(e).__name__}: "
+                      f"{_one_line(e)}") from None
+
+
+def _with_overrides(config, overrides: Mapping[str, Any]):
+  """``config`` with the overrides applied by ml_collections' own flag parsers (those of
+  ``--config.FIELD=VALUE``), on a flag set of their own rather than the process's."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  argv = ["load_config"] + [
+      f"--config.{field}={value if isinstance(value, str) else override_text(value)}"
+      for field, value in overrides.items()]
+  flag_values = flags.FlagValues()
+  try:
+    holder = config_flags.DEFINE_config_dict("config", config, flag_values=flag_values,
+                                             sys_argv=argv)
+    flag_values(argv)
+  except (flags.Error, ValueError, TypeError, AttributeError, KeyError) as e:
+    raise ConfigError(f"bad config override: {_one_line(e)}") from None
+  return holder.value
+
+
+def _one_line(error: BaseException) -> str:
+  text = " ".join(str(error).split())
+  return text or type(error).__name__

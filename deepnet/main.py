@@ -4,7 +4,7 @@ r"""Entry point of the training runs (``make train``).
       [--config.model.final_relu=False ...] [--distributed]
 
 ``--config`` is an ml_collections config file (its ``get_config()``); ``--config.FIELD=VALUE``
-overrides any field. Starting the same command again resumes from the workdir's last
+overrides any field (`deepnet.load_config`, which the sweep's check of a finished run uses too). Starting the same command again resumes from the workdir's last
 checkpoint. Multi-host: ``--distributed`` (or ``config.distributed=True``, or the environment
 variable ``JAX_COORDINATOR_ADDRESS``) calls ``jax.distributed.initialize`` with
 ``--coordinator_address`` / ``--num_processes`` / ``--process_id`` or, when those are not
@@ -32,12 +32,12 @@ import os
 import sys
 
 from absl import flags
-from ml_collections import config_flags
 
 from deepnet import __version__
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config "
-                                          "file (experiments/configs/NAME.py).")
+_CONFIG = flags.DEFINE_string("config", None, "Path to an ml_collections config file "
+                               "(experiments/configs/NAME.py); --config.FIELD=VALUE overrides "
+                               "a field (deepnet.config.load_config).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (config.json, "
                                "metrics.jsonl, checkpoints/, embeddings_final.npz).")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize.")
@@ -157,55 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     return 130
 
 
-def _override_path(argv: list[str], field: str) -> str:
-  """The dotted path of the --config.PATH=VALUE override whose last name is ``field``.
-
-  ml_collections names only the last part of a nested path (``no_such`` for
-  ``--config.data.no_such``); the whole path is what the user typed and can correct.
-  """
-  for arg in argv:
-    if arg.startswith("--config."):
-      path = arg[len("--config."):].split("=", 1)[0]
-      if path.rsplit(".", 1)[-1] == field:
-        return path
-  return field
-
-
 def _main(argv: list[str]) -> int:
+  from deepnet import config as config_lib  # pylint: disable=g-import-not-at-top
+  argv, overrides = config_lib.split_overrides(argv)
   try:
-    # ml_collections reports a bad override as AttributeError / KeyError / ValueError /
-    # TypeError, and a config file that fails to load as OSError when it is first used.
     flags.FLAGS(argv)
-    if not flags.FLAGS["config"].present:
+    if not _CONFIG.value:
       raise UsageError("--config=experiments/configs/NAME.py is required")
     if not _WORKDIR.value:
       raise UsageError("--workdir=DIR is required")
-    config = _CONFIG.value
-    config.get("loss")
-  except AttributeError as e:
-    if "get_config" in str(e):
-      print(f"error: config file {_config_path(argv)} defines no "
-            "get_config(); see experiments/configs/ for examples", file=sys.stderr)
-      return 2
-    field = _override_path(argv, _one_line(e).strip("\"'"))
-    print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
-          file=sys.stderr)
-    return 2
-  except KeyError as e:
-    field = _override_path(argv, _one_line(e).strip("\"'"))
-    print(f"error: unknown config field {field!r} in a --config.FIELD=VALUE override",
-          file=sys.stderr)
-    return 2
   except (flags.Error, UsageError) as e:   # the command line itself: the error and the usage
     print(f"error: {_one_line(e)}; {USAGE} (--help lists the flags)", file=sys.stderr)
     return 2
-  except (ValueError, TypeError, OSError, SyntaxError, ImportError) as e:
+  try:
+    config = config_lib.load_config(_CONFIG.value, overrides)
+  except config_lib.ConfigError as e:
     print(f"error: {_one_line(e)}", file=sys.stderr)
-    return 2
-  except Exception as e:  # pylint: disable=broad-except
-    # Whatever a config file raises while it is executed (NameError, ZeroDivisionError, ...).
-    print(f"error: config file {_config_path(argv)} does not load: {type(e).__name__}: "
-          f"{_one_line(e)}", file=sys.stderr)
     return 2
 
   # Imported after the flags so that `--help` and usage errors answer fast.
@@ -248,15 +215,6 @@ def _main(argv: list[str]) -> int:
           "last checkpoint", file=sys.stderr)
     return 1
   return 0
-
-
-def _config_path(argv: list[str]) -> str:
-  for i, arg in enumerate(argv):
-    if arg.startswith("--config="):
-      return arg.split("=", 1)[1]
-    if arg == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return "(--config)"
 
 
 if __name__ == "__main__":

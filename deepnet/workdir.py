@@ -5,10 +5,11 @@ Guarantees (``docs/faults_training.md`` lists the tests that show them):
 
 * ``check_usable(path)`` finds a workdir that cannot be written (a file, a folder under a file,
   a read-only folder) before any work is done.
-* ``WorkdirLock`` makes one process the only writer of a workdir. It is an advisory
-  ``fcntl.flock`` on ``WORKDIR/.lock``, which the kernel releases when its holder exits in any
-  way (``kill -9`` included), so a lock left by a dead process never blocks a resume. The file
-  holds the holder's pid, host, start time and command, which a refused process names.
+* ``WorkdirLock`` makes one process the only writer of a workdir. It is the run folders' lock
+  of `geometry.folderlock`, an advisory ``fcntl.flock`` on the workdir, which the kernel
+  releases when its holder exits in any way (``kill -9`` included), so a lock left by a dead
+  process never blocks a resume. ``WORKDIR/.lock`` holds the holder's pid, host, start time
+  and command, which a refused process names.
 * ``metrics.jsonl`` is appended one fsync'ed line at a time, and the rewrite on resume (keeping
   the lines of the epochs up to the checkpoint) goes through a temporary file and an atomic
   rename: a run killed at any moment leaves either the old file or the new one, whole.
@@ -16,14 +17,11 @@ Guarantees (``docs/faults_training.md`` lists the tests that show them):
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import socket
-import sys
-import time
 from typing import Any, Iterable, Sequence
 
+from geometry import folderlock
 from geometry import runfiles
 
 LOCK_NAME = ".lock"
@@ -68,97 +66,35 @@ def check_usable(path: str) -> None:
                        "another --workdir")
 
 
-def _describe(holder: dict) -> str:
-  parts = [f"pid {holder.get('pid', '?')}"]
-  if holder.get("host"):
-    parts.append(f"on {holder['host']}")
-  if holder.get("started_at"):
-    parts.append(f"since {holder['started_at']}")
-  text = " ".join(parts)
-  if holder.get("command"):
-    text += f" ({holder['command'][:200]})"
-  return text
-
-
-def _read_holder(fd: int) -> dict:
-  try:
-    os.lseek(fd, 0, os.SEEK_SET)
-    raw = os.read(fd, 1 << 16).decode("utf-8", "replace")
-    holder = json.loads(raw)
-    return holder if isinstance(holder, dict) else {}
-  except (OSError, ValueError):
-    return {}
-
-
-class WorkdirLock:
-  """Exclusive, non-blocking lock on a workdir, held for the lifetime of a run.
+class WorkdirLock(folderlock.FolderLock):
+  """The workdir's lock (`geometry.folderlock`: ``flock`` on the workdir itself, the one of
+  ``ufm solve`` too), its holder recorded in ``WORKDIR/.lock``, held for the lifetime of a run.
 
   ``acquire()`` raises WorkdirBusy naming the holder when a live process has it; use as a
-  context manager or call ``release()``. The lock file is left in place: it is the flock, not
-  the file, that says the workdir is in use.
+  context manager or call ``release()``.
   """
 
   def __init__(self, workdir: str):
-    self.workdir = os.path.abspath(workdir)
-    self.path = os.path.join(self.workdir, LOCK_NAME)
-    self._fd: int | None = None
+    super().__init__(os.path.abspath(workdir), record=LOCK_NAME)
 
   def acquire(self) -> "WorkdirLock":
-    import fcntl  # pylint: disable=g-import-not-at-top
-    os.makedirs(self.workdir, exist_ok=True)
-    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      holder = _read_holder(fd)
-      os.close(fd)
-      if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-        raise WorkdirBusy(f"workdir {self.workdir} is in use by {_describe(holder)}; wait for "
-                          "it to finish or stop it, or pass another --workdir") from None
-      raise
-    holder = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "command": " ".join(sys.argv)}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-    self._fd = fd
-    return self
-
-  def release(self) -> None:
-    if self._fd is not None:
-      os.close(self._fd)  # closing the descriptor drops the flock
-      self._fd = None
-
-  def __enter__(self) -> "WorkdirLock":
-    return self.acquire()
-
-  def __exit__(self, *exc) -> None:
-    self.release()
+      return super().acquire()
+    except folderlock.FolderBusy as e:
+      raise WorkdirBusy(f"workdir {self.folder} is in use by "
+                        f"{folderlock.describe_holder(e.holder)}; wait for it to finish or "
+                        "stop it, or pass another --workdir") from None
 
 
 def lock_holder(workdir: str) -> dict | None:
   """The holder of ``workdir``'s lock (pid, host, started_at, command) while a live process
-  holds it, else None. Takes the lock for an instant when it is free, so it never blocks."""
-  import fcntl  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.abspath(workdir), LOCK_NAME)
-  try:
-    fd = os.open(path, os.O_RDONLY)
-  except OSError:
-    return None
-  try:
-    try:
-      fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-      return _read_holder(fd) or {"pid": None}
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    return None
-  finally:
-    os.close(fd)
+  holds it, else None; never blocks."""
+  return folderlock.holder(os.path.abspath(workdir), LOCK_NAME)
 
 
 def describe_holder(holder: dict) -> str:
   """One phrase naming a lock holder ("pid 123 on host since ... (command)")."""
-  return _describe(holder)
+  return folderlock.describe_holder(holder)
 
 
 # ----------------------------------------------------------------------------------------------

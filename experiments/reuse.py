@@ -14,15 +14,17 @@ another sweep or before the record was lost, so the folder's own description dec
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import importlib.util
-import os
 from pathlib import Path
 
+import deepnet
+import ufm
+from deepnet import config as config_lib
 from deepnet import workdir as workdir_lib
 from geometry import runfiles
+from ufm.problem import ProblemError
 
+# Where the sweep runs its commands (`experiments.sweep`): the folder their relative paths
+# (config files, schedule files) start from.
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -36,27 +38,13 @@ def mismatch(run: dict, run_dir: Path, overrides: dict | None = None) -> str | N
     return str(e)
 
 
-@contextlib.contextmanager
-def _in_repo():
-  """Runs resolve relative paths (schedule files, configs) from the repository root."""
-  before = os.getcwd()
-  os.chdir(REPO)
-  try:
-    yield
-  finally:
-    os.chdir(before)
-
-
 def _ufm_mismatch(args, run_dir: Path) -> str | None:
-  from ufm import cli  # pylint: disable=g-import-not-at-top
-  from ufm.problem import ProblemError  # pylint: disable=g-import-not-at-top
   held = runfiles.read_json(run_dir / "result.json")
   try:
-    parsed = cli._build_parser().parse_args(["solve", *args])  # pylint: disable=protected-access
-    with _in_repo():
-      wanted = runfiles.to_json(cli._problem_from_args(parsed).describe())  # pylint: disable=protected-access
-  except (ProblemError, SystemExit) as e:
+    problem, options = ufm.load_config(args, base_dir=REPO)
+  except ProblemError as e:
     raise ValueError(f"the run's arguments are not a valid `ufm solve` ({e})") from None
+  wanted = runfiles.to_json(problem.describe())
   if not isinstance(held, dict):
     return f"{run_dir / 'result.json'} is not a ufm result"
   problem = held.get("problem")
@@ -66,7 +54,7 @@ def _ufm_mismatch(args, run_dir: Path) -> str | None:
   if differ:
     return "its result.json is another problem (" + ", ".join(
         f"{k} {problem.get(k)} there, {wanted.get(k)} asked" for k in differ[:3]) + ")"
-  asked = {"num_seeds": parsed.seeds, "steps_budget": parsed.steps}
+  asked = {"num_seeds": options.seeds, "steps_budget": options.steps}
   found = {"num_seeds": held.get("num_seeds"),
            "steps_budget": (held.get("solver") or {}).get("steps_budget")}
   differ = [k for k in asked if found[k] is not None and found[k] != asked[k]]
@@ -78,7 +66,10 @@ def _ufm_mismatch(args, run_dir: Path) -> str | None:
 
 def _train_mismatch(run: dict, run_dir: Path, overrides: dict | None) -> str | None:
   held = runfiles.read_json(run_dir / "config.json")
-  wanted = _expected_config(run["config"], {**run.get("overrides", {}), **(overrides or {})})
+  # The config the sweep's command trains (deepnet.load_config, the trainer's own loader),
+  # as the trainer writes it into config.json.
+  wanted = config_lib.config_to_dict(deepnet.load_config(
+      run["config"], {**run.get("overrides", {}), **(overrides or {})}, base_dir=REPO))
   # The trainer's own test of "the same run" (deepnet.workdir.resume_diff), so that a run the
   # sweep reuses is one the trainer would resume.
   differ = workdir_lib.resume_diff(held, wanted)
@@ -86,36 +77,3 @@ def _train_mismatch(run: dict, run_dir: Path, overrides: dict | None) -> str | N
     return ("its config.json is another run (differs in: " + ", ".join(differ[:6])
             + (", ..." if len(differ) > 6 else "") + ")")
   return None
-
-
-def _expected_config(config_file: str, overrides: dict) -> dict:
-  """The config file's `get_config()` with `overrides` applied, as JSON types."""
-  path = Path(config_file)
-  if not path.is_file():
-    path = REPO / config_file
-  spec = importlib.util.spec_from_file_location(f"_reuse_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  with _in_repo():
-    spec.loader.exec_module(module)
-  tree = runfiles.to_json(_as_dict(module.get_config()))
-  for key, value in overrides.items():
-    node, *parts = [tree] + key.split(".")
-    for part in parts[:-1]:
-      node = node.setdefault(part, {})
-    node[parts[-1]] = runfiles.to_json(_parse(value))
-  return tree
-
-
-def _as_dict(config) -> dict:
-  return config.to_dict() if hasattr(config, "to_dict") else dict(config)
-
-
-def _parse(value):
-  """An override as the trainer's flags parse it: `--set` gives text such as "0.1", "(8,4)"
-  or "True"; text that is no Python literal stays text (a path, a name)."""
-  if not isinstance(value, str):
-    return value
-  try:
-    return ast.literal_eval(value)
-  except (ValueError, SyntaxError):
-    return value

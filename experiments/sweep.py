@@ -57,6 +57,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from deepnet import config as config_lib
 from deepnet import workdir as workdir_lib
 from experiments import __version__, report as report_lib, reuse, spec
 from experiments.spec import (DEFAULT_SEEDS, PRESETS, REPO, expand_seeds, load_experiment,
@@ -74,17 +75,6 @@ SweepError = spec.ExperimentError
 # Commands and status.
 
 
-def format_override(value) -> str:
-  """A Python value as ml_collections' --config.FIELD=VALUE text."""
-  if isinstance(value, bool):
-    return "True" if value else "False"
-  if isinstance(value, (list, tuple)):
-    return "(" + ",".join(format_override(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-  if value is None:
-    return "None"
-  return str(value)
-
-
 def command(run: dict, run_dir: Path, overrides: dict | None = None, *,
             allow_cpu: bool = False) -> list[str]:
   """The argv of one run (its folder is `run_dir`); `overrides` apply to training runs, and
@@ -95,7 +85,7 @@ def command(run: dict, run_dir: Path, overrides: dict | None = None, *,
   config = run["config"]
   merged = {**run.get("overrides", {}), **(overrides or {})}
   return ([sys.executable, "-m", "deepnet.main", f"--config={config}", f"--workdir={run_dir}"]
-          + [f"--config.{k}={format_override(v)}" for k, v in merged.items()]
+          + [f"--config.{k}={config_lib.override_text(v)}" for k, v in merged.items()]
           + (["--allow_cpu"] if allow_cpu else []))
 
 
@@ -115,8 +105,8 @@ def signature(run: dict, overrides: dict | None = None) -> str:
   if run["kind"] == "ufm":
     return json.dumps(["ufm", run["args"]])
   merged = {**run.get("overrides", {}), **(overrides or {})}
-  return json.dumps(["train", run["config"], {k: format_override(v) for k, v in merged.items()}],
-                    sort_keys=True)
+  return json.dumps(["train", run["config"],
+                     {k: config_lib.override_text(v) for k, v in merged.items()}], sort_keys=True)
 
 
 def _shown_path(path: Path) -> str:

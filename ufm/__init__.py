@@ -8,4 +8,6 @@ embeddings); see `ufm.api`. It is loaded on first use, so ``import ufm`` stays l
 from geometry import _lazy
 from geometry._version import __version__
 
-__getattr__, __dir__ = _lazy.lazy_attributes(__name__, "ufm.api", ("solve", "Result"))
+__getattr__, __dir__ = _lazy.lazy_attributes(__name__, {
+    "ufm.api": ("solve", "Result"),
+    "ufm.cli": ("load_config",)})

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from typing import Sequence
 
 import numpy as np
 
@@ -52,12 +54,19 @@ class _Renamed(argparse.Action):
     setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-  parser = _Parser(prog="ufm", description=(
+class _RaisingParser(_Parser):
+  """The command's parser for `load_config`: a bad argument raises ProblemError."""
+
+  def error(self, message):
+    raise ProblemError(message)
+
+
+def _build_parser(parser_class: type[_Parser] = _Parser) -> argparse.ArgumentParser:
+  parser = parser_class(prog="ufm", description=(
       "Solve the unconstrained-features model (UFM / UFM+) with supervised-contrastive or "
       "cross-entropy loss, and certify mini-batch schedules (Kini et al., ICLR 2024)."))
   parser.add_argument("--version", action="version", version=f"ufm {__version__}")
-  sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+  sub = parser.add_subparsers(dest="command", parser_class=parser_class)
   sub.required = True
 
   solve = sub.add_parser("solve", help="solve a UFM / UFM+ problem from random starts")
@@ -118,7 +127,30 @@ def _build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def _problem_from_args(args) -> problem_lib.Problem:
+def load_config(args: Sequence[str], *, base_dir: str | os.PathLike | None = None
+                ) -> tuple[problem_lib.Problem, options_lib.SolverOptions]:
+  """The problem and the solver options of ``ufm solve ARGS``, checked as the command checks
+  them (the command has no config file: its arguments are its config).
+
+  Args:
+    args: the arguments after ``solve``, e.g. ``["--sizes", "3,3", "--dim", "2"]``; ``--out``,
+      ``--overwrite`` and ``--quiet`` may be among them and change nothing here.
+    base_dir: the folder a relative ``--batching fixed:FILE`` is read from (default: the
+      working directory); the problem keeps FILE as given.
+
+  Raises:
+    ProblemError: one line, for a bad argument as for a bad problem.
+  """
+  parsed = _build_parser(_RaisingParser).parse_args(["solve", *args])
+  return _config_from_args(parsed, base_dir)
+
+
+def _config_from_args(args, base_dir=None):
+  """(problem, options) of parsed ``ufm solve`` arguments: the command's and `load_config`'s."""
+  return _problem_from_args(args, base_dir), _options_from_args(args)
+
+
+def _problem_from_args(args, base_dir=None) -> problem_lib.Problem:
   is_file = args.batching.startswith("fixed:") and not args.batching[6:].lstrip("-").isdigit()
   sizes = None
   if args.sizes is not None and args.classes is not None:
@@ -141,7 +173,7 @@ def _problem_from_args(args) -> problem_lib.Problem:
       sizes=sizes, dim=args.dim, temperature=args.temperature,
       final_relu=args.final_relu, loss=args.loss,
       lambda_h=args.lambda_h, lambda_w=args.lambda_w, batching=args.batching,
-      binding=args.binding, seed=args.seed, dtype=args.dtype)
+      binding=args.binding, seed=args.seed, dtype=args.dtype, base_dir=base_dir)
   if sizes is None:
     _check_memory(args, problem.num_examples, problem.num_classes,
                   max(len(b) for b in problem.epoch_batches(0)))
@@ -339,11 +371,21 @@ def _check_output_space(out: str, problem, num_seeds: int) -> None:
 
 
 def _cmd_solve(args) -> int:
-  problem = _problem_from_args(args)
+  problem, options = _config_from_args(args)
   lock = outdir.check_out_dir(args.out, problem.describe(), overwrite=args.overwrite)
-  _check_output_space(args.out, problem, args.seeds)
+  try:
+    result = _solve_into(args.out, problem, options)
+  finally:
+    lock.release()
+  if not args.quiet:
+    print(summary(result, args.out))
+  return 0
+
+
+def _solve_into(out: str, problem, options) -> dict:
+  """Solves `problem` and writes its files into the locked folder `out`; its result.json."""
+  _check_output_space(out, problem, options.seeds)
   from ufm import api  # the solve and its record, as ufm.solve makes them
-  options = _options_from_args(args)
   of_loss = problem.of_loss() if problem.loss_kind == "scl" else None
   progress = _Progress(problem, of_loss if problem.final_relu else None)
   try:
@@ -351,12 +393,8 @@ def _cmd_solve(args) -> int:
     solved = api.run(problem, options, progress=progress if progress.enabled else None)
   finally:
     progress.close()
-  result = solved.fields
-  write_outputs(args.out, problem, solved.solution, result)
-  lock.release()
-  if not args.quiet:
-    print(summary(result, args.out))
-  return 0
+  write_outputs(out, problem, solved.solution, solved.fields)
+  return solved.fields
 
 
 def _cmd_check_batches(args) -> int:

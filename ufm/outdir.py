@@ -10,10 +10,10 @@ whose marker exists), so the folder follows two rules:
   result of *another* problem (a different `problem` in its `result.json`) unless
   `--overwrite` is given. The same problem again (a re-run, perhaps with another step budget
   or more seeds) replaces the earlier result without asking: it answers the same question.
-* **One solve at a time.** The check takes an exclusive lock on the folder (`flock` on the
-  folder itself) and holds it until the results are written, so a second `ufm solve` into the
-  same folder is refused at once. The kernel drops the lock when its process ends, however
-  it ends: a killed solve leaves no stale lock.
+* **One solve at a time.** The check takes the folder's lock (`geometry.folderlock`, the
+  trainer's too: `flock` on the folder itself) and holds it until the results are written, so
+  a second `ufm solve` into the same folder is refused at once. The kernel drops the lock when
+  its process ends, however it ends: a killed solve leaves no stale lock.
 * **Marker last, nothing half-written.** `commit_outputs` writes every file into a hidden
   staging folder inside `--out` first; only when all of them are on disk is the old marker
   removed, the old run's files (a stale `classifier.npy` included) removed, the new files
@@ -26,12 +26,12 @@ whose marker exists), so the folder follows two rules:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
 from typing import Callable, Mapping
 
+from geometry import folderlock
 from geometry import runfiles
 from ufm.problem import ProblemError
 
@@ -63,31 +63,8 @@ def _unusable(out: str) -> str | None:
   return None
 
 
-class FolderLock:
-  """An exclusive `flock` on a folder, held until `release()` (or the process ends)."""
-
-  _fd = None
-
-  def __init__(self, folder: str):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      os.close(fd)
-      raise ProblemError(f"--out {folder} is in use by another `ufm solve` (it holds the "
-                         "folder's lock); wait for it, or choose another --out") from None
-    self._fd = fd
-
-  def release(self) -> None:
-    if self._fd is not None:
-      os.close(self._fd)   # closing the descriptor drops the lock
-      self._fd = None
-
-  __del__ = release
-
-
 def check_out_dir(out: str, problem_fields: Mapping, *,
-                  overwrite: bool = False) -> FolderLock:
+                  overwrite: bool = False) -> folderlock.FolderLock:
   """Makes sure `out` can take the results of the problem `problem_fields` (its `describe()`)
   and locks it for this solve.
 
@@ -111,11 +88,25 @@ def check_out_dir(out: str, problem_fields: Mapping, *,
   except OSError as e:
     raise ProblemError(f"--out {out} cannot be written ({e.strerror}); choose another "
                        "folder") from None
-  lock = FolderLock(out)
+  try:
+    lock = folderlock.FolderLock(out).acquire()
+  except folderlock.FolderBusy:
+    raise ProblemError(f"--out {out} is in use by another `ufm solve` (it holds the "
+                       "folder's lock); wait for it, or choose another --out") from None
+  try:
+    _check_marker(out, problem_fields, overwrite)
+  except BaseException:
+    lock.release()
+    raise
+  return lock
+
+
+def _check_marker(out: str, problem_fields: Mapping, overwrite: bool) -> None:
+  """Clears a killed solve's staging folders; refuses a result of another problem."""
   _remove_staging(out)
   marker = os.path.join(out, MARKER)
   if not os.path.exists(marker) or overwrite:
-    return lock
+    return
   try:
     earlier = runfiles.read_json(marker)
   except ValueError as e:
@@ -124,7 +115,7 @@ def check_out_dir(out: str, problem_fields: Mapping, *,
   wanted = runfiles.to_json(dict(problem_fields))
   held = earlier.get("problem") if isinstance(earlier, dict) else None
   if held == wanted:
-    return lock
+    return
   raise ProblemError(f"--out {out} holds the result of another problem ({_difference(held, wanted)}); "
                      "use --overwrite to replace it (its files are removed), or choose "
                      "another --out")

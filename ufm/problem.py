@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -251,13 +252,15 @@ def check_dim(dim: int, num_classes: int, *, final_relu: bool, loss: str) -> Non
 
 
 def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int,
-                 temperature: float = 0.1, final_relu: bool = True, loss: str = "scl", lambda_h: float = 5e-4,
-                 lambda_w: float = 5e-4, batching: str = "full", binding: int = 0,
-                 seed: int = 0, dtype: str = "float64") -> Problem:
+                 temperature: float = 0.1, final_relu: bool = True, loss: str = "scl",
+                 lambda_h: float = 5e-4, lambda_w: float = 5e-4, batching: str = "full", binding: int = 0,
+                 seed: int = 0, dtype: str = "float64",
+                 base_dir: str | os.PathLike | None = None) -> Problem:
   """Builds and validates a problem (raises `ProblemError` with a one-line message).
 
   Give either `sizes` (rows ordered by class) or, for `batching="fixed:FILE"`, nothing: the
-  file's labels define the sizes.
+  file's labels define the sizes. A relative FILE is read from `base_dir` (default: the
+  working directory); the problem's `batching` keeps FILE as it was given.
   """
   temperature = _check_number("--temperature", temperature, positive=True)
   lambda_h = _check_number("--lambda-h", lambda_h, nonneg=True)
@@ -274,7 +277,9 @@ def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int,
   if kind == "file":
     if sizes is not None or labels is not None:
       _error("a schedule FILE defines the labels: do not give --sizes/--classes with it")
-    file_labels, file_batches = load_schedule(batching.split(":", 1)[1])
+    file_labels, file_batches = load_schedule(
+        os.path.join(base_dir, batching.split(":", 1)[1]) if base_dir is not None
+        else batching.split(":", 1)[1])
     labels = file_labels
   elif labels is None:
     if sizes is None:

@@ -207,3 +207,43 @@ def test_python_api_old_keywords_warn_and_mean_the_same():
       old = ufm.solve(tau=0.5, relu=False, **kwargs)
   assert old.fields["problem"] == new.fields["problem"]
   assert old.loss == new.loss and new.temperature == 0.5 and new.final_relu is False
+
+
+def test_load_config_is_the_problem_and_options_of_the_command():
+  import ufm
+  from ufm import options as options_lib
+  from ufm import problem as problem_lib
+  problem, options = ufm.load_config(["--classes", "3", "--imbalance", "step:4", "--n-max", "8",
+                                      "--dim", "3", "--temperature", "0.5", "--no-final-relu", "--seeds", "2",
+                                      "--steps", "70", "--out", "ignored", "--quiet"])
+  # step:4 over 3 classes with rho 0.5: one majority class of 8, two minority classes of 2.
+  by_hand = problem_lib.make_problem(sizes=[8, 2, 2], dim=3, temperature=0.5,
+                                     final_relu=False)
+  assert problem.describe() == by_hand.describe()
+  assert options == options_lib.SolverOptions(steps=70, seeds=2)
+
+
+def test_load_config_reads_a_relative_schedule_from_base_dir_and_keeps_its_name(tmp_path):
+  import ufm
+  from ufm.problem import ProblemError
+  args = ["--batching", "fixed:experiments/schedules/c1_violation.json", "--dim", "4"]
+  problem, _ = ufm.load_config(args, base_dir=ROOT)
+  with open(C1_FILE) as f:
+    assert problem.labels.tolist() == json.load(f)["labels"]
+  assert problem.describe()["batching"] == "fixed:experiments/schedules/c1_violation.json"
+  with pytest.raises(ProblemError, match="cannot read schedule file"):
+    ufm.load_config(args, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--sizes", "3,3"], "--dim"),                        # argparse: a required flag missing
+    (["--sizes", "3,3", "--dim", "two"], "invalid int value"),
+    (["--sizes", "3,3", "--dim", "2", "--no-such"], "unrecognized arguments"),
+    (["--sizes", "3,3", "--dim", "2", "--temperature", "0"], "--temperature"),
+])
+def test_load_config_raises_one_line_problem_errors(args, fragment):
+  import ufm
+  from ufm.problem import ProblemError
+  with pytest.raises(ProblemError) as info:
+    ufm.load_config(args)
+  assert fragment in str(info.value) and "\n" not in str(info.value)
