@@ -25,17 +25,19 @@ normalised are non-negative, which is what makes the orthogonal frame the optimu
 - DenseNet: the ReLU after the final BN is skipped;
 - MLP: the last layer is Dense -> BN without the ReLU (an affine last layer).
 
-Linear layers after the backbone (``linear_layers``, one implementation for two config
-fields): each is a Dense with bias, followed by a ReLU or not.
+The linear projection after the backbone (``linear_layers``): ``projection_dim > 0`` appends
+a Dense(projection_dim) with bias, followed by a ReLU iff ``projection_relu``; its output is
+what gets normalised (d = projection_dim).
 
-- ``extra_linear=True`` is the other option of docs/theory.md#choice-no-relu: keep the ReLU
-  and append a Dense(d) without ReLU after pooling, so the features can again take any sign.
-- ``projection_dim > 0``: a Dense(projection_dim) (after ``extra_linear``), followed by a ReLU
-  iff ``projection_relu``; its output is what gets normalised (d = projection_dim). With the
-  ReLU it is the second way of having a final ReLU that the paper's reviewers describe: a ReLU
-  after a linear layer rather than the backbone's own last activation (compare
-  ``final_relu``, which acts on the backbone); without it, it is ``extra_linear`` with
-  another width.
+- Without the ReLU it is the other option of docs/theory.md#choice-no-relu: keep the
+  backbone's ReLU and let a linear layer give the features any sign again.
+- With it, it is the second way of having a final ReLU that the paper's reviewers describe: a
+  ReLU after a linear layer rather than the backbone's own last activation (compare
+  ``final_relu``, which acts on the backbone).
+- ``extra_linear=True`` is the deprecated name of that projection at the backbone width
+  without ReLU (`EXTRA_LINEAR_DEPRECATION`); its layer keeps the parameter name
+  ``extra_linear``, so the checkpoints of runs that used it still restore. It cannot be
+  combined with ``projection_dim > 0``.
 
 Optional projection head (``head_dim > 0``, not in the paper): Dense(d) -> ReLU ->
 Dense(head_dim) on the backbone output, followed by a ReLU iff ``final_relu``; the head's output
@@ -346,6 +348,9 @@ def _model_fields(model_config) -> dict:
     raise ValueError(f"model.projection_dim must be >= 0, got {projection_dim}")
   extra_linear, projection_relu = bool(get("extra_linear")), bool(get("projection_relu"))
   final_relu, mlp_norm = bool(get("final_relu")), get("mlp_norm")
+  if extra_linear and projection_dim > 0:
+    raise ValueError("model.extra_linear is the projection to the backbone width without ReLU; "
+                     "give either it or model.projection_dim, not both")
   linear_layers = []
   if extra_linear:
     linear_layers.append(("extra_linear", _backbone_width(name, width, mlp_widths), False))
@@ -354,6 +359,19 @@ def _model_fields(model_config) -> dict:
   return dict(arch=name, width=width, final_relu=final_relu, head_dim=head_dim,
               mlp_widths=mlp_widths, mlp_norm_layers=parse_mlp_norm(mlp_norm, len(mlp_widths)),
               linear_layers=tuple(linear_layers), dtype=DTYPES[dtype_name])
+
+
+# What the trainer prints once when a config uses the old name of the projection.
+EXTRA_LINEAR_DEPRECATION = (
+    "model.extra_linear is deprecated (accepted until the next release): it is "
+    "model.projection_dim={width} with model.projection_relu=False, the same network")
+
+
+def deprecations(model_config) -> list[str]:
+  """The deprecation lines of ``model_config`` (one per old field it uses)."""
+  fields = _model_fields(model_config)
+  return [EXTRA_LINEAR_DEPRECATION.format(width=w)
+          for n, w, _ in fields["linear_layers"] if n == "extra_linear"]
 
 
 def parse_mlp_norm(spec, num_layers: int) -> tuple[int, ...] | None:

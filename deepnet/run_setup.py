@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 from typing import Any, Callable
 
 import jax
@@ -204,6 +205,9 @@ def setup_run(config, workdir: str, *, dataset: data_lib.Dataset | None = None) 
     embedding_dim = models.embedding_dim(config.model, dataset.num_classes)
   except ValueError as e:
     raise ConfigError(str(e)) from e
+  for line in models.deprecations(config.model):
+    if jax.process_index() == 0:
+      print(f"scl-train: {line}", file=sys.stderr, flush=True)
   # The data set's own augmentation options (deepnet.data documents the choice per set), then
   # the view fields the config sets.
   try:

@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.name = "resnet18"   # "resnet18" | "densenet40" | "mlp"
   config.model.width = 1.0         # channel multiplier (0.125 for tiny CPU runs)
   config.model.final_relu = True
-  config.model.extra_linear = False
+  config.model.extra_linear = False  # deprecated: projection_dim = backbone width, no ReLU
   config.model.head_dim = 0        # 0: no projection head (the paper's setting)
   config.model.mlp_widths = (256, 256)
   config.model.mlp_norm = "all"    # MLP layers with BatchNorm: "all" | "none" | "1" | "1,2" ...

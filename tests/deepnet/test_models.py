@@ -270,3 +270,22 @@ def test_model_facts_are_what_the_built_network_does(changes, before):
   assert facts["relu_before_embedding"] == bool((out["features"] >= 0).all())
   if not facts["relu_before_embedding"]:
     assert (out["features"] < 0).any()
+
+
+def test_extra_linear_is_a_deprecated_name_of_the_projection(tmp_path, capsys):
+  config, _ = TINY["mlp"]
+  width = _tiny_dim("mlp")
+  assert models.deprecations(config) == []
+  assert models.deprecations(dict(config, extra_linear=True)) == [
+      f"model.extra_linear is deprecated (accepted until the next release): it is "
+      f"model.projection_dim={width} with model.projection_relu=False, the same network"]
+  with pytest.raises(ValueError, match="either it or model.projection_dim"):
+    models.create_model(dict(config, extra_linear=True, projection_dim=3), 5)
+  # The trainer says so once, on stderr, when it sets the run up.
+  from deepnet import run_setup  # pylint: disable=g-import-not-at-top
+  from deepnet_train_helper import tiny_config  # pylint: disable=g-import-not-at-top
+  run_setup.setup_run(tiny_config({"model.extra_linear": True}), str(tmp_path / "run"))
+  lines = [l for l in capsys.readouterr().err.splitlines() if "deprecated" in l]
+  assert lines == ["scl-train: model.extra_linear is deprecated (accepted until the next "
+                   "release): it is model.projection_dim=8 with model.projection_relu=False, "
+                   "the same network"]
