@@ -1,5 +1,6 @@
 """Unit tests of the trainer's parts: schedules, the OF floor, the optimiser, batching, masking."""
 
+import functools
 import math
 
 import jax
@@ -200,8 +201,10 @@ def test_train_state_is_flax_train_state_and_one_step_is_sgd_by_hand():
   train_x = jnp.asarray(setup.dataset.train_x, jnp.float32)
   train_y = jnp.asarray(setup.train_y)
   seed = jnp.asarray(int(config.seed), jnp.uint32)
-  new, loss_sum = train.train_step(state, jnp.zeros((), jnp.float32), jnp.asarray(padded),
-                                   setup.row_mask(), train_x, train_y, seed, setup=setup)
+  # Jitted without compile_train_step's donation: `state` is needed below.
+  new, loss_sum = jax.jit(functools.partial(train.train_step, setup=setup))(
+      state, jnp.zeros((), jnp.float32), jnp.asarray(padded), setup.row_mask(), train_x,
+      train_y, seed)
   assert int(new.step) == 1
 
   # The same step by hand: the loss of row 0's batch, then PyTorch's first SGD step
@@ -217,7 +220,7 @@ def test_train_state_is_flax_train_state_and_one_step_is_sgd_by_hand():
     loss = losses.supcon_loss(out["embedding"], y, temperature=float(config.temperature))
     return float(config.loss_scale) * loss, updates["batch_stats"]
 
-  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, stats), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(state.params)
   lr, wd = float(setup.lr_schedule(0)), float(config.weight_decay)
   want = jax.tree.map(lambda p, g: p - lr * (g + wd * p), state.params, grads)
   np.testing.assert_allclose(float(loss_sum), float(loss), rtol=1e-5)
