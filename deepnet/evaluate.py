@@ -50,7 +50,7 @@ def embeddings(setup: run_setup_lib.RunSetup, p_eval, state, x_all: jax.Array,
     idx = np.zeros((chunk,), np.int32)
     idx[:min(chunk, num - start)] = rows[start:start + chunk]
     chunks.append(p_eval(state.params, state.batch_stats, x_all,
-                          run_setup_lib.global_array(idx, setup.shardings.rows)))
+                         run_setup_lib.global_array(idx, setup.shardings.rows)))
   # One transfer after every chunk is queued, so the device never waits on the host.
   return np.concatenate([np.asarray(c) for c in jax.device_get(chunks)], 0)[:num]
 

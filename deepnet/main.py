@@ -4,9 +4,10 @@ r"""Entry point of the training runs (``make train``).
       [--config.model.final_relu=False ...] [--distributed]
 
 ``--config`` is an ml_collections config file (its ``get_config()``); ``--config.FIELD=VALUE``
-overrides any field (`deepnet.load_config`, which the sweep's check of a finished run uses too). Starting the same command again resumes from the workdir's last
-checkpoint. Multi-host: ``--distributed`` (or ``config.distributed=True``, or the environment
-variable ``JAX_COORDINATOR_ADDRESS``) calls ``jax.distributed.initialize`` with
+overrides any field (`deepnet.load_config`, which the sweep's check of a finished run uses
+too). Starting the same command again resumes from the workdir's last checkpoint.
+Multi-host: ``--distributed`` (or ``config.distributed=True``, or the environment variable
+``JAX_COORDINATOR_ADDRESS``) calls ``jax.distributed.initialize`` with
 ``--coordinator_address`` / ``--num_processes`` / ``--process_id`` or, when those are not
 given, ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``, or the
 cluster's auto-detection (SLURM, Open MPI, TPU pods).

@@ -119,7 +119,8 @@ def solve(*, sizes: Sequence[int] | None = None, dim: int, temperature: float = 
     final_relu = relu
   problem = problem_lib.make_problem(
       sizes=sizes, dim=dim, temperature=temperature, final_relu=final_relu, loss=loss,
-      lambda_h=lambda_h, lambda_w=lambda_w, batching=batching, binding=binding, seed=seed, dtype=dtype)
+      lambda_h=lambda_h, lambda_w=lambda_w, batching=batching, binding=binding, seed=seed,
+      dtype=dtype)
   options = options_lib.SolverOptions(steps=steps, tol=tol, learning_rate=lr,
                                       block_size=block_size, continuation=continuation,
                                       seeds=seeds)

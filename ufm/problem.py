@@ -253,8 +253,8 @@ def check_dim(dim: int, num_classes: int, *, final_relu: bool, loss: str) -> Non
 
 def make_problem(*, sizes: Sequence[int] | None = None, labels=None, dim: int,
                  temperature: float = 0.1, final_relu: bool = True, loss: str = "scl",
-                 lambda_h: float = 5e-4, lambda_w: float = 5e-4, batching: str = "full", binding: int = 0,
-                 seed: int = 0, dtype: str = "float64",
+                 lambda_h: float = 5e-4, lambda_w: float = 5e-4, batching: str = "full",
+                 binding: int = 0, seed: int = 0, dtype: str = "float64",
                  base_dir: str | os.PathLike | None = None) -> Problem:
   """Builds and validates a problem (raises `ProblemError` with a one-line message).
 

@@ -40,8 +40,8 @@ def get_experiment(preset="cpu"):
     if ratio == 100 and preset == "cpu":
       continue
     runs.append(ufm_run(f"centering_ufm_plus_R{ratio}", "--classes", 10, "--imbalance",
-                        f"step:{ratio}", "--n-max", n_max, "--dim", 10, "--temperature", 1, "--final-relu",
-                        "--seeds", 4 if preset == "cpu" else 8))
+                        f"step:{ratio}", "--n-max", n_max, "--dim", 10, "--temperature", 1,
+                        "--final-relu", "--seeds", 4 if preset == "cpu" else 8))
   refs = [
       {"run": "balanced_ufm", "key": "loss", "value": 41.473391, "tol": 1e-5,
        "claim": "balanced UFM reaches the ETF value 20 log(4 + 15 e^{-4/3})",

@@ -35,8 +35,8 @@ def get_experiment(preset="cpu"):
   # Without the solver's larger-tau warm-up, so the step counts show the plain dynamics.
   for temperature in (0.1, 0.5, 1.0):
     runs.append(ufm_run(f"ufm_plus_tau{temperature:g}", "--classes", 10, "--imbalance", "step:10",
-                        "--n-max", 20, "--dim", 10, "--temperature", temperature, "--no-continuation",
-                        "--steps", 50000))
+                        "--n-max", 20, "--dim", 10, "--temperature", temperature,
+                        "--no-continuation", "--steps", 50000))
   return {
       "name": "e6_dynamics",
       "title": "E6: training loss against the OF floor, and the effect of tau",

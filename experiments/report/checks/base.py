@@ -22,7 +22,8 @@ def ufm_scl_runs(runs, final_relu: bool) -> list:
 
 def curve_groups(runs) -> list:
   """SCL training runs grouped by everything but R, in increasing R, each with a logged
-  dist_of: [(runs, whether their embedding is a ReLU's output, run.json's ``model.relu_before_embedding``)]."""
+  dist_of: [(runs, whether their embedding is a ReLU's output, run.json's
+  ``model.relu_before_embedding``)]."""
   out = []
   for group in group_runs(train_runs(runs), ["data.ratio"]):
     group = ratio_sorted(group)
