@@ -52,7 +52,7 @@ def add_batching(builder) -> None:
                  for k in ("mean", "p10", "median", "p90")}
     interval = _record(builder, run, "intervals.epochs_mean",
                        advice["intervals"].get("epochs_mean"))
-    rows.append([run.name, builder.num.field(run, "batch_size"),
+    rows.append([run.name, builder.num.record_value(run, "batching.batch_size"),
                  _record(builder, run, "views", advice["views"]),
                  _record(builder, run, "binding", advice["binding"]), observed,
                  {"value": observed["previous_logged_epoch"], **{

@@ -199,13 +199,16 @@ class Builder:
 
 
 def _run_entry(run: Run, num: Numbers) -> dict:
+  """A run in report.json: its label, run.json's setup line (``description``), the caption's
+  setup text and its fields: a training run's config; a solve's problem in the keys the report
+  has always shown (its best seed is a result, result.json's)."""
   setup = (run.flat if run.kind == "train" else
            {"loss": run.loss, "sizes": run.class_sizes,
             "dim": run.record["model"]["embedding_dim"], "temperature": run.temperature,
             "final_relu": run.relu, "batching": run.batching, "binding": run.binding,
-            "seed": run.get("seed"), "dtype": run.record["extra"]["problem"].get("dtype")})
+            "seed": run.data.get("seed"), "dtype": run.get("dtype")})
   return {"name": run.name, "kind": run.kind, "dir": num.rel(run.path), "label": run_label(run),
-          "setup_text": setup_text(run), "setup": setup}
+          "description": run.setup, "setup_text": setup_text(run), "setup": setup}
 
 
 def build_report(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,

@@ -27,8 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
       prog="python -m experiments.report",
       description="Build the theory-vs-practice report (HTML + PNG + report.json) from UFM "
                   "result folders and training workdirs (or folders holding them).")
-  parser.add_argument("runs", nargs="+", help="run folders (result.json or metrics.jsonl + "
-                      "config.json) or folders holding them")
+  parser.add_argument("runs", nargs="+", help="run folders (result.json or metrics.jsonl, "
+                      "each with its run.json) or folders holding them")
   parser.add_argument("--out", default="runs/report", help="output folder (default runs/report)")
   parser.add_argument("--version", action="version", version=f"scl-report {__version__}")
   parser.add_argument("--title", default="Theory vs practice: SCL geometry")

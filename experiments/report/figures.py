@@ -102,7 +102,7 @@ def add_heatmaps(b):
     # Cosines put every panel on one scale (CE features are not normalised).
     cos = Numbers.derived("cosines", [gram], cosines_from_gram(gram["value"]).tolist())
     g = np.asarray(cos["value"], np.float64)
-    dist = b.num.field(run, "dist_of") if run.kind == "ufm" else b.num.final(run, "dist_of")
+    dist = b.num.result(run, "dist_of")
     im = ax.imshow(g, cmap="RdBu_r", vmin=-1, vmax=1)
     k = g.shape[0]
     if k <= 12:
@@ -112,7 +112,7 @@ def add_heatmaps(b):
                   ha="center", va="center", fontsize=5 if k > 6 else 7,
                   color="white" if abs(g[row, col]) > 0.6 else "black")
     title = f"({chr(97 + i)}) {run_label(run)}"
-    if run.kind == "train" and run.flat.get("data.imbalance") not in (None, "none"):
+    if run.flat.get("data.imbalance") not in (None, "none"):   # a solve's problem has none
       title += f", R={fmt(run.flat.get('data.ratio'))}"
     shown = value_of(dist)
     ax.set_title(title + (f"\ndist_of={shown:.3f}" if dist and finite(shown) else ""),
@@ -123,7 +123,7 @@ def add_heatmaps(b):
     data.append({"run": run.name, "panel": chr(97 + i), "gram": gram, "cosines": cos,
                  "dist_of": dist})
     lines.append(f"({chr(97 + i)}) {run.name}: {setup_text(run)}"
-                 + ("" if run.kind == "ufm" else
+                 + ("" if run.final_line is None else
                     f"; final class means at epoch {run.metrics[run.final_line]['epoch']}"))
   fig.colorbar(im, ax=axes, shrink=0.8)
   file = b.save(fig, "fig_gram_heatmaps")
@@ -207,7 +207,7 @@ def add_geometry_vs_ratio(b):
       entry = {"label": run_label(variant[0]), "runs": [r.name for r in variant]}
       for ax, key in zip(axes, ("dist_of", "dist_etf")):
         recs = [b.num.final(r, key) for r in variant]
-        xs = [b.num.field(r, "data.ratio") for r in variant]
+        xs = [b.num.setting(r, "data.ratio") for r in variant]
         entry[key] = recs
         entry["ratio"] = xs
         pts = [(value_of(x), value_of(y)) for x, y in zip(xs, recs) if y is not None]

@@ -149,6 +149,13 @@ def write_html(builder, title: str, description: str, out_dir: Path) -> Path:
                  "a run left out gives no number, a line left out gives none for its epoch."
                  "</p><ul class='warnings'>" + "".join(
                      f"<li>{html.escape(w)}</li>" for w in builder.warnings) + "</ul>")
+  # Each run's setup line, as its run.json names it (the record's ``setup``).
+  parts.append("<h2 id='runs'>Runs</h2><table><tr><th>run</th><th>variant</th>"
+               "<th>setup (run.json)</th></tr>" + "".join(
+                   f"<tr><td><code>{html.escape(r.name)}</code></td>"
+                   f"<td>{html.escape(run_label(r))}{seeds_of(r)}</td>"
+                   f"<td class='small'>{html.escape(r.setup)}</td></tr>" for r in builder.runs)
+               + "</table>")
   for kind, heading in (("claim", "Verdicts: claims"),
                         ("consistency", "Consistency checks (hold by construction)")):
     shown = [v for v in builder.verdicts if v.get("kind", "claim") == kind]

@@ -28,7 +28,7 @@ def _before_embedding(run: Run) -> str | None:
 
 def run_label(run: Run) -> str:
   """Short role label: UFM+ / UFM / CE-UFM, or SCL ReLU / SCL no ReLU / CE (+ binding)."""
-  if run.kind == "ufm":
+  if run.kind == "ufm":   # the kinds differ: a solve is named by its model, not its layers
     if run.loss == "ce":
       return "CE-UFM+" if run.relu else "CE-UFM"
     return "UFM+" if run.relu else "UFM"
@@ -82,12 +82,14 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
   """The exact setup of a run, for captions."""
   record = run.record
   if run.kind == "ufm":
+    # The kinds differ: a solve's setup is its problem (sizes, d, seed, dtype), a training
+    # run's its data, network and schedule.
     parts = [run_label(run)]
     parts.append(f"loss {run.loss}")
     # The best seed is a result (result.json's seed), the rest facts of the run record.
     values = {"sizes": run.class_sizes, "dim": record["model"]["embedding_dim"],
               "temperature": run.temperature, "batching": run.batching, "binding": run.binding,
-              "seed": run.get("seed"), "dtype": record["extra"]["problem"].get("dtype")}
+              "seed": run.data.get("seed"), "dtype": run.get("dtype")}
     for name, form in (("sizes", "class sizes {}"), ("dim", "d={}"), ("temperature", "τ={}"),
                        ("batching", "batching {}"),
                        ("binding", "binding {}/class"), ("seed", "seed {}"), ("dtype", "{}")):
@@ -98,8 +100,8 @@ def setup_text(run: Run, skip: Sequence[str] = ()) -> str:
     if steps is not None:
       parts.append(f"{steps} steps")
     return ", ".join(parts)
-  # The config names the run; what it was (loss, temperature, batching, epochs) is the
-  # record's.
+  # The config (run.json's extra.config) names the run; what it was (loss, temperature,
+  # batching, epochs) is the record's own facts.
   f = {**run.flat, "data.name": record["data"]["name"], "model.name": record["model"]["name"],
        "loss": run.loss, "temperature": run.temperature,
        "batch_size": record["batching"]["batch_size"], "batching": run.batching,

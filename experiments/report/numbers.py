@@ -41,8 +41,24 @@ class Numbers:
     return {"value": get_path(run.data, key), "source": self.rel(run.data_file), "key": key}
 
   def field(self, run: Run, name: str) -> dict | None:
+    """A result field of a solve (result.json); None when absent (a training run has none)."""
     key = run.field_key(name)
     return None if key is None else self.json_value(run, key)
+
+  def record_value(self, run: Run, key: str) -> dict:
+    """A fact of the run's run.json (dotted key: "batching.batch_size")."""
+    return {"value": get_path(run.record, key), "source": self.rel(run.record_file), "key": key}
+
+  def setting(self, run: Run, name: str) -> dict | None:
+    """A field of the run's definition (``Run.get``), from its run.json; None when absent."""
+    if not has_path(run.settings, name):
+      return None
+    return self.record_value(run, f"{run.settings_key}.{name}")
+
+  def result(self, run: Run, key: str) -> dict | None:
+    """A run's result `key`: a solve's result.json field, or a training run's value at its
+    last logged epoch (`final`); one of them is always absent (a solve logs no epochs)."""
+    return self.field(run, key) or self.final(run, key)
 
   def field_evidence(self, run: Run, name: str) -> dict:
     """A result.json field as a verdict may use it (see `evidence`)."""
@@ -128,13 +144,7 @@ class Numbers:
   def gram_record(self, run: Run) -> dict | None:
     """The Gram matrix of a run's class means: result.json's, the last logged one, or
     computed from the saved embeddings."""
-    if run.kind == "ufm" and run.field_key("gram"):
-      return self.field(run, "gram")
-    if run.kind == "train":
-      line = run.final_line
-      if line is not None and "gram" in run.metrics[line]:
-        return self.line_value(run, line, "gram")
-    return self.computed(run, "gram")
+    return self.result(run, "gram") or self.computed(run, "gram")
 
   def zero_error(self, runs: list[Run], threshold: float):
     """({run name: first epoch with ncc_acc_train >= threshold}, the latest of them)."""

@@ -5,13 +5,15 @@ A run folder is recognised by its files (docs/contracts.md):
 - ``result.json`` (+ ``embeddings.npy``, ``labels.npy``): a ``ufm solve`` result
   (docs/contracts.md#result-json: the problem definition at the top level, its loss kind
   ``loss_fn``);
-- ``metrics.jsonl`` + ``config.json`` (+ ``embeddings_final.npz`` with ``train_embeddings``
+- ``metrics.jsonl`` + ``run.json`` (+ ``embeddings_final.npz`` with ``train_embeddings``
   and ``train_labels``): a training workdir (docs/contracts.md#metrics-jsonl);
 - both hold ``run.json``, the run record (docs/contracts.md#run-json,
-  ``geometry.runfiles.read_run``): what the run was (class sizes, the model's own facts, loss,
-  temperature, batching, planned epochs), in the same keys for both kinds. The report takes
-  these facts from it and never re-derives them from a config; it reads the config only for
-  the identity of a run (grouping and pairing runs by their fields);
+  ``geometry.runfiles.read_run``): what the run was (its setup line, class sizes, the model's
+  own facts, loss, temperature, batching, planned and reached epochs), in the same keys for
+  both kinds, and the run's whole definition (`SETTINGS`: a training run's config, a solve's
+  problem). The report takes every fact and every field that names a run (grouping and
+  pairing runs) from it: it never opens a training run's config.json, which only
+  ``scl-report --upgrade`` reads, to write a record for a folder from before run records;
 - any other folder is searched one level down for such runs (so a sweep folder works).
 
 `load_run` reads each of these files once, by its contract key names. A folder without a
@@ -83,6 +85,11 @@ def usable(value) -> bool:
   return isinstance(value, (bool, list)) or finite(value)
 
 
+# Where a run record keeps the run's whole definition: the two kinds truly differ here (a
+# training config and a UFM problem have different fields), and `Run.get` reads either.
+SETTINGS = {"train": "extra.config", "ufm": "extra.problem"}
+
+
 def balanced(flat: dict) -> bool:
   return flat.get("data.imbalance", "none") == "none" or flat.get("data.ratio", 1) == 1
 
@@ -93,7 +100,7 @@ class Run:
   name: str
   path: Path
   kind: str                                   # "ufm" | "train"
-  data: dict = field(default_factory=dict)    # result.json (ufm) or config.json (train)
+  data: dict = field(default_factory=dict)    # result.json (ufm; a training run: {})
   metrics: list = field(default_factory=list)  # metrics.jsonl lines (train)
   record: dict = field(default_factory=dict)  # run.json (geometry.runfiles.read_run)
   warnings: list = field(default_factory=list)  # damage found while reading, one line each
@@ -126,22 +133,45 @@ class Run:
   def class_sizes(self) -> list:
     return self.record["class_sizes"]
 
-  # -- setup --------------------------------------------------------------------------------
+  @property
+  def setup(self) -> str:
+    """run.json's one-line name of the run (shown beside its label in the report)."""
+    return self.record["setup"]
+
+  # -- setup: the run's definition, from run.json (`SETTINGS`) ------------------------------
+  @property
+  def settings_key(self) -> str:
+    return SETTINGS[self.kind]
+
+  @property
+  def settings(self) -> dict:
+    """The run's whole definition as its run.json records it: a training run's config, a
+    solve's problem (sizes, dim, temperature, ..., the base seed)."""
+    value = get_path(self.record, self.settings_key) if self.record else {}
+    return value if isinstance(value, dict) else {}
+
   @property
   def flat(self) -> dict:
-    return flatten(self.data) if self.kind == "train" else {}
-
-  def field_key(self, name: str) -> str | None:
-    """Key path of a problem/config field (result.json: top level; config.json: dotted)."""
-    return name if has_path(self.data, name) else None
+    return flatten(self.settings)
 
   def get(self, name: str, default=None):
-    key = self.field_key(name)
-    return default if key is None else get_path(self.data, key)
+    """A field of the run's definition (dotted: "data.ratio"), from run.json."""
+    return get_path(self.settings, name) if has_path(self.settings, name) else default
+
+  @property
+  def record_file(self) -> Path:
+    return self.path / runfiles.RUN_FILE
+
+  # -- results of a solve (result.json); a training run's are its metrics lines -------------
+  def field_key(self, name: str) -> str | None:
+    """Key path of a result field of a solve (result.json, dotted); None when absent (and for
+    a training run, whose results are its metrics lines)."""
+    return name if has_path(self.data, name) else None
 
   @property
   def data_file(self) -> Path:
-    return self.path / ("result.json" if self.kind == "ufm" else "config.json")
+    # The results file: the kinds truly differ (one JSON result, or one line per epoch).
+    return self.path / ("result.json" if self.kind == "ufm" else "metrics.jsonl")
 
   # -- embeddings ---------------------------------------------------------------------------
   @property
@@ -192,6 +222,7 @@ def unfinished(run: Run) -> str | None:
   logged epoch, no integer planned epochs in its run.json (``epochs.planned``, the config's
   num_epochs), or last logged epoch < num_epochs."""
   if run.kind != "train":
+    # A solve logs no epochs: result.json is written once, at its end (`converged` says how).
     return None
   total = run.record["epochs"]["planned"]
   last = run.last_epoch
@@ -236,8 +267,8 @@ def _read_jsonl(path: Path) -> tuple[list, list[str]]:
   return lines, warnings
 
 
-# The config fields that name a training run in the report (its seed and imbalance); its
-# facts come from run.json. A config.json without one of them is never read as defaults.
+# The config fields that name a training run in the report (its seed and imbalance), read
+# from run.json's ``extra.config``; a record without one of them is never read as defaults.
 REPORT_FIELDS = ("seed", "data.imbalance", "data.ratio")
 
 
@@ -246,7 +277,10 @@ def _is_ufm(path: Path) -> bool:
 
 
 def _is_train(path: Path) -> bool:
-  return (path / "metrics.jsonl").is_file() and (path / "config.json").is_file()
+  # config.json still marks a training folder from before run records (its run.json is then
+  # missing, and the report says how to write one), but is never read.
+  return (path / "metrics.jsonl").is_file() and any(
+      (path / name).is_file() for name in (runfiles.RUN_FILE, "config.json"))
 
 
 def is_run_folder(path: Path) -> bool:
@@ -277,7 +311,7 @@ def read_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Run], list[str]]
     found = [p for p in sorted(path.iterdir()) if p.is_dir() and is_run_folder(p)]
     if not found:
       raise ReportError(f"{path}: neither a UFM result (result.json) nor a training workdir "
-                        "(metrics.jsonl + config.json), and holds none")
+                        "(metrics.jsonl + run.json), and holds none")
     folders.extend(found)
   runs, names, broken, warnings = [], set(), [], []
   for path in folders:
@@ -300,29 +334,24 @@ def read_runs(paths: Sequence[str | os.PathLike]) -> tuple[list[Run], list[str]]
 def load_run(name: str, path: Path) -> Run:
   """One run folder as a `Run`; a file that cannot be read raises `ValueError` naming it, a
   folder from before schema-2 run records `ReportError` saying how to get one (damage to the
-  run's own files is named first)."""
+  run's own files is named first). A training run's config.json is never opened: its fields
+  are run.json's ``extra.config``."""
   if _is_ufm(path):
     run = Run(name, path, "ufm", runfiles.read_json(path / "result.json"))
+    if not isinstance(run.data, dict):
+      raise ValueError(f"{run.data_file}: not a JSON object")
   else:
     metrics_path = path / "metrics.jsonl"
     try:
       metrics, warnings = _read_jsonl(metrics_path)
     except OSError as e:
       raise ValueError(f"{metrics_path}: cannot be read ({e})") from None
-    run = Run(name, path, "train", runfiles.read_json(path / "config.json"), metrics,
-              warnings=warnings)
-    if isinstance(run.data, dict):
-      lacking = [f for f in REPORT_FIELDS if not has_path(run.data, f)]
-      if lacking:
-        raise ValueError(f"{run.data_file}: no {', '.join(lacking)} (a run is never judged "
-                         "on default settings)")
+    run = Run(name, path, "train", {}, metrics, warnings=warnings)
     # No logged epoch is a run that has just started, unless it has finished (the trainer
     # writes embeddings_final.npz last): then its metrics were lost.
     if not any(metrics) and run.embeddings_file is not None:
       raise ValueError(f"{metrics_path}: no complete line, although the run finished "
                        f"({run.embeddings_file.name} exists)")
-  if not isinstance(run.data, dict):
-    raise ValueError(f"{run.data_file}: not a JSON object")
   try:
     record = runfiles.read_run(path)
   except runfiles.OldRunRecord as e:
@@ -331,6 +360,14 @@ def load_run(name: str, path: Path) -> Run:
     raise ValueError(f"{path / runfiles.RUN_FILE}: kind {record['kind']!r}, but the folder "
                      f"holds a {run.kind} run")
   run.record = record
+  if not has_path(record, run.settings_key) or not isinstance(
+      get_path(record, run.settings_key), dict):
+    raise ValueError(f"{run.record_file}: no {run.settings_key} (the run's definition)")
+  if run.kind == "train":  # a solve's fields are its problem's, always complete
+    lacking = [f for f in REPORT_FIELDS if not has_path(run.settings, f)]
+    if lacking:
+      raise ValueError(f"{run.record_file}: no {', '.join(f'extra.config.{f}' for f in lacking)}"
+                       " (a run is never judged on default settings)")
   if run.embeddings_file is not None:
     # Header and size only (a memory map, the zip directory): the arrays load when drawn.
     try:

@@ -40,8 +40,9 @@ from experiments.spec import setting_name
 
 SEED_FIELD = "seed"
 # The files only a training run has: a verdict whose numbers come from one of them reads a
-# training run, so it depends on the seed.
-TRAIN_FILES = ("metrics.jsonl", "config.json", "embeddings_final.npz")
+# training run, so it depends on the seed. (config.json is not one: the report never reads
+# it, a run's fields come from run.json, which both kinds have.)
+TRAIN_FILES = ("metrics.jsonl", "embeddings_final.npz")
 _SEED_TEXT = re.compile(r"\bseeds? \d+(?:, \d+)*")
 
 
@@ -127,7 +128,8 @@ def _by_epoch(run: Run) -> dict:
 @dataclass
 class SeedGroup(Run):
   """The seed runs of one setting, read like one run: `metrics` holds the seed means per epoch
-  and `data` the common config with `seed` the list of seeds."""
+  and `record` the first seed's, its config (``extra.config``) with `seed` the list of seeds
+  and ``seeds`` all of them."""
   members: list = field(default_factory=list)
 
   @property
@@ -137,6 +139,10 @@ class SeedGroup(Run):
   @property
   def data_file(self) -> Path:
     return self.members[0].data_file
+
+  @property
+  def record_file(self) -> Path:
+    return self.members[0].record_file
 
   @property
   def embeddings_file(self) -> Path | None:
@@ -152,8 +158,6 @@ def make_group(members: Sequence[Run]) -> SeedGroup:
   members = sorted(members, key=lambda r: _seed_order(r.flat.get(SEED_FIELD)))
   names = {setting_name(m.name) for m in members}
   name = names.pop() if len(names) == 1 else members[0].name
-  data = copy.deepcopy(members[0].data)
-  data[SEED_FIELD] = [m.flat.get(SEED_FIELD) for m in members]
   per_run = [_by_epoch(m) for m in members]
   metrics = []
   for epoch in sorted({e for table in per_run for e in table}):
@@ -166,12 +170,13 @@ def make_group(members: Sequence[Run]) -> SeedGroup:
         line[key] = value
     metrics.append(line)
   # A group has no folder of its own (its path names none): a report section that reads a
-  # run's own files finds none for it, and reads the seeds through `SeedNumbers`. Its config
-  # is read from the first seed's (`data_file`).
+  # run's own files finds none for it, and reads the seeds through `SeedNumbers`. Its record
+  # is the first seed's (`record_file`), with the seeds of all.
   record = copy.deepcopy(members[0].record)
   record["seeds"] = [s for m in members for s in m.record["seeds"]]
+  record["extra"]["config"][SEED_FIELD] = [m.flat.get(SEED_FIELD) for m in members]
   return SeedGroup(name=name, path=members[0].path.parent / f"{name} (seeds)", kind="train",
-                   data=data, metrics=metrics, record=record, members=list(members))
+                   data={}, metrics=metrics, record=record, members=list(members))
 
 
 def group_settings(runs: Sequence[Run]) -> list:

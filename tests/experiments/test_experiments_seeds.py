@@ -76,7 +76,7 @@ def test_boolean_curve_is_true_where_every_seed_is(built, tmp_path):
   root = tmp_path / "runs"
   shutil.copytree(out.parent / "runs", root)
   group = next(s for s in seeds.group_settings(report.discover([root])) if s.name == "relu_R10")
-  assert group.data_file == root / "relu_R10_seed0" / "config.json"   # the first seed's
+  assert group.record_file == root / "relu_R10_seed0" / "run.json"   # the first seed's
   assert not group.path.exists()                  # a group has no folder of its own
   (root / "relu_R10_seed1" / "metrics.jsonl").write_text(
       (root / "relu_R10_seed1" / "metrics.jsonl").read_text().replace(

@@ -12,14 +12,14 @@ from experiments import report
 def test_broken_files_are_named_and_the_good_runs_reported(tmp_path, capsys):
   root = make_synthetic_runs(tmp_path)
   # A result.json cut short by a kill, an empty metrics.jsonl (a kill inside a rewrite), a
-  # config.json that is not JSON, and embeddings.npy cut short.
+  # run.json that is not JSON, and embeddings.npy cut short.
   text = (root / "ufm_plus" / "result.json").read_text()
   (root / "ufm_plus" / "result.json").write_text(text[: len(text) // 2])
   (root / "relu_R10" / "metrics.jsonl").write_text("")
-  (root / "relu_R1" / "config.json").write_bytes(b"\xff\xfe not json")
+  (root / "relu_R1" / "run.json").write_bytes(b"\xff\xfe not json")
   emb = (root / "ufm" / "embeddings.npy").read_bytes()
   (root / "ufm" / "embeddings.npy").write_bytes(emb[: len(emb) // 2])
-  broken = {"ufm_plus": "result.json", "relu_R10": "metrics.jsonl", "relu_R1": "config.json",
+  broken = {"ufm_plus": "result.json", "relu_R10": "metrics.jsonl", "relu_R1": "run.json",
             "ufm": "embeddings.npy"}
 
   # Two good runs (one of each kind) keep the report small; the broken ones cost nothing.

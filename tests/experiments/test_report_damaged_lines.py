@@ -56,11 +56,15 @@ def test_a_half_cut_last_line_is_not_replaced_by_the_epoch_before(tmp_path, caps
 
 def test_an_empty_config_is_left_out_not_judged_on_defaults(tmp_path, capsys):
   root = _runs(tmp_path / "runs")
-  (root / "b" / "config.json").write_text("{}")
+  # The report reads a run's config from run.json (extra.config), never config.json.
+  record = json.loads((root / "b" / "run.json").read_text())
+  record["extra"]["config"] = {}
+  (root / "b" / "run.json").write_text(json.dumps(record))
   shown, page, _ = _report(tmp_path, capsys)
   [warning] = shown["warnings"]
   assert warning.startswith("b left out:")
-  assert "b/config.json: no seed, data.imbalance, data.ratio" in warning
+  assert ("b/run.json: no extra.config.seed, extra.config.data.imbalance, "
+          "extra.config.data.ratio") in warning
   assert "b left out" in page
   assert [r["name"] for r in shown["runs"]] == ["a"]
   [v] = shown["verdicts"]

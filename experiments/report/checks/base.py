@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments.report.runs import group_runs, ratio_sorted, unfinished
+from experiments.report.runs import get_path, group_runs, ratio_sorted, unfinished
 from experiments.report.numbers import relative_threshold
 from geometry import batching as gb
 
@@ -71,7 +71,7 @@ def certificate(run):
   binding (always unique, run.json's ``batching``), else a schedule file's certificate; None
   when unknown."""
   if run.field_key("certificate.of_unique"):
-    return bool(run.get("certificate.of_unique"))
+    return bool(get_path(run.data, "certificate.of_unique"))
   batching = str(run.batching)
   if batching == "full":
     return True

@@ -28,6 +28,8 @@ def _record(b, run, name: str, key: str) -> dict:
       return missing(f"run {run.name}: no saved embeddings for {key}")
     return {**rec, "missing": reason} if reason else rec
   if run.kind == "ufm":
+    # The kinds differ: a solve's number is its result.json's; a training run's is its last
+    # logged epoch's, missing while the run is unfinished.
     return b.num.field_evidence(run, key)
   return b.num.evidence(run, key)
 
