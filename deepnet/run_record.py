@@ -1,5 +1,7 @@
 """A training run's ``run.json`` (docs/contracts.md#run-json): the record of what the run was,
-written by the trainer before its first epoch.
+written by the trainer before its first epoch (``epochs.reached`` null: running), and again,
+through `with_reached`, at the end of the run and when it stops (a signal, a divergence) with
+the last epoch it completed.
 
 `record_facts` is what the config fixes (the model's own facts come from
 ``deepnet.models.model_facts``, the code that builds the network), `run_descriptor` adds what
@@ -50,7 +52,7 @@ def record_facts(config) -> dict:
       batching={"scheme": str(config.batching), "batch_size": int(config.batch_size),
                 "binding": int(config.binding)},
       seeds=[int(config.seed)],
-      # run.json is written before the first epoch: the epoch reached is metrics.jsonl's last.
+      # Written before the first epoch: null until the run ends or stops (`with_reached`).
       epochs={"unit": "epochs", "planned": int(config.num_epochs), "reached": None})
 
 
@@ -73,3 +75,14 @@ def run_descriptor(setup: RunSetup, advice: dict | None = None) -> dict:
           metric_output=setup.metric_output, num_devices=setup.num_devices,
           num_processes=jax.process_count(), padded_rows=setup.padded_rows,
           jax_version=jax.__version__, backend=jax.default_backend(), batching_advice=advice))
+
+
+def with_reached(record: dict, epoch: int) -> dict:
+  """``record`` (a training run's run.json, `run_descriptor`) with ``epochs.reached`` =
+  ``epoch``, the last epoch whose steps all ran, rebuilt through ``runfiles.run_record`` (so
+  it is checked as the first one was) with the run's own provenance kept."""
+  parts = {key: record[key] for key in ("data", "class_sizes", "model", "loss", "batching",
+                                        "seeds", "extra")}
+  return runfiles.run_record(record["kind"], record["setup"], **parts,
+                             epochs=dict(record["epochs"], reached=int(epoch)),
+                             provenance_of=record["provenance"])

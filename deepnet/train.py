@@ -20,6 +20,11 @@ One run does, for epochs e = 1 .. E:
 4. every ``checkpoint_every_epochs`` epochs and at the end, saves the train state with orbax
    (``deepnet.checkpoints``).
 
+``run.json`` (``deepnet.run_record``) is written before the first epoch with
+``epochs.reached`` null, and rewritten with the last epoch whose steps all ran at the end of
+the run (before ``embeddings_final.npz``, written last) and when it stops (a signal, a
+divergence).
+
 Loss (docs/theory.md#scl-loss): SCL ``supcon_loss(reduction="mean")`` on the V * G
 L2-normalised embeddings with the labels repeated per view, or CE on the logits of every view,
 times ``loss_scale`` (10/7 in the paper-faithful configs, docs/theory.md#loss-scale). The
@@ -211,7 +216,7 @@ def run(setup: RunSetup, p_train_step=None) -> RunResult:
 
 
 def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResult:
-  finished = _start(setup)
+  finished, run_json = _start(setup)
   if finished is not None:
     return finished
   data = _device_data(setup)
@@ -223,31 +228,38 @@ def _run(setup: RunSetup, stop: interrupts.StopSignals, p_train_step) -> RunResu
   clock = monitor.Clock(start_epoch=start_epoch, num_epochs=setup.num_epochs, log=_log)
   last_saved = start_epoch
   record, train_emb, test_emb = None, None, None
-  for epoch in range(start_epoch + 1, setup.num_epochs + 1):
-    epoch_start = time.time()
-    schedule, padded = setup.padded_schedule(epoch)
-    first_step, loss_sum = resume if epoch == start_epoch + 1 else (0, None)
-    state, loss_sum = train_epoch(setup, p_train_step, state, loss_sum, padded, data, epoch,
-                                  first_step, stop)
-    problem = monitor.health(state.params, loss_sum)
-    if problem is not None:
-      raise monitor.diverged(setup.workdir, setup.config.lr, epoch, problem,
-                             f"the checkpoint of epoch {last_saved}")
-    if epoch in setup.log_epochs:
-      record, train_emb, test_emb = _log_epoch(setup, p_eval, state, loss_sum, schedule, data,
-                                               epoch, epoch_start, clock, certificates)
-    else:  # monitor.health has waited for the epoch's steps
-      clock.train_seconds += time.time() - epoch_start
-      clock.progress(epoch, float(loss_sum) / setup.steps_per_epoch)
-    if events is not None:
-      events.epoch(epoch, loss_sum, record if epoch in setup.log_epochs else None)
-    if (epoch % int(setup.config.checkpoint_every_epochs) == 0 or epoch == setup.num_epochs
-        or stop.requested):
-      checkpoints_lib.save_epoch(setup.workdir, manager, epoch, state,
-                                 main=_is_main_process())
-      last_saved = epoch
-    if stop.requested and epoch < setup.num_epochs:
-      _stop(setup, stop.signum, epoch, None, None, setup.steps_per_epoch)
+  reached = start_epoch   # the last epoch whose steps all ran
+  try:
+    for epoch in range(start_epoch + 1, setup.num_epochs + 1):
+      epoch_start = time.time()
+      schedule, padded = setup.padded_schedule(epoch)
+      first_step, loss_sum = resume if epoch == start_epoch + 1 else (0, None)
+      state, loss_sum = train_epoch(setup, p_train_step, state, loss_sum, padded, data, epoch,
+                                    first_step, stop)
+      problem = monitor.health(state.params, loss_sum)
+      if problem is not None:
+        raise monitor.diverged(setup.workdir, setup.config.lr, epoch, problem,
+                               f"the checkpoint of epoch {last_saved}")
+      reached = epoch
+      if epoch in setup.log_epochs:
+        record, train_emb, test_emb = _log_epoch(setup, p_eval, state, loss_sum, schedule,
+                                                 data, epoch, epoch_start, clock, certificates)
+      else:  # monitor.health has waited for the epoch's steps
+        clock.train_seconds += time.time() - epoch_start
+        clock.progress(epoch, float(loss_sum) / setup.steps_per_epoch)
+      if events is not None:
+        events.epoch(epoch, loss_sum, record if epoch in setup.log_epochs else None)
+      if (epoch % int(setup.config.checkpoint_every_epochs) == 0 or epoch == setup.num_epochs
+          or stop.requested):
+        checkpoints_lib.save_epoch(setup.workdir, manager, epoch, state,
+                                   main=_is_main_process())
+        last_saved = epoch
+      if stop.requested and epoch < setup.num_epochs:
+        _stop(setup, stop.signum, epoch, None, None, setup.steps_per_epoch)
+  except (interrupts.Stopped, monitor.Diverged):
+    _write_reached(setup, run_json, reached)
+    raise
+  _write_reached(setup, run_json, setup.num_epochs)
   manager.close()
   if events is not None:
     events.close()
@@ -275,9 +287,9 @@ def _device_data(setup: RunSetup) -> _DeviceData:
                      seed=put(np.asarray(int(setup.config.seed), np.uint32)))
 
 
-def _start(setup: RunSetup) -> RunResult | None:
-  """Checks the workdir against the config; the RunResult of a run that finished already,
-  else None after writing config.json and run.json."""
+def _start(setup: RunSetup) -> tuple[RunResult | None, dict | None]:
+  """Checks the workdir against the config: (the RunResult of a run that finished already,
+  None), else (None, the run.json written) after writing config.json and run.json."""
   config, workdir = setup.config, setup.workdir
   try:
     # "Finished" is decided first, on reads only: rerunning a finished run's command writes
@@ -288,12 +300,18 @@ def _start(setup: RunSetup) -> RunResult | None:
     # from; without it the run resumes as usual.
     if finished is not None and checkpoints_lib.epoch_saved(workdir, setup.num_epochs):
       _log(f"{workdir} finished already (epoch {setup.num_epochs}); nothing to do")
-      return RunResult(metrics=finished, workdir=workdir, epochs_run=0)
+      return RunResult(metrics=finished, workdir=workdir, epochs_run=0), None
     record = run_record_lib.run_descriptor(setup, run_record_lib.batching_advice(setup))
     workdir_lib.prepare(workdir, config_lib.config_to_dict(config), record, main=_is_main_process())
   except workdir_lib.WorkdirError as e:
     raise ConfigError(str(e)) from None
-  return None
+  return None, record
+
+
+def _write_reached(setup: RunSetup, run_json: dict, epoch: int) -> None:
+  """Rewrites run.json with ``epochs.reached`` = ``epoch`` (``run_record.with_reached``)."""
+  workdir_lib.write_run_record(setup.workdir, run_record_lib.with_reached(run_json, epoch),
+                               main=_is_main_process())
 
 
 def _restore(setup: RunSetup, manager):

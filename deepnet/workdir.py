@@ -170,6 +170,12 @@ def prepare(workdir: str, config: dict, descriptor: dict, *, main: bool) -> None
     path = os.path.join(workdir, "config.json")
     os.makedirs(workdir, exist_ok=True)
     runfiles.write_json(path, config, indent=2, sort_keys=True)
+  write_run_record(workdir, descriptor, main=main)
+
+
+def write_run_record(workdir: str, descriptor: dict, *, main: bool) -> None:
+  """Writes ``workdir/run.json`` (``descriptor``), atomically, on the main process only."""
+  if main:
     runfiles.write_json(os.path.join(workdir, "run.json"), descriptor, indent=2,
                         sort_keys=True)
 

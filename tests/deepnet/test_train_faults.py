@@ -19,6 +19,7 @@ import deepnet_train_helper as helper
 from deepnet import checkpoints
 from deepnet import interrupts
 from deepnet import train
+from geometry import runfiles
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -44,6 +45,11 @@ def _records(workdir):
   if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     return []
   return [json.loads(line) for line in _metrics_text(workdir).splitlines()]
+
+
+def _reached(workdir):
+  """``epochs.reached`` of the workdir's run.json."""
+  return runfiles.read_run(workdir)["epochs"]["reached"]
 
 
 def _assert_same_run(expected_dir, got_dir):
@@ -154,8 +160,11 @@ def test_signal_stops_at_the_next_step_with_a_checkpoint(reference, tmp_path, si
   preempted = os.path.join(workdir, train.PREEMPTED_DIR)
   if at_step % STEPS_PER_EPOCH:
     assert os.listdir(preempted) == [str(at_step)]
+  # run.json names the last epoch whose steps all ran (epoch 1 when stopped inside epoch 2).
+  assert _reached(workdir) == at_step // STEPS_PER_EPOCH
   train.train_and_evaluate(_config(), workdir)
   _assert_same_run(reference, workdir)
+  assert _reached(workdir) == _reached(reference) == NUM_EPOCHS
   # The epoch checkpoints after it supersede the mid-epoch one.
   assert not os.path.isdir(preempted) or not os.listdir(preempted)
 
@@ -173,5 +182,6 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_state(tmp_path):
                  if s.isdigit())
   assert saved == list(range(max(1, epoch - 3), epoch))   # max_to_keep=3, none at or after
   assert [r["epoch"] for r in _records(workdir)] == list(range(1, epoch))
+  assert _reached(workdir) == epoch - 1
   for record in _records(workdir):
     assert np.isfinite(record["train_loss"])
