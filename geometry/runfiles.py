@@ -235,7 +235,8 @@ def run_record(kind: str, setup: str, *, data: dict, class_sizes, model: dict, l
   """The ``run.json`` of a run folder: one record, with the same keys for both halves.
 
   ``kind`` is ``"ufm"`` (a `ufm solve` folder) or ``"train"`` (a training workdir); ``setup``
-  is the one-line name of the run. ``model`` holds the facts the model reports about itself
+  is the one-line name of the run, in words a person reads (the report shows it as the run's
+  description; no reader parses it: the facts are the other keys). ``model`` holds the facts the model reports about itself
   (``deepnet.models.model_facts``, or the UFM problem's), so that no reader re-derives them
   from a config. ``extra`` holds what only this kind has. ``provenance`` (versions, device,
   git commit) is added here, so every run folder records it the same way; ``provenance_of``

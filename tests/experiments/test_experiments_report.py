@@ -2,7 +2,7 @@
 
 Checks: the HTML exists and references only images that exist (and embeds exactly those
 bytes); every number in report.json equals its source (metrics.jsonl / result.json /
-config.json), or is recomputed here with plain NumPy when it is computed or derived; and every
+run.json), or is recomputed here with plain NumPy when it is computed or derived; and every
 verdict follows from its numbers, with the expected outcome for runs whose outcome is known.
 """
 
