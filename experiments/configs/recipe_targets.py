@@ -30,7 +30,7 @@ batch-binding; without it at R = 10 and R = 100. The claims, each decided on eve
       fashion_mnist_norelu_R100
 """
 
-from experiments.spec import check, train_run
+from experiments.spec import check, seed_run_name, train_run
 
 CPU_DATA = (("fashion_mnist", "experiments/configs/fashion_mnist_cpu.py"),
             ("digits", "experiments/configs/digits_mlp.py"))
@@ -42,6 +42,39 @@ SETTINGS = (("relu_R1", 1.0, 0, True), ("relu_R10", 10.0, 0, True),
             ("norelu_R10", 10.0, 0, False), ("norelu_R100", 100.0, 0, False))
 
 
+def setting_runs_and_checks(name: str, config: str, extra: dict,
+                            seeds: dict | None = None) -> tuple[list[dict], list]:
+  """The six SETTINGS of recipe `config` as runs named ``{name}_{setting}`` (with `extra`
+  overrides), and the report's five checks of the paper's claims on them.
+
+  `seeds` maps a setting to its seed list: those runs are ``{name}_{setting}_seed{s}`` with
+  ``seed`` among their overrides (the experiment's own "seeds" field does not repeat them);
+  a setting not in `seeds` is one run whose seeds the experiment's "seeds" field gives.
+  """
+  runs = []
+  names = {s: f"{name}_{s}" for s, *_ in SETTINGS}
+  for setting, ratio, binding, final_relu in SETTINGS:
+    overrides = {**extra, "data.imbalance": "step", "data.ratio": ratio, "binding": binding,
+                 "model.final_relu": final_relu}
+    if seeds is None or setting not in seeds:
+      runs.append(train_run(names[setting], config, overrides))
+      continue
+    for seed in seeds[setting]:
+      run = train_run(seed_run_name(names[setting], seed), config, {**overrides, "seed": seed})
+      runs.append({**run, "setting": names[setting]})
+  checks = [
+      check("of_reached", runs=[names["relu_R1"], names["relu_R10"],
+                                names["relu_R100_bind1"]]),
+      check("of_reached", runs=[names["relu_R100_bind0"]]),
+      check("relu_symmetry", runs=[names["norelu_R10"], names["norelu_R100"]]),
+      check("binding_speed", runs=[names["relu_R100_bind1"], names["relu_R100_bind0"]],
+            at_most=0.5),
+      check("accuracy", runs=[names["relu_R10"], names["norelu_R10"],
+                              names["relu_R100_bind0"], names["norelu_R100"]]),
+  ]
+  return runs, checks
+
+
 def get_experiment(preset="cpu"):
   data = CPU_DATA if preset == "cpu" else PAPER_DATA
   extra = {}
@@ -51,21 +84,9 @@ def get_experiment(preset="cpu"):
              "log_epochs": str((1,) + tuple(range(10, CPU_EPOCHS + 1, 10)))}
   runs, checks = [], []
   for name, config in data:
-    names = {s: f"{name}_{s}" for s, *_ in SETTINGS}
-    for setting, ratio, binding, final_relu in SETTINGS:
-      runs.append(train_run(names[setting], config, {
-          **extra, "data.imbalance": "step", "data.ratio": ratio, "binding": binding,
-          "model.final_relu": final_relu}))
-    checks += [
-        check("of_reached", runs=[names["relu_R1"], names["relu_R10"],
-                                  names["relu_R100_bind1"]]),
-        check("of_reached", runs=[names["relu_R100_bind0"]]),
-        check("relu_symmetry", runs=[names["norelu_R10"], names["norelu_R100"]]),
-        check("binding_speed", runs=[names["relu_R100_bind1"], names["relu_R100_bind0"]],
-              at_most=0.5),
-        check("accuracy", runs=[names["relu_R10"], names["norelu_R10"],
-                                names["relu_R100_bind0"], names["norelu_R100"]]),
-    ]
+    more_runs, more_checks = setting_runs_and_checks(name, config, extra)
+    runs += more_runs
+    checks += more_checks
   return {
       "name": "recipe_targets",
       "title": "The CPU recipes against the paper's claims, on every seed",

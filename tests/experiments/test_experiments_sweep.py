@@ -231,3 +231,26 @@ def test_bad_seeds_is_one_line():
                          "--seeds", "two"], cwd=REPO, capture_output=True, text=True, timeout=60)
   assert proc.returncode == 2
   assert len(proc.stderr.strip().splitlines()) == 1 and "--seeds" in proc.stderr
+
+
+def test_paper_scale_runs_the_two_recipes_with_their_seeds():
+  exp = sweep.load_experiment("paper_scale")
+  runs = {r["name"]: r for r in spec.expand_seeds(exp)}
+  # 2 recipes x (3 seeds at R = 10 and at R = 100 bound, 1 seed in the 4 other settings).
+  assert len(runs) == 2 * (3 + 3 + 4)
+  for recipe, config in (("fashion_mnist_resnet", "fashion_mnist_resnet_cpu.py"),
+                         ("fashion_mnist_full", "fashion_mnist_full.py")):
+    mine = {n: r for n, r in runs.items() if n.startswith(recipe + "_")}
+    assert all(r["config"] == f"experiments/configs/{config}" for r in mine.values())
+    for name, run in mine.items():
+      assert name == f"{run['setting']}_seed{run['overrides']['seed']}"
+    seeds = sorted(r["overrides"]["seed"] for r in mine.values()
+                   if r["setting"] == f"{recipe}_relu_R10")
+    assert seeds == [0, 1, 2]
+    bind = runs[f"{recipe}_relu_R100_bind1_seed0"]["overrides"]
+    shuffled = runs[f"{recipe}_relu_R100_bind0_seed0"]["overrides"]
+    assert {k for k in bind if bind[k] != shuffled.get(k)} == {"binding"}
+  settings = {r["setting"] for r in runs.values()}
+  for item in exp["checks"]:
+    assert set(item.runs) <= settings, item
+  assert len(exp["checks"]) == 2 * 5
