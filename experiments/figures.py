@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from experiments.report import figures as report_figures
 from experiments.report.builder import THRESHOLDS
+from experiments.report.numbers import etf_dist_of
 from experiments.report import runs as report_runs
 from experiments.report.seeds import mean_curve
 
@@ -160,6 +161,12 @@ _RECIPES = ("runs/sweeps/recipe_targets", "make sweep EXP=recipe_targets")
 # The dashed line of the binding figures: the report's "reached the OF" level of its speed
 # comparisons, so the figure and the binding_speed verdict draw the same line.
 _CONVERGED = THRESHOLDS["convergence_of"]
+# The E1 figures' dashed line: the report's "is an OF" level of a final dist_of at K = 10.
+_OF = THRESHOLDS["of_fraction"] * etf_dist_of(10)
+_PAPER_SCALE = ("runs/sweeps/paper_scale", "make sweep EXP=paper_scale")
+# E1 (the paper's main experiment): reshuffled batches at R = 1, 10, 100 and bound ones at 100.
+_E1 = {"relu_R1": "R = 1", "relu_R10": "R = 10", "relu_R100_bind0": "R = 100, reshuffled",
+       "relu_R100_bind1": "R = 100, binding 1"}
 FIGURES = (
     FigureSpec(("docs/results/digits_dist_of.png",),
                {f"digits_{s}": s for s in ("relu_R1", "relu_R10", "relu_R100_bind1",
@@ -180,6 +187,12 @@ FIGURES = (
                 "R100_b10_shuffle_bind1": "binding 1, shuffle"},
                "runs/sweeps/e5_binding", "make sweep EXP=e5_binding",
                curves(("dist_of", "mean_cos", "train_loss"), threshold=_CONVERGED)),
+    FigureSpec(("docs/results/e1_fashion_mnist_resnet.png",),
+               {f"{_FASHION}_resnet_{s}": label for s, label in _E1.items()},
+               *_PAPER_SCALE, curves(("dist_of", "nc1", "train_loss"), threshold=_OF)),
+    FigureSpec(("docs/results/e1_fashion_mnist_full.png",),
+               {f"{_FASHION}_full_{s}": label for s, label in _E1.items()},
+               *_PAPER_SCALE, curves(("dist_of", "nc1", "train_loss"), threshold=_OF)),
     FigureSpec(("docs/results/fashion_mnist_jumps.png",),
                {"wd_5e-4": "", "wd_5e-4_rescaled_x2_at_150": "", "wd_1e-4": ""},
                "runs/jumps",
