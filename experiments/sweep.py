@@ -53,6 +53,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -224,10 +225,15 @@ def run_experiment(exp: dict, out_dir: str | os.PathLike, *, dry_run: bool = Fal
     with open(log_path, "a") as log_file:
       log_file.write(f"\n=== {_now()} {before}: {shown}\n")
       log_file.flush()
+      start_offset = log_file.tell()
       proc = subprocess.Popen(_terminated_with_parent(argv), cwd=REPO, stdout=log_file,
                               stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+      follower = threading.Thread(target=_follow_progress,
+                                  args=(log_path, start_offset, proc, log, prefix), daemon=True)
+      follower.start()
       try:
         code = proc.wait()
+        follower.join()
       except KeyboardInterrupt:
         # Ctrl-C reaches the child too (same process group) and it stops by itself; a SIGINT
         # sent to the sweep alone is passed on. Checkpoints are written atomically, so even
@@ -273,6 +279,37 @@ if os.getppid() != int(sys.argv[1]):
   sys.exit(143)
 os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+
+# The trainer's lines a person follows a long run by: each logged epoch, the periodic
+# "epoch e/E ... ETA" line and the closing "done:" line (docs/training.md#progress).
+_PROGRESS = re.compile(r"^(epoch\s+\d|done: )")
+
+
+def _follow_progress(log_path: Path, offset: int, proc, log: Callable[[str], None],
+                     prefix: str, poll_s: float = 0.5) -> None:
+  """Repeats the progress lines the run appends to its log file (from byte `offset`) on `log`
+  until the run ends, so a sweep of long runs shows where each run is and its time left.
+
+  WHY a reader of the file, not a pipe: the trainer writes its log itself, so a sweep that is
+  killed takes nothing of the run's output (or of its clean stop) with it.
+  """
+  with open(log_path, "rb") as f:
+    f.seek(offset)
+    pending = b""
+    while True:
+      done = proc.poll() is not None
+      chunk = f.read()
+      pending += chunk
+      *lines, pending = pending.split(b"\n")
+      for raw in lines:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if _PROGRESS.match(line):
+          log(f"{prefix}   {line}")
+      if done and not chunk:
+        return
+      if not chunk:
+        time.sleep(poll_s)
 
 
 def _terminated_with_parent(argv: list[str]) -> list[str]:

@@ -126,6 +126,12 @@ def test_sweep_skips_finished_and_resumes_interrupted(tmp_path):
   for seed in (0, 1):
     assert (out / f"long_seed{seed}" / "embeddings_final.npz").exists()
     assert _epochs(out / f"long_seed{seed}" / "metrics.jsonl") == [1, 75, 150]
+  # The sweep repeats each run's progress lines (logged epochs, "done:") after its prefix.
+  progress = [l for l in lines if "long_seed1" in l and l.split("long_seed1", 1)[1].startswith(
+      "   ")]
+  assert any(" epoch  150 " in l for l in progress), lines
+  assert any(" done: epoch 150" in l for l in progress), lines
+  assert any(l.split("long_seed1", 1)[1].strip().startswith("epoch    1 ") for l in progress)
   # The UFM run solved docs/theory.md#ref-thm1's problem: the Thm 1 value at tau = 1.
   result = json.loads((out / "ufm_plus" / "result.json").read_text())
   assert result["loss"] == pytest.approx(61.824906, abs=1e-5)
