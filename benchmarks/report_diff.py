@@ -58,8 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"verdicts: {len(verdicts(before))} before, {len(verdicts(after))} after, "
         f"{'the same' if same else 'DIFFERENT'}")
   lines = differences(before, after)
-  print(f"{len(lines)} other differences (timings and paths skipped)")
-  print("\n".join(lines))
+  try:
+    print(f"{len(lines)} other differences (timings and paths skipped)")
+    print("\n".join(lines), flush=True)
+  except BrokenPipeError:   # piped into `head`: the reader has what it wanted
+    sys.stdout = None
   return 0
 
 
