@@ -83,3 +83,23 @@ def test_the_demo_figures_come_from_the_demo_report(tmp_path):
   assert code == 0
   for file in ("fig_gram_heatmaps", "fig_curves_0", "fig_angles_0", "fig_loss_floor_0"):
     assert _png(docs / "demo" / f"{file}.png")
+
+
+def test_an_optional_line_without_runs_is_left_out_and_said_so(tmp_path, capsys):
+  root = tmp_path / "runs"
+  spec = next(s for s in figures.FIGURES if s.stem == "e1_fashion_mnist_resnet")
+  assert spec.optional == ("fashion_mnist_resnet_relu_R1",)
+  required = [n for n in spec.needs if n not in spec.optional]
+  for name in required[1:]:
+    _train(root, name, 0, [1.0, 0.5, 0.15, 0.05])
+  docs = tmp_path / "docs"
+  # A required line missing still stops the figure ...
+  assert figures.main([str(root), "--docs", str(docs), "--only", spec.stem]) == 2
+  assert f"needs {required[0]}[_seedK]" in capsys.readouterr().err
+  assert not (docs / "results" / f"{spec.stem}.png").exists()
+  # ... the optional one does not: the figure is drawn and the output names what it lacks.
+  _train(root, required[0], 0, [1.0, 0.4, 0.1, 0.02])
+  assert figures.main([str(root), "--docs", str(docs), "--only", spec.stem]) == 0
+  out = capsys.readouterr().out
+  assert "drawn without fashion_mnist_resnet_relu_R1" in out
+  assert _png(docs / "results" / f"{spec.stem}.png")
