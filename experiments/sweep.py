@@ -62,7 +62,7 @@ from deepnet import config as config_lib
 from deepnet import workdir as workdir_lib
 from experiments import __version__, report as report_lib, reuse, spec
 from experiments.spec import (DEFAULT_SEEDS, PRESETS, REPO, expand_seeds, load_experiment,
-                              parse_seeds, seed_list, validate)
+                              parse_seeds, validate)
 from geometry import runfiles
 
 MARKERS = {"ufm": "result.json", "train": "embeddings_final.npz"}
@@ -419,8 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       validate(exp)
     out = Path(args.out) if args.out else default_out(exp)
     runs = expand_seeds(exp)
-    over = (f" (training runs over {len(seed_list(exp['seeds']))} seeds)"
-            if any(r["kind"] == "train" for r in runs) else "")
+    # The seeds the training runs use: those the experiment sets per run, else its "seeds".
+    train_seeds = sorted({r["overrides"].get("seed") for r in runs if r["kind"] == "train"}
+                         - {None})
+    over = (f" (training runs over seeds {', '.join(map(str, train_seeds))})"
+            if train_seeds else "")
     print(f"experiment {exp['name']} ({exp['title']}), preset {args.preset}: "
           f"{len(runs)} runs{over} into {out}")
     summary = run_experiment(exp, out, dry_run=args.dry_run, only=args.only,
