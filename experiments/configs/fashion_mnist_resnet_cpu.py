@@ -10,8 +10,8 @@ the MLP recipe's n_max = 100 keeps one), and the network is the paper's ResNet-1
 BatchNorm) at width 1/8 (channels 8-16-32-64, embedding dimension d = 64 >= K), the width at
 which a step on 2 cores is fast enough for the epochs the geometry needs.
 
-WHY tau = 0.2 and 70 epochs (x0.1 after 54): at the paper's tau = 0.1 no run of 10 or 20 minutes
-reached the OF on the tuning seed; the pull that separates the last close class means after the
+WHY tau = 0.2 and 70 epochs (x0.1 after 54): at the paper's tau = 0.1 no run within the CPU
+budget reached the OF on the tuning seed; the pull that separates the last close class means after the
 fit grows like exp(-(1 - c) / tau) / tau, and the epochs after the lr decay are where the
 geometry settles (docs/results.md#resnet-18-on-fashion-mnist has the runs, seed by seed).
 

@@ -6,7 +6,7 @@ and R = 100), with the same five checks:
 
 - ``fashion_mnist_resnet``: ResNet-18 at width 1/8 on Fashion-MNIST with n_max = 500
   (experiments/configs/fashion_mnist_resnet_cpu.py: 5 images per minority class at R = 100),
-  about 10 minutes a run on 2 cores (R = 1, twice the images, about 20);
+  sized so that a run fits the CPU budget of docs/results.md (R = 1 has twice the images);
 - ``fashion_mnist_full``: the CPU recipe's MLP at the paper's class sizes, batch size and
   epochs (experiments/configs/fashion_mnist_full.py: n_max = 5,000, batch 50, 350 epochs).
 

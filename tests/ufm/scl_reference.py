@@ -85,7 +85,13 @@ def minimize(labels, dim: int, tau: float, *, relu: bool, batches=None, starts: 
       best = res
   h, _ = _rows(best.x.reshape(n, dim), relu)
   if relu:
-    h = _snap_to_boundary(h, loss_and_grad(h, labels, tau, batches)[1])
+    # Repeated: setting entries to 0 moves the others' tangent gradients, and an entry that a
+    # first pass left (its gradient then pointing inwards) can head for 0 at the new point.
+    for _ in range(5):
+      snapped = _snap_to_boundary(h, loss_and_grad(h, labels, tau, batches)[1])
+      if np.array_equal(snapped == 0, h == 0):
+        break
+      h = snapped
   value, g = loss_and_grad(h, labels, tau, batches)
   return value, h, feasible_grad_norm(h, g, relu)
 
